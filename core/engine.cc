@@ -1,0 +1,80 @@
+#include "core/engine.h"
+
+#include <exception>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "tbb/blocked_range.h"
+#include "tbb/parallel_for.h"
+#include "tbb/task_arena.h"
+#include "tbb/task_group.h"
+
+namespace rtnq {
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+  if (options.threads < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("threads must be >= 0 (0 = all cores), got ", options.threads));
+  }
+  const KernelTable* kernels = &BestKernels();
+  if (!options.kernels.empty()) {
+    kernels = KernelsByName(options.kernels);
+    if (kernels == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kernels \"", options.kernels,
+          "\" is unknown or not supported by this CPU (use reference, avx2 or avx512)"));
+    }
+  }
+  int threads = options.threads;
+  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::unique_ptr<Engine>(new Engine(threads, kernels));
+}
+
+Engine::Engine(int threads, const KernelTable* kernels)
+    : threads_(threads),
+      kernels_(kernels),
+      arena_(std::make_unique<tbb::task_arena>(threads)) {}
+
+Engine::~Engine() = default;
+
+absl::Status Engine::ParallelFor(int64_t num_blocks, const std::function<void(int64_t)>& fn,
+                                 const std::atomic<bool>* cancel) const {
+  auto cancelled = [cancel] { return cancel != nullptr && cancel->load(std::memory_order_relaxed); };
+  if (threads_ == 1 || num_blocks <= 1) {
+    // The serial driver: same per-block work, no arena hop.
+    try {
+      for (int64_t b = 0; b < num_blocks; ++b) {
+        if (cancelled()) return absl::CancelledError("quantization cancelled");
+        fn(b);
+      }
+    } catch (const std::exception& e) {
+      return absl::InternalError(absl::StrCat("quantization task failed: ", e.what()));
+    }
+    return absl::OkStatus();
+  }
+  tbb::task_group_context ctx;
+  std::string error;
+  arena_->execute([&] {
+    try {
+      tbb::parallel_for(
+          tbb::blocked_range<int64_t>(0, num_blocks, 1),
+          [&](const tbb::blocked_range<int64_t>& r) {
+            for (int64_t b = r.begin(); b != r.end(); ++b) {
+              if (cancelled()) {
+                ctx.cancel_group_execution();
+                return;
+              }
+              fn(b);
+            }
+          },
+          tbb::simple_partitioner(), ctx);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  if (!error.empty()) return absl::InternalError(absl::StrCat("quantization task failed: ", error));
+  if (cancelled()) return absl::CancelledError("quantization cancelled");
+  return absl::OkStatus();
+}
+
+}  // namespace rtnq

@@ -1,0 +1,68 @@
+// The row kernels behind every quantization, as a table of function pointers chosen once at
+// start-up (scalar reference twin, AVX2 or AVX-512). Kernels allocate nothing and validate
+// nothing: callers pass finite values and correctly sized buffers.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "core/kernels/kernel_params.h"
+
+namespace rtnq {
+
+/// Quantizes one row of `n` floats in consecutive groups of `group_size` (the last group may be
+/// shorter). Writes per element the code byte (signed codes as two's complement), per group
+/// the scale and (asym only, else `zeros` may be null) the zero point, and, if `deq` is not
+/// null, the dequantized value.
+using QuantRowFn = void (*)(const float* __restrict x, int64_t n, int64_t group_size,
+                            const KernelParams& p, float quantile, uint8_t* __restrict codes,
+                            float* __restrict scales, int32_t* __restrict zeros,
+                            float* __restrict deq);
+
+/// For each of `nq` quantiles, adds to loss[k] the sum over the row of
+/// (x - dequantized_k(x))^2, the difference taken in float32 and squared and summed in double.
+using RowLossFn = void (*)(const float* __restrict x, int64_t n, int64_t group_size,
+                           const KernelParams& p, const float* __restrict quantiles, int nq,
+                           double* __restrict loss);
+
+/// Dequantizes a row from codes with given (possibly double-quantized) scales and zero points.
+using DequantRowFn = void (*)(const uint8_t* __restrict codes, int64_t n, int64_t group_size,
+                              const KernelParams& p, const float* __restrict scales,
+                              const int32_t* __restrict zeros, float* __restrict out);
+
+/// Element conversions between storage types and float32.
+using ToFloatFn = void (*)(const uint16_t* __restrict in, int64_t n, float* __restrict out);
+using FromFloatFn = void (*)(const float* __restrict in, int64_t n, uint16_t* __restrict out);
+
+/// Error statistics of one row: sum of squared errors and of squared originals (double), and the
+/// largest absolute error. `approx` is compared against `orig` element by element.
+struct RowErrorStats {
+  double sse = 0;
+  double sum_sq = 0;
+  float max_abs = 0;
+};
+
+/// One implementation of every kernel.
+struct KernelTable {
+  std::string_view name;  ///< "reference", "avx2" or "avx512"
+  QuantRowFn quant_row;
+  RowLossFn row_loss;
+  DequantRowFn dequant_row;
+  ToFloatFn bf16_to_float;
+  ToFloatFn f16_to_float;
+  FromFloatFn float_to_bf16;
+  FromFloatFn float_to_f16;
+};
+
+/// The scalar twin: the spec in code, and what the SIMD tables are tested against.
+const KernelTable& ReferenceKernels();
+/// The best table this CPU supports (chosen once); ReferenceKernels() when none applies.
+const KernelTable& BestKernels();
+/// A table by name ("reference", "avx2", "avx512"); nullptr if unknown or unsupported here.
+const KernelTable* KernelsByName(std::string_view name);
+
+/// Row error statistics (used for metrics; plain C++ so every table shares one summation order).
+RowErrorStats ComputeRowError(const float* __restrict orig, const float* __restrict approx,
+                              int64_t n);
+
+}  // namespace rtnq

@@ -1,0 +1,150 @@
+// The scalar reference twin: reads like ../shared/spec/RTN.md and defines the expected bits for
+// every SIMD kernel.
+#include <algorithm>
+#include <cmath>
+
+#include "core/dtype.h"
+#include "core/kernels/group_math.h"
+#include "core/kernels/kernels.h"
+
+namespace rtnq {
+namespace {
+
+void MinMax(const float* x, int64_t n, float& mn, float& mx) {
+  mn = x[0];
+  mx = x[0];
+  for (int64_t i = 1; i < n; ++i) {
+    mn = std::min(mn, x[i]);
+    mx = std::max(mx, x[i]);
+  }
+}
+
+// The group's scale (and zero point) from its extremes, as the spec orders the float32 steps.
+IntGroupScale GroupScale(const float* g, int64_t n, const KernelParams& p, float quantile) {
+  float mn, mx;
+  MinMax(g, n, mn, mx);
+  if (p.mode == KernelMode::kTable) {
+    return {ComputeTableScale(std::max(std::fabs(mn), std::fabs(mx)), *p.table, quantile), 0.0f};
+  }
+  return ComputeIntScale(mn, mx, p, quantile);
+}
+
+// Quantizes n values with a known scale; `deq` may be null.
+void QuantizeWithScale(const float* g, int64_t n, const KernelParams& p, IntGroupScale s,
+                       uint8_t* codes, float* deq) {
+  if (p.mode == KernelMode::kTable) {
+    const Float4Table& t = *p.table;
+    for (int64_t i = 0; i < n; ++i) {
+      const int idx = TableIndex(g[i] / s.scale, t);
+      codes[i] = static_cast<uint8_t>(t.codes[idx]);
+      if (deq) deq[i] = t.values[idx] * s.scale;
+    }
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    float q = std::nearbyint(g[i] / s.scale);
+    if (p.mode == KernelMode::kAsym) q += s.zp;
+    q = std::min(std::max(q, p.minq), p.maxq);
+    codes[i] = CodeByte(q);
+    if (deq) deq[i] = (p.mode == KernelMode::kAsym ? q - s.zp : q) * s.scale;
+  }
+}
+
+void QuantRowRef(const float* __restrict x, int64_t n, int64_t group_size, const KernelParams& p,
+                 float quantile, uint8_t* __restrict codes, float* __restrict scales,
+                 int32_t* __restrict zeros, float* __restrict deq) {
+  for (int64_t g = 0, start = 0; start < n; ++g, start += group_size) {
+    const int64_t len = std::min(group_size, n - start);
+    const IntGroupScale s = GroupScale(x + start, len, p, quantile);
+    QuantizeWithScale(x + start, len, p, s, codes + start, deq ? deq + start : nullptr);
+    scales[g] = s.scale;
+    if (zeros && p.mode == KernelMode::kAsym) zeros[g] = static_cast<int32_t>(s.zp);
+  }
+}
+
+// Order of summation (the SIMD twins may differ in the last bits): per group and quantile, the
+// squared errors of each slice of up to kSlice elements are summed in element order, then the
+// slice sum is added to loss[k].
+void RowLossRef(const float* __restrict x, int64_t n, int64_t group_size, const KernelParams& p,
+                const float* __restrict quantiles, int nq, double* __restrict loss) {
+  constexpr int64_t kSlice = 1024;
+  float deq[kSlice];
+  uint8_t codes[kSlice];
+  for (int64_t start = 0; start < n; start += group_size) {
+    const int64_t len = std::min(group_size, n - start);
+    for (int k = 0; k < nq; ++k) {
+      const IntGroupScale s = GroupScale(x + start, len, p, quantiles[k]);
+      for (int64_t off = 0; off < len; off += kSlice) {
+        const int64_t m = std::min(kSlice, len - off);
+        const float* g = x + start + off;
+        QuantizeWithScale(g, m, p, s, codes, deq);
+        double sum = 0;
+        for (int64_t i = 0; i < m; ++i) {
+          const double d = static_cast<double>(g[i] - deq[i]);
+          sum += d * d;
+        }
+        loss[k] += sum;
+      }
+    }
+  }
+}
+
+void DequantRowRef(const uint8_t* __restrict codes, int64_t n, int64_t group_size,
+                   const KernelParams& p, const float* __restrict scales,
+                   const int32_t* __restrict zeros, float* __restrict out) {
+  for (int64_t g = 0, start = 0; start < n; ++g, start += group_size) {
+    const int64_t len = std::min(group_size, n - start);
+    const float scale = scales[g];
+    if (p.mode == KernelMode::kTable) {
+      for (int64_t i = 0; i < len; ++i) {
+        out[start + i] = p.table->value_by_nibble[codes[start + i] & 15] * scale;
+      }
+    } else if (p.mode == KernelMode::kAsym) {
+      const float zp = static_cast<float>(zeros[g]);
+      for (int64_t i = 0; i < len; ++i) {
+        out[start + i] = (static_cast<float>(codes[start + i]) - zp) * scale;
+      }
+    } else {
+      for (int64_t i = 0; i < len; ++i) {
+        out[start + i] = static_cast<float>(static_cast<int8_t>(codes[start + i])) * scale;
+      }
+    }
+  }
+}
+
+void Bf16ToFloatRef(const uint16_t* __restrict in, int64_t n, float* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(in[i]);
+}
+void F16ToFloatRef(const uint16_t* __restrict in, int64_t n, float* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat(in[i]);
+}
+void FloatToBf16Ref(const float* __restrict in, int64_t n, uint16_t* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = FloatToBf16(in[i]);
+}
+void FloatToF16Ref(const float* __restrict in, int64_t n, uint16_t* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = FloatToHalf(in[i]);
+}
+
+}  // namespace
+
+const KernelTable& ReferenceKernels() {
+  static const KernelTable table = {"reference",    QuantRowRef,    RowLossRef,
+                                    DequantRowRef,  Bf16ToFloatRef, F16ToFloatRef,
+                                    FloatToBf16Ref, FloatToF16Ref};
+  return table;
+}
+
+RowErrorStats ComputeRowError(const float* __restrict orig, const float* __restrict approx,
+                              int64_t n) {
+  RowErrorStats s;
+  for (int64_t i = 0; i < n; ++i) {
+    const double o = orig[i];
+    const double d = o - static_cast<double>(approx[i]);
+    s.sse += d * d;
+    s.sum_sq += o * o;
+    s.max_abs = std::max(s.max_abs, static_cast<float>(std::fabs(d)));
+  }
+  return s;
+}
+
+}  // namespace rtnq

@@ -1,0 +1,64 @@
+// Per-layer overrides (INC's weight_config): which config applies to which tensor, and why.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/quant_config.h"
+
+namespace rtnq {
+
+/// One weight_config entry: a key and the fields it overrides.
+struct WeightConfigEntry {
+  std::string key;  ///< exact tensor name, layer name, glob (`*`), or `re:<regex>` (full match)
+  QuantConfigPatch patch;
+};
+
+/// The config that applies to one tensor and the entry that decided it.
+struct ResolvedConfig {
+  QuantConfig config;
+  /// Key of the deciding weight_config entry; empty when the session default applied.
+  std::string decided_by;
+  /// "default", "tensor", "layer" or "pattern".
+  std::string match_kind;
+};
+
+/// Resolves tensor names against a session default plus weight_config entries.
+/// Precedence: exact tensor name > exact layer name (tensor `a.b.fc1.weight` matches key
+/// `a.b.fc1`) > patterns (longest key first, then first listed). Only one entry applies; it
+/// overrides only the fields it sets on top of the default.
+class WeightConfigResolver {
+ public:
+  /// Validates the default and every entry (regexes compile, each merged config is valid);
+  /// errors name the entry key and field.
+  static absl::StatusOr<WeightConfigResolver> Create(QuantConfig default_config,
+                                                     std::vector<WeightConfigEntry> entries);
+
+  /// The config for `tensor_name`.
+  ResolvedConfig Resolve(std::string_view tensor_name) const;
+
+  const QuantConfig& default_config() const { return default_; }
+  const std::vector<WeightConfigEntry>& entries() const { return entries_; }
+
+  WeightConfigResolver(WeightConfigResolver&&) noexcept;
+  WeightConfigResolver& operator=(WeightConfigResolver&&) noexcept;
+  ~WeightConfigResolver();
+
+ private:
+  struct Compiled;
+  WeightConfigResolver(QuantConfig d, std::vector<WeightConfigEntry> e,
+                       std::unique_ptr<Compiled> c);
+  QuantConfig default_;
+  std::vector<WeightConfigEntry> entries_;
+  std::unique_ptr<Compiled> compiled_;
+};
+
+/// Parses a session config JSON object: the default config keys at top level (as
+/// ParseConfigPatchJson accepts) plus an optional "weight_config": {key: {fields}} object.
+/// Unknown keys anywhere are errors.
+absl::StatusOr<WeightConfigResolver> ParseSessionConfigJson(std::string_view json_text);
+
+}  // namespace rtnq
