@@ -1,1 +1,450 @@
-// placeholder
+#include "core/quantize.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/double_quant.h"
+#include "core/row_pass.h"
+#include "core/status_macros.h"
+
+namespace rtnq {
+namespace {
+
+using internal::RowPass;
+using internal::RowScratch;
+using internal::ThreadScratch;
+
+// Rows per parallel block: fixed by the row width alone, so block boundaries (and with them the
+// order of every reduction) do not depend on the thread count.
+int64_t RowsPerBlock(int64_t cols) { return std::max<int64_t>(1, (int64_t{1} << 16) / cols); }
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+absl::Status TensorError(const std::string& name, absl::StatusCode code, absl::string_view msg) {
+  return absl::Status(code, absl::StrCat("tensor \"", name, "\": ", msg));
+}
+
+// Cache-blocked transpose of a [r, c] matrix of T into [c, r].
+template <typename T>
+void Transpose(const T* src, int64_t r, int64_t c, T* dst) {
+  constexpr int64_t kTile = 32;
+  for (int64_t i0 = 0; i0 < r; i0 += kTile) {
+    for (int64_t j0 = 0; j0 < c; j0 += kTile) {
+      const int64_t i1 = std::min(r, i0 + kTile), j1 = std::min(c, j0 + kTile);
+      for (int64_t i = i0; i < i1; ++i) {
+        for (int64_t j = j0; j < j1; ++j) dst[j * r + i] = src[i * c + j];
+      }
+    }
+  }
+}
+
+void TransposeBytes(const std::vector<uint8_t>& src, int elem, int64_t r, int64_t c,
+                    std::vector<uint8_t>& dst) {
+  dst.resize(src.size());
+  switch (elem) {
+    case 1:
+      Transpose(src.data(), r, c, dst.data());
+      break;
+    case 2:
+      Transpose(reinterpret_cast<const uint16_t*>(src.data()), r, c,
+                reinterpret_cast<uint16_t*>(dst.data()));
+      break;
+    default:
+      Transpose(reinterpret_cast<const uint32_t*>(src.data()), r, c,
+                reinterpret_cast<uint32_t*>(dst.data()));
+  }
+}
+
+float ElementAsFloat(const uint8_t* p, ElemType t) {
+  uint16_t h;
+  switch (t) {
+    case ElemType::kBF16:
+      std::memcpy(&h, p, 2);
+      return Bf16ToFloat(h);
+    case ElemType::kF16:
+      std::memcpy(&h, p, 2);
+      return HalfToFloat(h);
+    default: {
+      float f;
+      std::memcpy(&f, p, 4);
+      return f;
+    }
+  }
+}
+
+// Lowest flat index of a non-finite element seen by any thread.
+class FirstBad {
+ public:
+  void Record(int64_t index) {
+    int64_t cur = index_.load(std::memory_order_relaxed);
+    while (index < cur && !index_.compare_exchange_weak(cur, index)) {
+    }
+  }
+  int64_t index() const { return index_.load(); }
+  bool found() const { return index() != kNone; }
+
+ private:
+  static constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+  std::atomic<int64_t> index_{kNone};
+};
+
+// The matrix actually quantized: the tensor's 2-D view, or its transpose for group_dim 0.
+struct WorkMatrix {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const uint8_t* data = nullptr;
+  ElemType dtype = ElemType::kF32;
+  std::vector<float> transposed;  // owns the data for group_dim 0
+  int64_t row_bytes() const { return cols * ElemSize(dtype); }
+};
+
+// Spec "MSE clip search": 40 ratios 1 - i/200, mean squared error over the whole tensor, the
+// first strictly smallest wins. Every ratio is evaluated per row while the row is in cache.
+absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const WorkMatrix& m,
+                                      const Engine& engine, const std::atomic<bool>* cancel,
+                                      FirstBad& bad) {
+  constexpr int kRatios = 40;
+  std::array<float, kRatios> ratios;
+  for (int i = 0; i < kRatios; ++i) ratios[i] = static_cast<float>(1.0 - i / 200.0);
+  const int64_t per_block = RowsPerBlock(m.cols);
+  const int64_t blocks = (m.rows + per_block - 1) / per_block;
+  std::vector<std::array<double, kRatios>> partial(blocks);
+  RETURN_IF_ERROR(engine.ParallelFor(
+      blocks,
+      [&](int64_t b) {
+        RowScratch& scratch = ThreadScratch(m.cols);
+        partial[b].fill(0.0);
+        const int64_t end = std::min(m.rows, (b + 1) * per_block);
+        for (int64_t r = b * per_block; r < end; ++r) {
+          const float* x = pass.AsFloat(m.data + r * m.row_bytes(), scratch);
+          if (int64_t c = RowPass::FirstNonFinite(x, m.cols); c >= 0) {
+            bad.Record(r * m.cols + c);
+            continue;
+          }
+          pass.kernels->row_loss(x, m.cols, pass.group_size, pass.params, ratios.data(), kRatios,
+                                 partial[b].data());
+        }
+      },
+      cancel));
+  std::array<double, kRatios> total{};
+  for (const auto& p : partial) {
+    for (int k = 0; k < kRatios; ++k) total[k] += p[k];
+  }
+  const double n = static_cast<double>(m.rows) * static_cast<double>(m.cols);
+  int best = 0;
+  for (int k = 1; k < kRatios; ++k) {
+    if (total[k] / n < total[best] / n) best = k;
+  }
+  return ratios[best];
+}
+
+QuantizedTensor PassThrough(const TensorInput& input, const QuantConfig& config,
+                            const QuantizeOptions& options, std::string reason, int64_t elements) {
+  QuantizedTensor out;
+  out.name = input.name;
+  out.dtype = input.dtype;
+  out.shape = input.shape;
+  out.config = config;
+  out.quantized = false;
+  out.skip_reason = std::move(reason);
+  if (options.fake_quant) out.fake.assign(input.data.begin(), input.data.end());
+  out.metrics.elements = elements;
+  out.metrics.snr_db = std::numeric_limits<double>::infinity();
+  return out;
+}
+
+}  // namespace
+
+int64_t QuantizedTensor::scale_rows() const {
+  return config.group_dim == 0 ? GroupsPerRow(rows, group_size) : rows;
+}
+int64_t QuantizedTensor::scale_cols() const {
+  return config.group_dim == 0 ? cols : GroupsPerRow(cols, group_size);
+}
+
+absl::StatusOr<int64_t> ValidateTensorInput(const TensorInput& input) {
+  if (input.name.empty()) return absl::InvalidArgumentError("tensor name is empty");
+  int64_t elements = 1;
+  for (size_t i = 0; i < input.shape.size(); ++i) {
+    const int64_t d = input.shape[i];
+    if (d < 0) {
+      return TensorError(input.name, absl::StatusCode::kInvalidArgument,
+                         absl::StrCat("dimension ", i, " of shape ", ShapeString(input.shape),
+                                      " is negative"));
+    }
+    if (__builtin_mul_overflow(elements, d, &elements)) {
+      return TensorError(input.name, absl::StatusCode::kInvalidArgument,
+                         absl::StrCat("element count of shape ", ShapeString(input.shape),
+                                      " overflows 64 bits"));
+    }
+  }
+  int64_t bytes;
+  if (__builtin_mul_overflow(elements, int64_t{ElemSize(input.dtype)}, &bytes)) {
+    return TensorError(input.name, absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("byte size of shape ", ShapeString(input.shape),
+                                    " overflows 64 bits"));
+  }
+  if (static_cast<int64_t>(input.data.size()) != bytes) {
+    return TensorError(input.name, absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("shape ", ShapeString(input.shape), " with dtype ",
+                                    ElemTypeName(input.dtype), " needs ", bytes, " bytes, got ",
+                                    input.data.size()));
+  }
+  return elements;
+}
+
+absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const QuantConfig& config,
+                                               const QuantizeOptions& options,
+                                               const Engine& engine) {
+  const auto start = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(const int64_t elements, ValidateTensorInput(input));
+  if (absl::Status s = ValidateConfig(config); !s.ok()) {
+    return TensorError(input.name, s.code(), s.message());
+  }
+  if (config.dtype == QuantDtype::kFp32) {
+    return PassThrough(input, config, options, "config dtype is fp32", elements);
+  }
+  if (input.shape.empty()) {
+    return PassThrough(input, config, options, "0-D tensor (scalar)", elements);
+  }
+  if (input.shape.size() == 1 && !options.quantize_1d) {
+    return PassThrough(input, config, options, "1-D tensor (bias or norm)", elements);
+  }
+  if (!IsQuantizableFloat(input.dtype)) {
+    return TensorError(input.name, absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("dtype ", ElemTypeName(input.dtype),
+                                    " cannot be quantized (only F32, F16 and BF16 can)"));
+  }
+  if (elements == 0) {
+    return TensorError(input.name, absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("shape ", ShapeString(input.shape),
+                                    " has no elements: nothing to quantize"));
+  }
+
+  QuantizedTensor out;
+  out.name = input.name;
+  out.dtype = input.dtype;
+  out.shape = input.shape;
+  out.config = config;
+  out.quantized = true;
+  out.rows = input.shape.size() == 1 ? 1 : input.shape[0];
+  out.cols = elements / out.rows;
+
+  // group_dim 0 quantizes the transpose, whose rows are the tensor's columns.
+  const bool transposed = config.group_dim == 0;
+  WorkMatrix m;
+  if (transposed) {
+    m.rows = out.cols;
+    m.cols = out.rows;
+    m.dtype = ElemType::kF32;
+    m.transposed.resize(elements);
+    const int esize = ElemSize(input.dtype);
+    for (int64_t r = 0; r < out.rows; ++r) {
+      for (int64_t c = 0; c < out.cols; ++c) {
+        m.transposed[c * out.rows + r] =
+            ElementAsFloat(input.data.data() + (r * out.cols + c) * esize, input.dtype);
+      }
+    }
+    m.data = reinterpret_cast<const uint8_t*>(m.transposed.data());
+  } else {
+    m.rows = out.rows;
+    m.cols = out.cols;
+    m.dtype = input.dtype;
+    m.data = input.data.data();
+  }
+
+  RowPass pass;
+  pass.kernels = &engine.kernels();
+  pass.params = MakeKernelParams(config);
+  pass.quantile = static_cast<float>(config.quantile);
+  pass.cols = m.cols;
+  pass.group_size = EffectiveGroupSize(config.group_size, m.cols);
+  pass.groups_per_row = GroupsPerRow(m.cols, pass.group_size);
+  pass.in_dtype = m.dtype;
+  pass.out_dtype = input.dtype;
+  out.group_size = pass.group_size;
+
+  FirstBad bad;
+  auto nonfinite_result = [&]() -> absl::StatusOr<QuantizedTensor> {
+    const int64_t wr = bad.index() / m.cols, wc = bad.index() % m.cols;
+    const int64_t r = transposed ? wc : wr, c = transposed ? wr : wc;
+    const float v = ElementAsFloat(input.data.data() + (r * out.cols + c) * ElemSize(input.dtype),
+                                   input.dtype);
+    const std::string where = absl::StrCat("element [", r, ", ", c, "] is ", v);
+    if (options.pass_nonfinite) {
+      return PassThrough(input, config, options, absl::StrCat("non-finite values (", where, ")"),
+                         elements);
+    }
+    return TensorError(input.name, absl::StatusCode::kInvalidArgument,
+                       absl::StrCat(where, "; NaN/Inf weights cannot be quantized (ask to pass "
+                                           "such tensors through to keep them unquantized)"));
+  };
+
+  if (config.enable_mse_search) {
+    ASSIGN_OR_RETURN(pass.quantile, SearchClipRatio(pass, m, engine, options.cancel, bad));
+    if (bad.found()) return nonfinite_result();
+  }
+
+  const bool dq = config.double_quant();
+  const bool keep_codes = options.codes || dq;
+  const bool asym = pass.params.mode == KernelMode::kAsym;
+  const int64_t G = pass.groups_per_row;
+  const int out_esize = ElemSize(input.dtype);
+  std::vector<uint8_t> codes(keep_codes ? elements : 0);
+  std::vector<float> scales(m.rows * G);
+  std::vector<int32_t> zeros(asym ? m.rows * G : 0);
+  // Fake output in the work layout: the result itself unless it must be transposed back.
+  std::vector<uint8_t> work_fake_storage;
+  std::vector<uint8_t>& work_fake = transposed ? work_fake_storage : out.fake;
+  if (options.fake_quant) work_fake.resize(elements * out_esize);
+  std::vector<RowErrorStats> stats(m.rows);
+
+  // Dequantized rows become fake output and metrics here (after double quant when enabled).
+  auto emit_row = [&](int64_t r, const float* x, const float* deq, RowScratch& scratch) {
+    uint8_t* fake = options.fake_quant ? work_fake.data() + r * m.cols * out_esize : nullptr;
+    stats[r] = pass.Emit(x, deq, fake, scratch);
+  };
+  const int64_t per_block = RowsPerBlock(m.cols);
+  const int64_t blocks = (m.rows + per_block - 1) / per_block;
+  RETURN_IF_ERROR(engine.ParallelFor(
+      blocks,
+      [&](int64_t b) {
+        RowScratch& scratch = ThreadScratch(m.cols);
+        const int64_t end = std::min(m.rows, (b + 1) * per_block);
+        for (int64_t r = b * per_block; r < end; ++r) {
+          const float* x = pass.AsFloat(m.data + r * m.row_bytes(), scratch);
+          if (int64_t c = RowPass::FirstNonFinite(x, m.cols); c >= 0) {
+            bad.Record(r * m.cols + c);
+            continue;
+          }
+          uint8_t* row_codes = keep_codes ? codes.data() + r * m.cols : scratch.codes.data();
+          pass.Quantize(x, row_codes, scales.data() + r * G, asym ? zeros.data() + r * G : nullptr,
+                        scratch.deq.data());
+          if (!dq) emit_row(r, x, scratch.deq.data(), scratch);
+        }
+      },
+      options.cancel));
+  if (bad.found()) return nonfinite_result();
+
+  if (pass.params.mode != KernelMode::kTable) {
+    // A scale of 0 or Inf (weights near the float32 limits) would give NaN outputs; the reference
+    // silently returns them, rtnq refuses.
+    for (int64_t i = 0; i < m.rows * G; ++i) {
+      if (!std::isfinite(scales[i]) || scales[i] == 0.0f) {
+        return TensorError(
+            input.name, absl::StatusCode::kInvalidArgument,
+            absl::StrCat("group ", i % G, " of row ", i / G, " has scale ", scales[i],
+                         ": its values are too close to the float32 limits to quantize"));
+      }
+    }
+  }
+
+  if (dq) {
+    DoubleQuantizeScales(config, engine.kernels(), scales);
+    RETURN_IF_ERROR(engine.ParallelFor(
+        blocks,
+        [&](int64_t b) {
+          RowScratch& scratch = ThreadScratch(m.cols);
+          const int64_t end = std::min(m.rows, (b + 1) * per_block);
+          for (int64_t r = b * per_block; r < end; ++r) {
+            const float* x = pass.AsFloat(m.data + r * m.row_bytes(), scratch);
+            pass.kernels->dequant_row(codes.data() + r * m.cols, m.cols, pass.group_size,
+                                      pass.params, scales.data() + r * G,
+                                      asym ? zeros.data() + r * G : nullptr, scratch.deq.data());
+            emit_row(r, x, scratch.deq.data(), scratch);
+          }
+        },
+        options.cancel));
+  }
+
+  if (transposed) {
+    if (options.fake_quant) TransposeBytes(work_fake_storage, out_esize, m.rows, m.cols, out.fake);
+    if (options.codes) {
+      TransposeBytes(codes, 1, m.rows, m.cols, out.codes);
+      out.scales.resize(scales.size());
+      Transpose(scales.data(), m.rows, G, out.scales.data());
+      out.zeros.resize(zeros.size());
+      Transpose(zeros.data(), m.rows, G, out.zeros.data());
+    }
+  } else if (options.codes) {
+    out.codes = std::move(codes);
+    out.scales = std::move(scales);
+    out.zeros = std::move(zeros);
+  }
+
+  const RowErrorStats total = internal::SumStats(stats);
+  TensorMetrics& mt = out.metrics;
+  mt.elements = elements;
+  mt.groups = m.rows * G;
+  mt.mse = total.sse / static_cast<double>(elements);
+  mt.max_abs_error = total.max_abs;
+  mt.snr_db = total.sse == 0 ? std::numeric_limits<double>::infinity()
+                             : 10.0 * std::log10(total.sum_sq / total.sse);
+  mt.clip_ratio = pass.quantile;
+  out.config.quantile = pass.quantile;
+  mt.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+absl::StatusOr<std::vector<float>> DequantizeCodes(const QuantizedTensor& q, const Engine& engine) {
+  if (!q.quantized) {
+    return TensorError(q.name, absl::StatusCode::kFailedPrecondition, "tensor was not quantized");
+  }
+  const int64_t n = q.rows * q.cols;
+  const KernelParams params = MakeKernelParams(q.config);
+  const bool asym = params.mode == KernelMode::kAsym;
+  const int64_t expect_scales = q.scale_rows() * q.scale_cols();
+  if (static_cast<int64_t>(q.codes.size()) != n ||
+      static_cast<int64_t>(q.scales.size()) != expect_scales ||
+      (asym && static_cast<int64_t>(q.zeros.size()) != expect_scales)) {
+    return TensorError(q.name, absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("codes/scales/zeros sizes ", q.codes.size(), "/",
+                                    q.scales.size(), "/", q.zeros.size(), " do not match [",
+                                    q.rows, ", ", q.cols, "] with group size ", q.group_size));
+  }
+  // Work in the layout that was quantized so the same dequant kernel applies.
+  const bool transposed = q.config.group_dim == 0;
+  const int64_t R = transposed ? q.cols : q.rows, C = transposed ? q.rows : q.cols;
+  const int64_t G = GroupsPerRow(C, q.group_size);
+  std::vector<uint8_t> codes_t;
+  std::vector<float> scales_t;
+  std::vector<int32_t> zeros_t;
+  const uint8_t* codes = q.codes.data();
+  const float* scales = q.scales.data();
+  const int32_t* zeros = asym ? q.zeros.data() : nullptr;
+  if (transposed) {
+    TransposeBytes(q.codes, 1, q.rows, q.cols, codes_t);
+    scales_t.resize(q.scales.size());
+    Transpose(q.scales.data(), G, R, scales_t.data());
+    codes = codes_t.data();
+    scales = scales_t.data();
+    if (asym) {
+      zeros_t.resize(q.zeros.size());
+      Transpose(q.zeros.data(), G, R, zeros_t.data());
+      zeros = zeros_t.data();
+    }
+  }
+  std::vector<float> work(n);
+  const int64_t per_block = RowsPerBlock(C);
+  RETURN_IF_ERROR(engine.ParallelFor((R + per_block - 1) / per_block, [&](int64_t b) {
+    const int64_t end = std::min(R, (b + 1) * per_block);
+    for (int64_t r = b * per_block; r < end; ++r) {
+      engine.kernels().dequant_row(codes + r * C, C, q.group_size, params, scales + r * G,
+                                   zeros ? zeros + r * G : nullptr, work.data() + r * C);
+    }
+  }));
+  if (!transposed) return work;
+  std::vector<float> out(n);
+  Transpose(work.data(), R, C, out.data());
+  return out;
+}
+
+}  // namespace rtnq
