@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tbb/blocked_range.h"
+#include "tbb/info.h"
 #include "tbb/parallel_for.h"
 #include "tbb/task_arena.h"
 #include "tbb/task_group.h"
@@ -25,8 +26,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
           "\" is unknown or not supported by this CPU (use reference, avx2 or avx512)"));
     }
   }
-  int threads = options.threads;
-  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // More threads than the machine has only adds contention (and oneTBB caps its workers there).
+  const int hardware = std::max(1, tbb::info::default_concurrency());
+  const int threads = options.threads == 0 ? hardware : std::min(options.threads, hardware);
   return std::unique_ptr<Engine>(new Engine(threads, kernels));
 }
 

@@ -16,7 +16,7 @@ namespace rtnq {
 
 /// Options of an Engine; tests and main.cc files fill it directly.
 struct EngineOptions {
-  int threads = 0;           ///< worker threads in the arena; 0 = all hardware threads
+  int threads = 0;  ///< threads in the arena; 0 = all hardware threads (more are capped to that)
   std::string kernels = "";  ///< "" = best for this CPU; or "reference", "avx2", "avx512"
 };
 

@@ -371,8 +371,10 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
       TransposeBytes(codes, 1, m.rows, m.cols, out.codes);
       out.scales.resize(scales.size());
       Transpose(scales.data(), m.rows, G, out.scales.data());
-      out.zeros.resize(zeros.size());
-      Transpose(zeros.data(), m.rows, G, out.zeros.data());
+      if (asym) {
+        out.zeros.resize(zeros.size());
+        Transpose(zeros.data(), m.rows, G, out.zeros.data());
+      }
     }
   } else if (options.codes) {
     out.codes = std::move(codes);
