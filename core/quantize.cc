@@ -16,13 +16,11 @@
 namespace rtnq {
 namespace {
 
+using internal::FirstBad;
 using internal::RowPass;
+using internal::RowsPerBlock;
 using internal::RowScratch;
 using internal::ThreadScratch;
-
-// Rows per parallel block: fixed by the row width alone, so block boundaries (and with them the
-// order of every reduction) do not depend on the thread count.
-int64_t RowsPerBlock(int64_t cols) { return std::max<int64_t>(1, (int64_t{1} << 16) / cols); }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
@@ -79,22 +77,6 @@ float ElementAsFloat(const uint8_t* p, ElemType t) {
     }
   }
 }
-
-// Lowest flat index of a non-finite element seen by any thread.
-class FirstBad {
- public:
-  void Record(int64_t index) {
-    int64_t cur = index_.load(std::memory_order_relaxed);
-    while (index < cur && !index_.compare_exchange_weak(cur, index)) {
-    }
-  }
-  int64_t index() const { return index_.load(); }
-  bool found() const { return index() != kNone; }
-
- private:
-  static constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
-  std::atomic<int64_t> index_{kNone};
-};
 
 // The matrix actually quantized: the tensor's 2-D view, or its transpose for group_dim 0.
 struct WorkMatrix {
@@ -170,28 +152,34 @@ int64_t QuantizedTensor::scale_cols() const {
   return config.group_dim == 0 ? cols : GroupsPerRow(cols, group_size);
 }
 
-absl::StatusOr<int64_t> ValidateTensorInput(const TensorInput& input) {
-  if (input.name.empty()) return absl::InvalidArgumentError("tensor name is empty");
+static absl::StatusOr<int64_t> ValidateShape(const std::string& name, ElemType dtype,
+                                      const std::vector<int64_t>& shape) {
+  if (name.empty()) return absl::InvalidArgumentError("tensor name is empty");
   int64_t elements = 1;
-  for (size_t i = 0; i < input.shape.size(); ++i) {
-    const int64_t d = input.shape[i];
+  for (size_t i = 0; i < shape.size(); ++i) {
+    const int64_t d = shape[i];
     if (d < 0) {
-      return TensorError(input.name, absl::StatusCode::kInvalidArgument,
-                         absl::StrCat("dimension ", i, " of shape ", ShapeString(input.shape),
+      return TensorError(name, absl::StatusCode::kInvalidArgument,
+                         absl::StrCat("dimension ", i, " of shape ", ShapeString(shape),
                                       " is negative"));
     }
     if (__builtin_mul_overflow(elements, d, &elements)) {
-      return TensorError(input.name, absl::StatusCode::kInvalidArgument,
-                         absl::StrCat("element count of shape ", ShapeString(input.shape),
+      return TensorError(name, absl::StatusCode::kInvalidArgument,
+                         absl::StrCat("element count of shape ", ShapeString(shape),
                                       " overflows 64 bits"));
     }
   }
   int64_t bytes;
-  if (__builtin_mul_overflow(elements, int64_t{ElemSize(input.dtype)}, &bytes)) {
-    return TensorError(input.name, absl::StatusCode::kInvalidArgument,
-                       absl::StrCat("byte size of shape ", ShapeString(input.shape),
-                                    " overflows 64 bits"));
+  if (__builtin_mul_overflow(elements, int64_t{ElemSize(dtype)}, &bytes)) {
+    return TensorError(name, absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("byte size of shape ", ShapeString(shape), " overflows 64 bits"));
   }
+  return elements;
+}
+
+absl::StatusOr<int64_t> ValidateTensorInput(const TensorInput& input) {
+  ASSIGN_OR_RETURN(const int64_t elements, ValidateShape(input.name, input.dtype, input.shape));
+  const int64_t bytes = elements * ElemSize(input.dtype);
   if (static_cast<int64_t>(input.data.size()) != bytes) {
     return TensorError(input.name, absl::StatusCode::kInvalidArgument,
                        absl::StrCat("shape ", ShapeString(input.shape), " with dtype ",
@@ -201,33 +189,46 @@ absl::StatusOr<int64_t> ValidateTensorInput(const TensorInput& input) {
   return elements;
 }
 
+absl::StatusOr<TensorPlan> PlanTensor(const std::string& name, ElemType dtype,
+                                      const std::vector<int64_t>& shape,
+                                      const QuantConfig& config, const QuantizeOptions& options) {
+  TensorPlan plan;
+  ASSIGN_OR_RETURN(plan.elements, ValidateShape(name, dtype, shape));
+  if (absl::Status s = ValidateConfig(config); !s.ok()) {
+    return TensorError(name, s.code(), s.message());
+  }
+  if (config.dtype == QuantDtype::kFp32) {
+    plan.skip_reason = "config dtype is fp32";
+  } else if (shape.empty()) {
+    plan.skip_reason = "0-D tensor (scalar)";
+  } else if (shape.size() == 1 && !options.quantize_1d) {
+    plan.skip_reason = "1-D tensor (bias or norm)";
+  }
+  if (!plan.skip_reason.empty()) return plan;
+  if (!IsQuantizableFloat(dtype)) {
+    return TensorError(name, absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("dtype ", ElemTypeName(dtype),
+                                    " cannot be quantized (only F32, F16 and BF16 can)"));
+  }
+  if (plan.elements == 0) {
+    return TensorError(name, absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("shape ", ShapeString(shape),
+                                    " has no elements: nothing to quantize"));
+  }
+  plan.quantize = true;
+  plan.rows = shape.size() == 1 ? 1 : shape[0];
+  plan.cols = plan.elements / plan.rows;
+  return plan;
+}
+
 absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const QuantConfig& config,
                                                const QuantizeOptions& options,
                                                const Engine& engine) {
   const auto start = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(const int64_t elements, ValidateTensorInput(input));
-  if (absl::Status s = ValidateConfig(config); !s.ok()) {
-    return TensorError(input.name, s.code(), s.message());
-  }
-  if (config.dtype == QuantDtype::kFp32) {
-    return PassThrough(input, config, options, "config dtype is fp32", elements);
-  }
-  if (input.shape.empty()) {
-    return PassThrough(input, config, options, "0-D tensor (scalar)", elements);
-  }
-  if (input.shape.size() == 1 && !options.quantize_1d) {
-    return PassThrough(input, config, options, "1-D tensor (bias or norm)", elements);
-  }
-  if (!IsQuantizableFloat(input.dtype)) {
-    return TensorError(input.name, absl::StatusCode::kInvalidArgument,
-                       absl::StrCat("dtype ", ElemTypeName(input.dtype),
-                                    " cannot be quantized (only F32, F16 and BF16 can)"));
-  }
-  if (elements == 0) {
-    return TensorError(input.name, absl::StatusCode::kInvalidArgument,
-                       absl::StrCat("shape ", ShapeString(input.shape),
-                                    " has no elements: nothing to quantize"));
-  }
+  ASSIGN_OR_RETURN(const TensorPlan plan,
+                   PlanTensor(input.name, input.dtype, input.shape, config, options));
+  if (!plan.quantize) return PassThrough(input, config, options, plan.skip_reason, elements);
 
   QuantizedTensor out;
   out.name = input.name;
@@ -235,8 +236,8 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
   out.shape = input.shape;
   out.config = config;
   out.quantized = true;
-  out.rows = input.shape.size() == 1 ? 1 : input.shape[0];
-  out.cols = elements / out.rows;
+  out.rows = plan.rows;
+  out.cols = plan.cols;
 
   // group_dim 0 quantizes the transpose, whose rows are the tensor's columns.
   const bool transposed = config.group_dim == 0;
@@ -335,16 +336,7 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
   if (bad.found()) return nonfinite_result();
 
   if (pass.params.mode != KernelMode::kTable) {
-    // A scale of 0 or Inf (weights near the float32 limits) would give NaN outputs; the reference
-    // silently returns them, rtnq refuses.
-    for (int64_t i = 0; i < m.rows * G; ++i) {
-      if (!std::isfinite(scales[i]) || scales[i] == 0.0f) {
-        return TensorError(
-            input.name, absl::StatusCode::kInvalidArgument,
-            absl::StrCat("group ", i % G, " of row ", i / G, " has scale ", scales[i],
-                         ": its values are too close to the float32 limits to quantize"));
-      }
-    }
+    RETURN_IF_ERROR(internal::CheckScales(input.name, scales.data(), m.rows, G, 0));
   }
 
   if (dq) {
@@ -382,17 +374,9 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
     out.zeros = std::move(zeros);
   }
 
-  const RowErrorStats total = internal::SumStats(stats);
-  TensorMetrics& mt = out.metrics;
-  mt.elements = elements;
-  mt.groups = m.rows * G;
-  mt.mse = total.sse / static_cast<double>(elements);
-  mt.max_abs_error = total.max_abs;
-  mt.snr_db = total.sse == 0 ? std::numeric_limits<double>::infinity()
-                             : 10.0 * std::log10(total.sum_sq / total.sse);
-  mt.clip_ratio = pass.quantile;
+  out.metrics = internal::MetricsFromRows(stats, elements, m.rows * G, pass.quantile);
   out.config.quantile = pass.quantile;
-  mt.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.metrics.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }
 

@@ -85,4 +85,19 @@ absl::StatusOr<std::vector<float>> DequantizeCodes(const QuantizedTensor& q, con
 /// Checks name, dtype, shape and byte count; returns the element count or InvalidArgument.
 absl::StatusOr<int64_t> ValidateTensorInput(const TensorInput& input);
 
+/// How a tensor will be treated, decided from its header and config alone.
+struct TensorPlan {
+  int64_t elements = 0;
+  bool quantize = false;    ///< false: passed through unquantized, see skip_reason
+  std::string skip_reason;
+  int64_t rows = 0;  ///< the 2-D view when quantized
+  int64_t cols = 0;
+};
+
+/// Validates a tensor header (name, dtype, shape; not its bytes) and the config, and decides
+/// whether it is quantized. Errors are InvalidArgument naming the tensor.
+absl::StatusOr<TensorPlan> PlanTensor(const std::string& name, ElemType dtype,
+                                      const std::vector<int64_t>& shape,
+                                      const QuantConfig& config, const QuantizeOptions& options);
+
 }  // namespace rtnq

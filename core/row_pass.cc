@@ -1,7 +1,10 @@
 #include "core/row_pass.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+
+#include "absl/strings/str_cat.h"
 
 namespace rtnq::internal {
 
@@ -87,14 +90,41 @@ RowErrorStats RowPass::Emit(const float* x, const float* deq, uint8_t* fake,
   return ComputeRowError(x, scratch.back.data(), cols);
 }
 
-RowErrorStats SumStats(const std::vector<RowErrorStats>& rows) {
+void FirstBad::Record(int64_t index) {
+  int64_t cur = index_.load(std::memory_order_relaxed);
+  while (index < cur && !index_.compare_exchange_weak(cur, index)) {
+  }
+}
+
+absl::Status CheckScales(const std::string& name, const float* scales, int64_t rows,
+                         int64_t groups, int64_t first_row) {
+  for (int64_t i = 0; i < rows * groups; ++i) {
+    if (!std::isfinite(scales[i]) || scales[i] == 0.0f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", name, "\": group ", i % groups, " of row ", first_row + i / groups,
+          " has scale ", scales[i], ": its values are too close to the float32 limits to quantize"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+TensorMetrics MetricsFromRows(const std::vector<RowErrorStats>& rows, int64_t elements,
+                              int64_t groups, float clip_ratio) {
   RowErrorStats total;
   for (const RowErrorStats& r : rows) {
     total.sse += r.sse;
     total.sum_sq += r.sum_sq;
     total.max_abs = std::max(total.max_abs, r.max_abs);
   }
-  return total;
+  TensorMetrics m;
+  m.elements = elements;
+  m.groups = groups;
+  m.mse = total.sse / static_cast<double>(elements);
+  m.max_abs_error = total.max_abs;
+  m.snr_db = total.sse == 0 ? std::numeric_limits<double>::infinity()
+                            : 10.0 * std::log10(total.sum_sq / total.sse);
+  m.clip_ratio = clip_ratio;
+  return m;
 }
 
 }  // namespace rtnq::internal

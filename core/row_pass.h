@@ -3,12 +3,16 @@
 // partition of rows over threads gives the same bytes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
+#include "absl/status/status.h"
 #include "core/kernels/kernels.h"
+#include "core/quantize.h"
 
 namespace rtnq::internal {
 
@@ -52,7 +56,33 @@ struct RowPass {
   RowErrorStats Emit(const float* x, const float* deq, uint8_t* fake, RowScratch& scratch) const;
 };
 
-/// Sums per-row statistics in row order (deterministic for any thread count).
-RowErrorStats SumStats(const std::vector<RowErrorStats>& rows);
+/// Rows per parallel block: fixed by the row width alone, so block boundaries (and with them the
+/// order of every reduction) do not depend on the thread count.
+inline int64_t RowsPerBlock(int64_t cols) {
+  return cols >= (int64_t{1} << 16) ? 1 : (int64_t{1} << 16) / cols;
+}
+
+/// Lowest flat index of a non-finite element reported by any thread.
+class FirstBad {
+ public:
+  void Record(int64_t index);
+  int64_t index() const { return index_.load(); }
+  bool found() const { return index() != kNone; }
+
+ private:
+  static constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+  std::atomic<int64_t> index_{kNone};
+};
+
+/// A scale of 0 or Inf (weights near the float32 limits) would give NaN outputs: the reference
+/// silently returns them, rtnq refuses with InvalidArgument naming the tensor, row and group.
+/// `scales` holds `rows` rows of `groups` starting at tensor row `first_row`.
+absl::Status CheckScales(const std::string& name, const float* scales, int64_t rows,
+                         int64_t groups, int64_t first_row);
+
+/// Tensor metrics from per-row statistics summed in row order (deterministic for any thread
+/// count).
+TensorMetrics MetricsFromRows(const std::vector<RowErrorStats>& rows, int64_t elements,
+                              int64_t groups, float clip_ratio);
 
 }  // namespace rtnq::internal
