@@ -1,1 +1,755 @@
-// placeholder
+#include "core/pack.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/kernels/kernel_params.h"
+#include "core/status_macros.h"
+
+namespace rtnq {
+namespace {
+
+// Packed tensors are built with memcpy, which is only the safetensors byte order on such hosts.
+static_assert(std::endian::native == std::endian::little, "packing assumes a little-endian host");
+
+std::string Str(std::string_view s) { return std::string(s); }
+
+std::string ShapeStr(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+uint32_t Mask(int bits) { return (1u << bits) - 1u; }
+
+template <typename T>
+PackedTensor MakeTensor(std::string name, ElemType dtype, std::vector<int64_t> shape,
+                        const std::vector<T>& values) {
+  PackedTensor t{std::move(name), dtype, std::move(shape), {}};
+  t.data.resize(values.size() * sizeof(T));
+  if (!values.empty()) std::memcpy(t.data.data(), values.data(), t.data.size());
+  return t;
+}
+
+template <typename T>
+std::vector<T> ReadValues(const PackedTensor& t) {
+  std::vector<T> out(t.data.size() / sizeof(T));
+  if (!out.empty()) std::memcpy(out.data(), t.data.data(), out.size() * sizeof(T));
+  return out;
+}
+
+// Finds `name` among `tensors` and checks its dtype, rank-and-shape (when `shape` is given) and
+// byte count.
+absl::StatusOr<const PackedTensor*> FindPacked(absl::Span<const PackedTensor> tensors,
+                                               const std::string& name, ElemType dtype,
+                                               std::optional<std::vector<int64_t>> shape,
+                                               size_t rank) {
+  const PackedTensor* found = nullptr;
+  for (const PackedTensor& t : tensors) {
+    if (t.name == name) found = &t;
+  }
+  if (found == nullptr) return absl::InvalidArgumentError(absl::StrCat("missing tensor ", name));
+  if (found->dtype != dtype) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, ": expected dtype ",
+                                                   ElemTypeName(dtype), ", got ",
+                                                   ElemTypeName(found->dtype)));
+  }
+  if (shape.has_value() ? found->shape != *shape : found->shape.size() != rank) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", name, ": expected shape ",
+                     shape.has_value() ? ShapeStr(*shape) : absl::StrCat("of rank ", rank),
+                     ", got ", ShapeStr(found->shape)));
+  }
+  int64_t elements = 1;
+  for (int64_t d : found->shape) {
+    if (d < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", name, ": negative dimension in shape ", ShapeStr(found->shape)));
+    }
+    elements *= d;
+  }
+  const uint64_t expect = static_cast<uint64_t>(elements) * ElemSize(dtype);
+  if (found->data.size() != expect) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", name, ": ", found->data.size(), " bytes, expected ", expect,
+                     " for shape ", ShapeStr(found->shape), " of ", ElemTypeName(dtype)));
+  }
+  return found;
+}
+
+bool IsIntAsym(const QuantConfig& cfg) {
+  return cfg.dtype == QuantDtype::kInt && cfg.scheme == Scheme::kAsym;
+}
+
+// How a tensor's code bytes map to `bits`-bit fields.
+struct CodeFormat {
+  int bits;
+  bool is_signed;  // two's complement within `bits` (sign-extended on unpacking)
+  int lo;
+  int hi;
+};
+
+absl::StatusOr<CodeFormat> CodeFormatFor(const QuantConfig& cfg, std::string_view name) {
+  if (cfg.is_float4()) {
+    if (cfg.bits != 4) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", Str(name), ": dtype ",
+                                                     QuantDtypeName(cfg.dtype),
+                                                     " needs bits 4, got ", cfg.bits));
+    }
+    return CodeFormat{4, true, -8, 7};
+  }
+  if (cfg.dtype != QuantDtype::kInt) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", Str(name), ": dtype ", QuantDtypeName(cfg.dtype), " has no codes"));
+  }
+  if (cfg.bits < 1 || cfg.bits > 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", Str(name), ": bits must be in 1..8, got ", cfg.bits));
+  }
+  const int b = cfg.bits;
+  if (cfg.scheme == Scheme::kAsym) return CodeFormat{b, false, 0, (1 << b) - 1};
+  // The reference's 1-bit sym uses codes {0, 1}; sign-extending 1 would turn it into -1.
+  if (b == 1) return CodeFormat{1, false, 0, 1};
+  return CodeFormat{b, true, -(1 << (b - 1)), (1 << (b - 1)) - 1};
+}
+
+int CodeOfByte(uint8_t byte, const CodeFormat& f) {
+  return f.is_signed ? static_cast<int>(static_cast<int8_t>(byte)) : static_cast<int>(byte);
+}
+
+uint8_t ByteOfField(uint32_t field, const CodeFormat& f) {
+  int v = static_cast<int>(field);
+  if (f.is_signed && v >= (1 << (f.bits - 1))) v -= 1 << f.bits;
+  return static_cast<uint8_t>(v);
+}
+
+// The sizes QuantizedTensor promises; a mismatch is a bug upstream, hence Internal.
+absl::Status ValidateQuantized(const QuantizedTensor& q, std::string_view name) {
+  if (!q.quantized) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", Str(name), " was not quantized (",
+                                                   q.skip_reason, "): nothing to pack"));
+  }
+  if (q.rows <= 0 || q.cols <= 0 || q.group_size <= 0) {
+    return absl::InternalError(absl::StrCat("tensor ", Str(name), ": bad quantized view rows ",
+                                            q.rows, ", cols ", q.cols, ", group size ",
+                                            q.group_size));
+  }
+  if (q.config.group_dim != 0 && q.config.group_dim != 1) {
+    return absl::InternalError(
+        absl::StrCat("tensor ", Str(name), ": group_dim ", q.config.group_dim));
+  }
+  const uint64_t codes = static_cast<uint64_t>(q.rows) * q.cols;
+  const uint64_t scales = static_cast<uint64_t>(q.scale_rows()) * q.scale_cols();
+  const uint64_t zeros = IsIntAsym(q.config) ? scales : 0;
+  if (q.codes.size() != codes || q.scales.size() != scales || q.zeros.size() != zeros) {
+    return absl::InternalError(absl::StrCat(
+        "tensor ", Str(name), ": ", q.codes.size(), " codes, ", q.scales.size(), " scales, ",
+        q.zeros.size(), " zero points; expected ", codes, ", ", scales, ", ", zeros));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckCodeRange(const QuantizedTensor& q, std::string_view name, const CodeFormat& f) {
+  for (size_t i = 0; i < q.codes.size(); ++i) {
+    const int v = CodeOfByte(q.codes[i], f);
+    if (v < f.lo || v > f.hi) {
+      return absl::InternalError(absl::StrCat("tensor ", Str(name), ": code ", v, " at element ", i,
+                                              " is outside ", f.lo, "..", f.hi));
+    }
+  }
+  const int zmax = (1 << f.bits) - 1;
+  for (size_t i = 0; i < q.zeros.size(); ++i) {
+    if (q.zeros[i] < 0 || q.zeros[i] > zmax) {
+      return absl::InternalError(absl::StrCat("tensor ", Str(name), ": zero point ", q.zeros[i],
+                                              " at group ", i, " is outside 0..", zmax));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---- INC words ----
+
+std::vector<int64_t> IncWordShape(int64_t rows, int64_t cols, int bits, int compression_dim) {
+  const int64_t n = IncPackFactor(bits);
+  if (compression_dim == 1) return {rows, (cols + n - 1) / n};
+  return {(rows + n - 1) / n, cols};
+}
+
+// Packs get(r, c) (any int; masked here) for a [rows, cols] matrix along `compression_dim`.
+template <typename Get>
+std::vector<uint32_t> PackIncWords(int64_t rows, int64_t cols, int bits, int compression_dim,
+                                   Get get) {
+  const int64_t n = IncPackFactor(bits);
+  const uint32_t mask = Mask(bits);
+  const std::vector<int64_t> ws = IncWordShape(rows, cols, bits, compression_dim);
+  std::vector<uint32_t> words(ws[0] * ws[1], 0u);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const uint32_t v = static_cast<uint32_t>(get(r, c)) & mask;
+      if (compression_dim == 1) {
+        words[r * ws[1] + c / n] |= v << (bits * (c % n));
+      } else {
+        words[(r / n) * cols + c] |= v << (bits * (r % n));
+      }
+    }
+  }
+  return words;
+}
+
+// Calls set(r, c, field) with each `bits`-bit field of a [rows, cols] matrix packed by
+// PackIncWords.
+template <typename Set>
+void UnpackIncWords(const std::vector<uint32_t>& words, int64_t rows, int64_t cols, int bits,
+                    int compression_dim, Set set) {
+  const int64_t n = IncPackFactor(bits);
+  const uint32_t mask = Mask(bits);
+  const std::vector<int64_t> ws = IncWordShape(rows, cols, bits, compression_dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const uint32_t w =
+          compression_dim == 1 ? words[r * ws[1] + c / n] : words[(r / n) * cols + c];
+      const int shift = compression_dim == 1 ? bits * (c % n) : bits * (r % n);
+      set(r, c, (w >> shift) & mask);
+    }
+  }
+}
+
+absl::Status CheckCompressionDim(int compression_dim, std::string_view name) {
+  if (compression_dim != 0 && compression_dim != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor ", Str(name), ": compression_dim must be 0 or 1, got ", compression_dim));
+  }
+  return absl::OkStatus();
+}
+
+// ---- GPTQ bit streams ----
+
+// Writes a masked `bits`-bit value at bit `pos` of a little-endian stream of words that lie
+// `stride` words apart. A value crossing a word edge puts its low bits at the top of one word and
+// its high bits at the bottom of the next: AutoGPTQ's 3-bit packing.
+void PutBits(uint32_t* words, int64_t stride, int64_t pos, int bits, uint32_t v) {
+  const int64_t w = pos >> 5;
+  const int off = static_cast<int>(pos & 31);
+  words[w * stride] |= v << off;
+  if (off + bits > 32) words[(w + 1) * stride] |= v >> (32 - off);
+}
+
+uint32_t GetBits(const uint32_t* words, int64_t stride, int64_t pos, int bits) {
+  const int64_t w = pos >> 5;
+  const int off = static_cast<int>(pos & 31);
+  uint32_t v = words[w * stride] >> off;
+  if (off + bits > 32) v |= words[(w + 1) * stride] << (32 - off);
+  return v & Mask(bits);
+}
+
+absl::Status CheckGptqCompatibleGs(std::string_view name, const QuantConfig& config, int64_t out,
+                                   int64_t in, int64_t gs) {
+  const std::string prefix = absl::StrCat("tensor ", Str(name), ": GPTQ layout ");
+  if (config.dtype != QuantDtype::kInt) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "needs dtype int, got ", QuantDtypeName(config.dtype)));
+  }
+  const int b = config.bits;
+  if (b != 2 && b != 3 && b != 4 && b != 8) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "supports bits 2, 3, 4 or 8, got ", b));
+  }
+  if (config.group_dim != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "needs group_dim 1, got ", config.group_dim));
+  }
+  if (config.double_quant()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "cannot store double-quantized scales (double_quant_dtype int); turn it off"));
+  }
+  if (out <= 0 || in <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "needs a non-empty weight, got [", out, ", ", in, "]"));
+  }
+  if (gs <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "needs group_size > 0 or -1, got ", config.group_size));
+  }
+  if (in % gs != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "needs in_features (", in,
+                                                   ") divisible by the group size (", gs, ")"));
+  }
+  // 3-bit codes fill whole words only in blocks of 32 codes (3 words).
+  const int64_t m = b == 3 ? 32 : 32 / b;
+  const std::string why =
+      b == 3 ? "32 codes per 3 words at 3 bits" : absl::StrCat("32/bits at ", b, " bits");
+  if (in % m != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "needs in_features (", in, ") divisible by ", m, " (", why, ")"));
+  }
+  if (out % m != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "needs out_features (", out, ") divisible by ", m, " (", why, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePerm(const std::vector<int32_t>& perm, int64_t in, std::string_view name) {
+  const std::string prefix = absl::StrCat("tensor ", Str(name), ": gptq_perm ");
+  if (static_cast<int64_t>(perm.size()) != in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "has ", perm.size(), " entries, expected in_features = ", in));
+  }
+  std::vector<bool> seen(in, false);
+  for (size_t k = 0; k < perm.size(); ++k) {
+    const int32_t c = perm[k];
+    if (c < 0 || c >= in) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix, "entry ", k, " is ", c, ", outside 0..", in - 1));
+    }
+    if (seen[c]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix, "lists column ", c, " more than once (again at entry ", k, ")"));
+    }
+    seen[c] = true;
+  }
+  return absl::OkStatus();
+}
+
+// float -> F16 bits, refusing a finite value that float16 cannot hold.
+absl::StatusOr<uint16_t> ToHalfChecked(float v, std::string_view name, std::string_view what,
+                                       int64_t index) {
+  const uint16_t h = FloatToHalf(v);
+  if (std::isfinite(v) && !std::isfinite(HalfToFloat(h))) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", Str(name), ": ", Str(what), " ", v,
+                                                   " at index ", index,
+                                                   " overflows float16 (max 65504)"));
+  }
+  return h;
+}
+
+absl::StatusOr<std::vector<uint16_t>> BiasToHalf(const TensorInput& bias, int64_t out,
+                                                 std::string_view name) {
+  const std::string prefix = absl::StrCat("tensor ", Str(name), ": bias ", bias.name, " ");
+  if (bias.shape != std::vector<int64_t>{out}) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "has shape ", ShapeStr(bias.shape), ", expected [", out, "]"));
+  }
+  if (!IsQuantizableFloat(bias.dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "has dtype ", ElemTypeName(bias.dtype),
+                                                   ", expected F32, F16 or BF16"));
+  }
+  const size_t esize = ElemSize(bias.dtype);
+  if (bias.data.size() != static_cast<size_t>(out) * esize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "has ", bias.data.size(), " bytes, expected ", out * esize));
+  }
+  std::vector<uint16_t> half(out);
+  for (int64_t i = 0; i < out; ++i) {
+    const uint8_t* p = bias.data.data() + i * esize;
+    if (bias.dtype == ElemType::kF16) {
+      std::memcpy(&half[i], p, 2);  // already float16: copied bit for bit
+      continue;
+    }
+    float v;
+    if (bias.dtype == ElemType::kF32) {
+      std::memcpy(&v, p, 4);
+    } else {
+      uint16_t h;
+      std::memcpy(&h, p, 2);
+      v = Bf16ToFloat(h);
+    }
+    ASSIGN_OR_RETURN(half[i], ToHalfChecked(v, name, "bias value", i));
+  }
+  return half;
+}
+
+// The GPTQ tensors of one layer, checked for dtype and mutually consistent shapes.
+struct GptqTensors {
+  int64_t in = 0;
+  int64_t out = 0;
+  int64_t groups = 0;
+  std::vector<uint32_t> qweight;  // [in*bits/32, out]
+  std::vector<uint32_t> qzeros;   // [groups, out*bits/32]
+  std::vector<uint16_t> scales;   // [groups, out]
+  std::vector<int32_t> g_idx;     // [in]
+};
+
+// Reads and checks the four tensors. `gs`, when known, fixes the group count (in / gs) and runs
+// the layout's divisibility rules; otherwise the group count is scales' first dimension.
+absl::StatusOr<GptqTensors> ReadGptq(absl::Span<const PackedTensor> tensors,
+                                     std::string_view base_name, int bits,
+                                     std::optional<int64_t> gs, const QuantConfig& config) {
+  const std::string base = Str(base_name);
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", base, ": GPTQ layout supports bits 2, 3, 4 or 8, got ", bits));
+  }
+  GptqTensors t;
+  ASSIGN_OR_RETURN(const PackedTensor* g_idx,
+                   FindPacked(tensors, base + ".g_idx", ElemType::kI32, std::nullopt, 1));
+  ASSIGN_OR_RETURN(const PackedTensor* qweight,
+                   FindPacked(tensors, base + ".qweight", ElemType::kI32, std::nullopt, 2));
+  t.in = g_idx->shape[0];
+  t.out = qweight->shape[1];
+  if (gs.has_value()) {
+    RETURN_IF_ERROR(CheckGptqCompatibleGs(base, config, t.out, t.in, *gs));
+    t.groups = t.in / *gs;
+  } else if (t.in * bits % 32 != 0 || t.out * bits % 32 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", base, ": in_features ", t.in, " and out_features ", t.out,
+                     " must both fill whole 32-bit words at ", bits, " bits"));
+  }
+  const std::vector<int64_t> qw_shape = {t.in * bits / 32, t.out};
+  RETURN_IF_ERROR(FindPacked(tensors, base + ".qweight", ElemType::kI32, qw_shape, 2).status());
+  ASSIGN_OR_RETURN(
+      const PackedTensor* scales,
+      FindPacked(
+          tensors, base + ".scales", ElemType::kF16,
+          gs.has_value() ? std::optional(std::vector<int64_t>{t.groups, t.out}) : std::nullopt, 2));
+  if (!gs.has_value()) {
+    if (scales->shape[1] != t.out || scales->shape[0] <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", base, ".scales: expected shape [",
+                                                     "groups > 0, ", t.out, "], got ",
+                                                     ShapeStr(scales->shape)));
+    }
+    t.groups = scales->shape[0];
+  }
+  ASSIGN_OR_RETURN(const PackedTensor* qzeros,
+                   FindPacked(tensors, base + ".qzeros", ElemType::kI32,
+                              std::vector<int64_t>{t.groups, t.out * bits / 32}, 2));
+  t.qweight = ReadValues<uint32_t>(*qweight);
+  t.qzeros = ReadValues<uint32_t>(*qzeros);
+  t.scales = ReadValues<uint16_t>(*scales);
+  t.g_idx = ReadValues<int32_t>(*g_idx);
+  for (int64_t c = 0; c < t.in; ++c) {
+    if (t.g_idx[c] < 0 || t.g_idx[c] >= t.groups) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", base, ".g_idx: entry ", c, " is ",
+                                                     t.g_idx[c], ", outside 0..", t.groups - 1));
+    }
+  }
+  return t;
+}
+
+// Zero point of group g, output o as loaders read it: v1 adds 1 without masking.
+int32_t LoadedZero(const GptqTensors& t, int bits, GptqFormat format, int64_t g, int64_t o) {
+  const int64_t zw = t.out * bits / 32;
+  const uint32_t stored = GetBits(t.qzeros.data() + g * zw, 1, o * bits, bits);
+  return static_cast<int32_t>(stored) + (format == GptqFormat::kV1 ? 1 : 0);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// INC
+// ---------------------------------------------------------------------------------------------
+
+absl::StatusOr<std::vector<PackedTensor>> PackInc(const QuantizedTensor& q,
+                                                  std::string_view base_name, int compression_dim) {
+  RETURN_IF_ERROR(CheckCompressionDim(compression_dim, base_name));
+  RETURN_IF_ERROR(ValidateQuantized(q, base_name));
+  ASSIGN_OR_RETURN(const CodeFormat f, CodeFormatFor(q.config, base_name));
+  RETURN_IF_ERROR(CheckCodeRange(q, base_name, f));
+
+  const std::string base = Str(base_name);
+  std::vector<PackedTensor> out;
+  const std::vector<uint32_t> qweight =
+      PackIncWords(q.rows, q.cols, f.bits, compression_dim,
+                   [&](int64_t r, int64_t c) { return CodeOfByte(q.codes[r * q.cols + c], f); });
+  out.push_back(MakeTensor(base + ".qweight", ElemType::kI32,
+                           IncWordShape(q.rows, q.cols, f.bits, compression_dim), qweight));
+  const int64_t sr = q.scale_rows();
+  const int64_t sc = q.scale_cols();
+  out.push_back(MakeTensor(base + ".scales", ElemType::kF32, {sr, sc}, q.scales));
+  if (IsIntAsym(q.config)) {
+    const std::vector<uint32_t> qzeros = PackIncWords(
+        sr, sc, f.bits, compression_dim, [&](int64_t r, int64_t c) { return q.zeros[r * sc + c]; });
+    out.push_back(MakeTensor(base + ".qzeros", ElemType::kI32,
+                             IncWordShape(sr, sc, f.bits, compression_dim), qzeros));
+  }
+  return out;
+}
+
+absl::StatusOr<QuantizedTensor> UnpackInc(absl::Span<const PackedTensor> tensors,
+                                          std::string_view base_name, const QuantConfig& config,
+                                          int64_t rows, int64_t cols, int compression_dim) {
+  RETURN_IF_ERROR(CheckCompressionDim(compression_dim, base_name));
+  const std::string base = Str(base_name);
+  if (rows <= 0 || cols <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", base, ": weight shape [", rows, ", ", cols, "] is empty"));
+  }
+  if (absl::Status s = ValidateConfig(config); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", base, ": ", s.message()));
+  }
+  ASSIGN_OR_RETURN(const CodeFormat f, CodeFormatFor(config, base_name));
+
+  QuantizedTensor q;
+  q.name = base;
+  q.shape = {rows, cols};
+  q.quantized = true;
+  q.config = config;
+  q.rows = rows;
+  q.cols = cols;
+  q.group_size = EffectiveGroupSize(config.group_size, config.group_dim == 1 ? cols : rows);
+  const int64_t sr = q.scale_rows();
+  const int64_t sc = q.scale_cols();
+
+  ASSIGN_OR_RETURN(const PackedTensor* qweight,
+                   FindPacked(tensors, base + ".qweight", ElemType::kI32,
+                              IncWordShape(rows, cols, f.bits, compression_dim), 2));
+  q.codes.resize(rows * cols);
+  UnpackIncWords(
+      ReadValues<uint32_t>(*qweight), rows, cols, f.bits, compression_dim,
+      [&](int64_t r, int64_t c, uint32_t v) { q.codes[r * cols + c] = ByteOfField(v, f); });
+
+  ASSIGN_OR_RETURN(const PackedTensor* scales, FindPacked(tensors, base + ".scales", ElemType::kF32,
+                                                          std::vector<int64_t>{sr, sc}, 2));
+  q.scales = ReadValues<float>(*scales);
+
+  if (IsIntAsym(config)) {
+    ASSIGN_OR_RETURN(const PackedTensor* qzeros,
+                     FindPacked(tensors, base + ".qzeros", ElemType::kI32,
+                                IncWordShape(sr, sc, f.bits, compression_dim), 2));
+    q.zeros.resize(sr * sc);
+    UnpackIncWords(
+        ReadValues<uint32_t>(*qzeros), sr, sc, f.bits, compression_dim,
+        [&](int64_t r, int64_t c, uint32_t v) { q.zeros[r * sc + c] = static_cast<int32_t>(v); });
+  }
+  return q;
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPTQ
+// ---------------------------------------------------------------------------------------------
+
+const std::string& GptqFormatName(GptqFormat f) {
+  static const std::string kV1 = "gptq";
+  static const std::string kV2 = "gptq_v2";
+  return f == GptqFormat::kV1 ? kV1 : kV2;
+}
+
+absl::StatusOr<GptqFormat> ParseGptqFormat(std::string_view s) {
+  if (s == "gptq") return GptqFormat::kV1;
+  if (s == "gptq_v2") return GptqFormat::kV2;
+  return absl::InvalidArgumentError(
+      absl::StrCat("checkpoint_format must be \"gptq\" or ", "\"gptq_v2\", got \"", Str(s), "\""));
+}
+
+absl::Status CheckGptqCompatible(std::string_view name, const QuantConfig& config,
+                                 int64_t out_features, int64_t in_features) {
+  // Unlike the quantizer, loaders do not shrink a group size larger than in_features.
+  const int64_t gs = config.group_size == -1 ? in_features : config.group_size;
+  return CheckGptqCompatibleGs(name, config, out_features, in_features, gs);
+}
+
+absl::StatusOr<std::vector<PackedTensor>> PackGptq(const QuantizedTensor& q,
+                                                   std::string_view base_name,
+                                                   const GptqPackOptions& options) {
+  RETURN_IF_ERROR(ValidateQuantized(q, base_name));
+  const int64_t out = q.rows;
+  const int64_t in = q.cols;
+  const int64_t gs = q.group_size;
+  // The checkpoint's group_size is the configured one, which loaders check against in_features.
+  RETURN_IF_ERROR(CheckGptqCompatible(base_name, q.config, out, in));
+  if (gs != (q.config.group_size == -1 ? in : q.config.group_size)) {
+    return absl::InternalError(absl::StrCat("tensor ", Str(base_name), ": effective group size ",
+                                            gs, " disagrees with group_size ",
+                                            q.config.group_size));
+  }
+  const bool perm = !options.perm.empty();
+  if (perm) RETURN_IF_ERROR(ValidatePerm(options.perm, in, base_name));
+  ASSIGN_OR_RETURN(const CodeFormat f, CodeFormatFor(q.config, base_name));
+  RETURN_IF_ERROR(CheckCodeRange(q, base_name, f));
+
+  const std::string base = Str(base_name);
+  const int b = q.config.bits;
+  const bool sym = q.config.scheme == Scheme::kSym;
+  const GptqFormat format = options.format.value_or(DefaultGptqFormat(!sym));
+  const int64_t groups = in / gs;
+  const int32_t sym_zero = 1 << (b - 1);
+
+  // Zero points, [groups, out] as GPTQ orders them.
+  std::vector<int32_t> zp(groups * out);
+  int64_t zero_groups = 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t o = 0; o < out; ++o) {
+      zp[g * out + o] = sym ? sym_zero : q.zeros[o * groups + g];
+      if (zp[g * out + o] == 0) ++zero_groups;
+    }
+  }
+  if (format == GptqFormat::kV1 && zero_groups > 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor ", base, ": ", zero_groups, " of ", groups * out,
+        " groups have zero point 0, which checkpoint_format \"gptq\" (v1) cannot store (it "
+        "stores zero_point - 1, which wraps and loads wrongly); use \"gptq_v2\""));
+  }
+
+  // Column c of the checkpoint is column inv[c] of the quantized (permuted) matrix.
+  std::vector<int64_t> inv(in);
+  std::vector<int32_t> g_idx(in);
+  for (int64_t k = 0; k < in; ++k) {
+    const int64_t c = perm ? options.perm[k] : k;
+    inv[c] = k;
+    g_idx[c] = static_cast<int32_t>(k / gs);
+  }
+
+  std::vector<uint32_t> qweight(in * b / 32 * out, 0u);
+  const uint32_t shift = sym ? static_cast<uint32_t>(sym_zero) : 0u;
+  for (int64_t o = 0; o < out; ++o) {
+    const uint8_t* row = q.codes.data() + o * in;
+    for (int64_t c = 0; c < in; ++c) {
+      const uint32_t u = static_cast<uint32_t>(CodeOfByte(row[inv[c]], f)) + shift;
+      PutBits(qweight.data() + o, out, c * b, b, u & Mask(b));
+    }
+  }
+
+  const int64_t zw = out * b / 32;
+  std::vector<uint32_t> qzeros(groups * zw, 0u);
+  const int32_t zbias = format == GptqFormat::kV1 ? 1 : 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t o = 0; o < out; ++o) {
+      const uint32_t stored = static_cast<uint32_t>(zp[g * out + o] - zbias) & Mask(b);
+      PutBits(qzeros.data() + g * zw, 1, o * b, b, stored);
+    }
+  }
+
+  std::vector<uint16_t> scales(groups * out);
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t o = 0; o < out; ++o) {
+      const float s = q.scales[o * groups + g];
+      if (!std::isfinite(s)) {
+        return absl::InternalError(absl::StrCat("tensor ", base, ": scale ", s, " at row ", o,
+                                                " group ", g, " is not finite"));
+      }
+      ASSIGN_OR_RETURN(scales[g * out + o], ToHalfChecked(s, base_name, "scale", o * groups + g));
+    }
+  }
+
+  std::vector<PackedTensor> result;
+  result.push_back(MakeTensor(base + ".qweight", ElemType::kI32, {in * b / 32, out}, qweight));
+  result.push_back(MakeTensor(base + ".qzeros", ElemType::kI32, {groups, zw}, qzeros));
+  result.push_back(MakeTensor(base + ".scales", ElemType::kF16, {groups, out}, scales));
+  result.push_back(MakeTensor(base + ".g_idx", ElemType::kI32, {in}, g_idx));
+  if (options.bias != nullptr) {
+    ASSIGN_OR_RETURN(std::vector<uint16_t> bias, BiasToHalf(*options.bias, out, base_name));
+    result.push_back(MakeTensor(base + ".bias", ElemType::kF16, {out}, bias));
+  }
+  return result;
+}
+
+absl::StatusOr<GptqUnpacked> UnpackGptq(absl::Span<const PackedTensor> tensors,
+                                        std::string_view base_name,
+                                        const GptqUnpackOptions& options) {
+  const std::string base = Str(base_name);
+  QuantConfig cfg;
+  cfg.dtype = QuantDtype::kInt;
+  cfg.bits = options.bits;
+  cfg.scheme = options.sym ? Scheme::kSym : Scheme::kAsym;
+  cfg.group_size = options.group_size;
+  cfg.group_dim = 1;
+  if (options.group_size == 0 || options.group_size < -1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", base, ": group_size must be > 0 or -1, got ", options.group_size));
+  }
+  // The group size is only known once g_idx gives in_features; read it first for -1.
+  int64_t gs = options.group_size;
+  if (gs == -1) {
+    ASSIGN_OR_RETURN(const PackedTensor* g_idx,
+                     FindPacked(tensors, base + ".g_idx", ElemType::kI32, std::nullopt, 1));
+    gs = g_idx->shape[0];
+  }
+  ASSIGN_OR_RETURN(GptqTensors t, ReadGptq(tensors, base_name, options.bits, gs, cfg));
+  const int b = options.bits;
+  const int64_t in = t.in;
+  const int64_t out = t.out;
+  const int64_t groups = t.groups;
+
+  GptqUnpacked result;
+  if (!options.perm.empty()) {
+    RETURN_IF_ERROR(ValidatePerm(options.perm, in, base_name));
+    for (int64_t k = 0; k < in; ++k) {
+      const int32_t c = options.perm[k];
+      if (t.g_idx[c] != k / gs) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor ", base, ".g_idx: column ", c, " is in group ", t.g_idx[c],
+                         " but the permutation puts it in group ", k / gs));
+      }
+    }
+    result.perm = options.perm;
+  } else {
+    std::vector<int64_t> count(groups, 0);
+    for (int32_t g : t.g_idx) ++count[g];
+    for (int64_t g = 0; g < groups; ++g) {
+      if (count[g] != gs) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor ", base, ".g_idx: group ", g, " has ", count[g], " columns, expected ", gs));
+      }
+    }
+    std::vector<int64_t> next(groups);
+    for (int64_t g = 0; g < groups; ++g) next[g] = g * gs;
+    result.perm.resize(in);
+    bool identity = true;
+    for (int64_t c = 0; c < in; ++c) {
+      const int64_t k = next[t.g_idx[c]]++;
+      result.perm[k] = static_cast<int32_t>(c);
+      identity = identity && k == c;
+    }
+    if (identity) result.perm.clear();
+  }
+
+  QuantizedTensor& q = result.q;
+  q.name = base;
+  q.shape = {out, in};
+  q.quantized = true;
+  q.config = cfg;
+  q.rows = out;
+  q.cols = in;
+  q.group_size = gs;
+
+  // zp[o, g], as loaders read it.
+  std::vector<int32_t> zp(out * groups);
+  const int32_t sym_zero = 1 << (b - 1);
+  int64_t bad_sym = 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t o = 0; o < out; ++o) {
+      zp[o * groups + g] = LoadedZero(t, b, options.format, g, o);
+      if (zp[o * groups + g] != sym_zero) ++bad_sym;
+    }
+  }
+  if (options.sym && bad_sym > 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor ", base, ".qzeros: ", bad_sym, " of ", groups * out,
+        " groups have a zero point other than ", sym_zero, ", so the layer is not sym (as read ",
+        "with checkpoint_format \"", GptqFormatName(options.format), "\")"));
+  }
+  if (!options.sym) q.zeros = zp;
+
+  q.codes.resize(out * in);
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t k = 0; k < in; ++k) {
+      const int64_t c = result.perm.empty() ? k : result.perm[k];
+      const int32_t u = static_cast<int32_t>(GetBits(t.qweight.data() + o, out, c * b, b));
+      q.codes[o * in + k] = static_cast<uint8_t>(options.sym ? u - sym_zero : u);
+    }
+  }
+  q.scales.resize(out * groups);
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t o = 0; o < out; ++o) q.scales[o * groups + g] = HalfToFloat(t.scales[g * out + o]);
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<float>> DequantizeGptq(absl::Span<const PackedTensor> tensors,
+                                                  std::string_view base_name, int bits,
+                                                  GptqFormat format) {
+  ASSIGN_OR_RETURN(GptqTensors t, ReadGptq(tensors, base_name, bits, std::nullopt, QuantConfig{}));
+  std::vector<float> w(t.out * t.in);
+  for (int64_t o = 0; o < t.out; ++o) {
+    for (int64_t c = 0; c < t.in; ++c) {
+      const int64_t g = t.g_idx[c];
+      const int32_t qv = static_cast<int32_t>(GetBits(t.qweight.data() + o, t.out, c * bits, bits));
+      const int32_t z = LoadedZero(t, bits, format, g, o);
+      w[o * t.in + c] = static_cast<float>(qv - z) * HalfToFloat(t.scales[g * t.out + o]);
+    }
+  }
+  return w;
+}
+
+}  // namespace rtnq
