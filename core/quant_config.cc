@@ -29,11 +29,29 @@ bool QuantConfigPatch::empty() const {
 }
 
 absl::Status ValidateConfig(const QuantConfig& cfg) {
+  // Enum values outside the declared ones can only come from a cast; the name tables below would
+  // index past their end, so reject them first.
+  if (static_cast<unsigned>(cfg.dtype) > static_cast<unsigned>(QuantDtype::kFp32)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dtype ", static_cast<int>(cfg.dtype), " is unknown"));
+  }
+  if (static_cast<unsigned>(cfg.double_quant_dtype) > static_cast<unsigned>(QuantDtype::kFp32)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "double_quant_dtype ", static_cast<int>(cfg.double_quant_dtype), " is unknown"));
+  }
+  if (cfg.scheme != Scheme::kSym && cfg.scheme != Scheme::kAsym) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("scheme ", static_cast<int>(cfg.scheme), " is unknown"));
+  }
+  if (cfg.double_quant_scheme != Scheme::kSym && cfg.double_quant_scheme != Scheme::kAsym) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "double_quant_scheme ", static_cast<int>(cfg.double_quant_scheme), " is unknown"));
+  }
   if (cfg.dtype == QuantDtype::kFp32) return absl::OkStatus();  // unquantized: nothing applies
   if (cfg.is_float4()) {
     if (cfg.bits != 4) {
-      return absl::InvalidArgumentError(absl::StrCat("bits must be 4 for dtype ",
-                                                     QuantDtypeName(cfg.dtype), ", got ", cfg.bits));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bits must be 4 for dtype ", QuantDtypeName(cfg.dtype), ", got ", cfg.bits));
     }
   } else if (cfg.bits < 1 || cfg.bits > 8) {
     return absl::InvalidArgumentError(
@@ -44,14 +62,16 @@ absl::Status ValidateConfig(const QuantConfig& cfg) {
         absl::StrCat("group_size must be -1 or >= 1, got ", cfg.group_size));
   }
   if (!(cfg.quantile > 0.0 && cfg.quantile <= 1.0)) {  // also rejects NaN
-    return absl::InvalidArgumentError(absl::StrCat("quantile must be in (0, 1], got ", cfg.quantile));
+    return absl::InvalidArgumentError(
+        absl::StrCat("quantile must be in (0, 1], got ", cfg.quantile));
   }
   if (static_cast<float>(cfg.quantile) == 0.0f) {
     return absl::InvalidArgumentError(
         absl::StrCat("quantile ", cfg.quantile, " rounds to 0 in float32"));
   }
   if (cfg.group_dim != 0 && cfg.group_dim != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("group_dim must be 0 or 1, got ", cfg.group_dim));
+    return absl::InvalidArgumentError(
+        absl::StrCat("group_dim must be 0 or 1, got ", cfg.group_dim));
   }
   if (cfg.dtype == QuantDtype::kInt && cfg.scheme == Scheme::kSym && cfg.enable_full_range &&
       cfg.bits == 1) {
@@ -61,9 +81,8 @@ absl::Status ValidateConfig(const QuantConfig& cfg) {
   }
   if (cfg.double_quant_dtype != QuantDtype::kFp32) {
     if (cfg.double_quant_dtype != QuantDtype::kInt) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("double_quant_dtype must be int or fp32, got ",
-                       QuantDtypeName(cfg.double_quant_dtype)));
+      return absl::InvalidArgumentError(absl::StrCat("double_quant_dtype must be int or fp32, got ",
+                                                     QuantDtypeName(cfg.double_quant_dtype)));
     }
     if (cfg.double_quant_bits < 1 || cfg.double_quant_bits > 8) {
       return absl::InvalidArgumentError(
@@ -88,8 +107,9 @@ absl::StatusOr<QuantDtype> ParseQuantDtype(std::string_view s) {
   if (s == "fp4" || s == "fp4_e2m1_bnb") return QuantDtype::kFp4;
   if (s == "fp4_e2m1") return QuantDtype::kFp4E2M1;
   if (s == "fp32") return QuantDtype::kFp32;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "dtype \"", std::string(s), "\" is unknown (expected int, nf4, fp4, fp4_e2m1_bnb, fp4_e2m1 or fp32)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("dtype \"", std::string(s),
+                   "\" is unknown (expected int, nf4, fp4, fp4_e2m1_bnb, fp4_e2m1 or fp32)"));
 }
 
 const std::string& SchemeName(Scheme s) {
@@ -128,8 +148,8 @@ absl::StatusOr<QuantConfigPatch> PresetPatch(std::string_view name) {
     p.double_quant_group_size = 8;
     return p;
   }
-  return absl::NotFoundError(
-      absl::StrCat("preset \"", std::string(name), "\" is unknown (expected BNB_NF4 or GGML_TYPE_Q4_K)"));
+  return absl::NotFoundError(absl::StrCat("preset \"", std::string(name),
+                                          "\" is unknown (expected BNB_NF4 or GGML_TYPE_Q4_K)"));
 }
 
 std::string ConfigSummary(const QuantConfig& cfg) {

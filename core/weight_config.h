@@ -28,12 +28,15 @@ struct ResolvedConfig {
 
 /// Resolves tensor names against a session default plus weight_config entries.
 /// Precedence: exact tensor name > exact layer name (tensor `a.b.fc1.weight` matches key
-/// `a.b.fc1`) > patterns (longest key first, then first listed). Only one entry applies; it
-/// overrides only the fields it sets on top of the default.
+/// `a.b.fc1`) > patterns (longest key first, then first listed). A pattern is `re:<ECMAScript
+/// regex>` or a glob (`*` any run of characters, dots included; `?` one character); it must
+/// fully match the tensor name or its layer name. Only one entry applies; it overrides only the
+/// fields it sets on top of the default. Resolve is const and safe to call from many threads.
 class WeightConfigResolver {
  public:
-  /// Validates the default and every entry (regexes compile, each merged config is valid);
-  /// errors name the entry key and field.
+  /// Validates the default and every entry (keys non-empty and unique, regexes compile, each
+  /// merged config is valid); errors are prefixed `weight_config["KEY"]: ` (`config: ` for the
+  /// default).
   static absl::StatusOr<WeightConfigResolver> Create(QuantConfig default_config,
                                                      std::vector<WeightConfigEntry> entries);
 
