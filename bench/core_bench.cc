@@ -10,8 +10,8 @@
 
 #include <array>
 #include <chrono>
-#include <map>
 #include <cstring>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -199,7 +199,9 @@ void KernelArgs(benchmark::internal::Benchmark* b) {
   }
 }
 
-BENCHMARK(BM_MemoryRead)->ArgNames({"shape", "bf16"})->ArgsProduct({{0, 1}, {0, 1}})
+BENCHMARK(BM_MemoryRead)
+    ->ArgNames({"shape", "bf16"})
+    ->ArgsProduct({{0, 1}, {0, 1}})
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Kernel)->Apply(KernelArgs)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Tensor)->Apply(KernelArgs)->Unit(benchmark::kMillisecond)->UseRealTime();

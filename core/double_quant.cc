@@ -27,8 +27,8 @@ void DoubleQuantizeScales(const QuantConfig& config, const KernelTable& kernels,
   std::vector<uint8_t> codes(n);
   std::vector<float> group_scales(GroupsPerRow(n, group_size));
   std::vector<float> deq(n);
-  kernels.quant_row(scales.data(), n, group_size, params, 1.0f, codes.data(),
-                    group_scales.data(), nullptr, deq.data());
+  kernels.quant_row(scales.data(), n, group_size, params, 1.0f, codes.data(), group_scales.data(),
+                    nullptr, deq.data());
   for (int64_t i = 0; i < n; ++i) scales[i] = centred ? deq[i] + mean : deq[i];
 }
 

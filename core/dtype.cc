@@ -37,8 +37,9 @@ absl::StatusOr<ElemType> ParseElemType(std::string_view name) {
   for (const ElemInfo& info : kElemInfo) {
     if (info.name == name) return info.type;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown dtype \"", std::string(name), "\" (expected one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown dtype \"", std::string(name),
+                   "\" (expected one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL)"));
 }
 
 bool IsQuantizableFloat(ElemType t) {
@@ -71,9 +72,9 @@ uint16_t FloatToHalf(float f) {
   std::memcpy(&u, &f, 4);
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return sign | 0x7e00u;  // NaN
+  if (abs > 0x7f800000u) return sign | 0x7e00u;   // NaN
   if (abs >= 0x477ff000u) return sign | 0x7c00u;  // rounds to >= 65520: infinity
-  if (abs >= 0x38800000u) {                        // normal half range
+  if (abs >= 0x38800000u) {                       // normal half range
     uint32_t v = abs - (112u << 23);
     v += 0xfffu + ((v >> 13) & 1u);
     return sign | static_cast<uint16_t>(v >> 13);

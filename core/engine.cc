@@ -33,15 +33,15 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
 }
 
 Engine::Engine(int threads, const KernelTable* kernels)
-    : threads_(threads),
-      kernels_(kernels),
-      arena_(std::make_unique<tbb::task_arena>(threads)) {}
+    : threads_(threads), kernels_(kernels), arena_(std::make_unique<tbb::task_arena>(threads)) {}
 
 Engine::~Engine() = default;
 
 absl::Status Engine::ParallelFor(int64_t num_blocks, const std::function<void(int64_t)>& fn,
                                  const std::atomic<bool>* cancel) const {
-  auto cancelled = [cancel] { return cancel != nullptr && cancel->load(std::memory_order_relaxed); };
+  auto cancelled = [cancel] {
+    return cancel != nullptr && cancel->load(std::memory_order_relaxed);
+  };
   if (threads_ == 1 || num_blocks <= 1) {
     // The serial driver: same per-block work, no arena hop.
     try {

@@ -18,8 +18,8 @@ namespace {
 
 using internal::FirstBad;
 using internal::RowPass;
-using internal::RowsPerBlock;
 using internal::RowScratch;
+using internal::RowsPerBlock;
 using internal::ThreadScratch;
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
@@ -153,26 +153,27 @@ int64_t QuantizedTensor::scale_cols() const {
 }
 
 static absl::StatusOr<int64_t> ValidateShape(const std::string& name, ElemType dtype,
-                                      const std::vector<int64_t>& shape) {
+                                             const std::vector<int64_t>& shape) {
   if (name.empty()) return absl::InvalidArgumentError("tensor name is empty");
   int64_t elements = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
     const int64_t d = shape[i];
     if (d < 0) {
-      return TensorError(name, absl::StatusCode::kInvalidArgument,
-                         absl::StrCat("dimension ", i, " of shape ", ShapeString(shape),
-                                      " is negative"));
+      return TensorError(
+          name, absl::StatusCode::kInvalidArgument,
+          absl::StrCat("dimension ", i, " of shape ", ShapeString(shape), " is negative"));
     }
     if (__builtin_mul_overflow(elements, d, &elements)) {
-      return TensorError(name, absl::StatusCode::kInvalidArgument,
-                         absl::StrCat("element count of shape ", ShapeString(shape),
-                                      " overflows 64 bits"));
+      return TensorError(
+          name, absl::StatusCode::kInvalidArgument,
+          absl::StrCat("element count of shape ", ShapeString(shape), " overflows 64 bits"));
     }
   }
   int64_t bytes;
   if (__builtin_mul_overflow(elements, int64_t{ElemSize(dtype)}, &bytes)) {
-    return TensorError(name, absl::StatusCode::kInvalidArgument,
-                       absl::StrCat("byte size of shape ", ShapeString(shape), " overflows 64 bits"));
+    return TensorError(
+        name, absl::StatusCode::kInvalidArgument,
+        absl::StrCat("byte size of shape ", ShapeString(shape), " overflows 64 bits"));
   }
   return elements;
 }
@@ -181,17 +182,17 @@ absl::StatusOr<int64_t> ValidateTensorInput(const TensorInput& input) {
   ASSIGN_OR_RETURN(const int64_t elements, ValidateShape(input.name, input.dtype, input.shape));
   const int64_t bytes = elements * ElemSize(input.dtype);
   if (static_cast<int64_t>(input.data.size()) != bytes) {
-    return TensorError(input.name, absl::StatusCode::kInvalidArgument,
-                       absl::StrCat("shape ", ShapeString(input.shape), " with dtype ",
-                                    ElemTypeName(input.dtype), " needs ", bytes, " bytes, got ",
-                                    input.data.size()));
+    return TensorError(
+        input.name, absl::StatusCode::kInvalidArgument,
+        absl::StrCat("shape ", ShapeString(input.shape), " with dtype ", ElemTypeName(input.dtype),
+                     " needs ", bytes, " bytes, got ", input.data.size()));
   }
   return elements;
 }
 
 absl::StatusOr<TensorPlan> PlanTensor(const std::string& name, ElemType dtype,
-                                      const std::vector<int64_t>& shape,
-                                      const QuantConfig& config, const QuantizeOptions& options) {
+                                      const std::vector<int64_t>& shape, const QuantConfig& config,
+                                      const QuantizeOptions& options) {
   TensorPlan plan;
   ASSIGN_OR_RETURN(plan.elements, ValidateShape(name, dtype, shape));
   if (absl::Status s = ValidateConfig(config); !s.ok()) {
@@ -211,9 +212,9 @@ absl::StatusOr<TensorPlan> PlanTensor(const std::string& name, ElemType dtype,
                                     " cannot be quantized (only F32, F16 and BF16 can)"));
   }
   if (plan.elements == 0) {
-    return TensorError(name, absl::StatusCode::kInvalidArgument,
-                       absl::StrCat("shape ", ShapeString(shape),
-                                    " has no elements: nothing to quantize"));
+    return TensorError(
+        name, absl::StatusCode::kInvalidArgument,
+        absl::StrCat("shape ", ShapeString(shape), " has no elements: nothing to quantize"));
   }
   plan.quantize = true;
   plan.rows = shape.size() == 1 ? 1 : shape[0];
@@ -277,16 +278,17 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
   auto nonfinite_result = [&]() -> absl::StatusOr<QuantizedTensor> {
     const int64_t wr = bad.index() / m.cols, wc = bad.index() % m.cols;
     const int64_t r = transposed ? wc : wr, c = transposed ? wr : wc;
-    const float v = ElementAsFloat(input.data.data() + (r * out.cols + c) * ElemSize(input.dtype),
-                                   input.dtype);
+    const float v =
+        ElementAsFloat(input.data.data() + (r * out.cols + c) * ElemSize(input.dtype), input.dtype);
     const std::string where = absl::StrCat("element [", r, ", ", c, "] is ", v);
     if (options.pass_nonfinite) {
       return PassThrough(input, config, options, absl::StrCat("non-finite values (", where, ")"),
                          elements);
     }
     return TensorError(input.name, absl::StatusCode::kInvalidArgument,
-                       absl::StrCat(where, "; NaN/Inf weights cannot be quantized (ask to pass "
-                                           "such tensors through to keep them unquantized)"));
+                       absl::StrCat(where,
+                                    "; NaN/Inf weights cannot be quantized (ask to pass "
+                                    "such tensors through to keep them unquantized)"));
   };
 
   if (config.enable_mse_search) {
@@ -376,7 +378,8 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
 
   out.metrics = internal::MetricsFromRows(stats, elements, m.rows * G, pass.quantile);
   out.config.quantile = pass.quantile;
-  out.metrics.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.metrics.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }
 
@@ -393,8 +396,8 @@ absl::StatusOr<std::vector<float>> DequantizeCodes(const QuantizedTensor& q, con
       (asym && static_cast<int64_t>(q.zeros.size()) != expect_scales)) {
     return TensorError(q.name, absl::StatusCode::kInvalidArgument,
                        absl::StrCat("codes/scales/zeros sizes ", q.codes.size(), "/",
-                                    q.scales.size(), "/", q.zeros.size(), " do not match [",
-                                    q.rows, ", ", q.cols, "] with group size ", q.group_size));
+                                    q.scales.size(), "/", q.zeros.size(), " do not match [", q.rows,
+                                    ", ", q.cols, "] with group size ", q.group_size));
   }
   // Work in the layout that was quantized so the same dequant kernel applies.
   const bool transposed = q.config.group_dim == 0;

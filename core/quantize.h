@@ -59,10 +59,10 @@ struct QuantizedTensor {
   int64_t cols = 0;
   int64_t group_size = 0;  ///< effective group size (along cols, or along rows for group_dim 0)
 
-  std::vector<uint8_t> fake;    ///< fake-quantized values in `dtype`, original shape
-  std::vector<uint8_t> codes;   ///< [rows, cols] code bytes (two's complement when signed)
-  std::vector<float> scales;    ///< [scale_rows(), scale_cols()] (double-quantized if enabled)
-  std::vector<int32_t> zeros;   ///< same shape as scales; asym int only
+  std::vector<uint8_t> fake;   ///< fake-quantized values in `dtype`, original shape
+  std::vector<uint8_t> codes;  ///< [rows, cols] code bytes (two's complement when signed)
+  std::vector<float> scales;   ///< [scale_rows(), scale_cols()] (double-quantized if enabled)
+  std::vector<int32_t> zeros;  ///< same shape as scales; asym int only
   TensorMetrics metrics;
 
   /// Scale matrix shape: [rows, ceil(cols/gs)] for group_dim 1, [ceil(rows/gs), cols] for 0.
@@ -88,7 +88,7 @@ absl::StatusOr<int64_t> ValidateTensorInput(const TensorInput& input);
 /// How a tensor will be treated, decided from its header and config alone.
 struct TensorPlan {
   int64_t elements = 0;
-  bool quantize = false;    ///< false: passed through unquantized, see skip_reason
+  bool quantize = false;  ///< false: passed through unquantized, see skip_reason
   std::string skip_reason;
   int64_t rows = 0;  ///< the 2-D view when quantized
   int64_t cols = 0;
@@ -97,7 +97,7 @@ struct TensorPlan {
 /// Validates a tensor header (name, dtype, shape; not its bytes) and the config, and decides
 /// whether it is quantized. Errors are InvalidArgument naming the tensor.
 absl::StatusOr<TensorPlan> PlanTensor(const std::string& name, ElemType dtype,
-                                      const std::vector<int64_t>& shape,
-                                      const QuantConfig& config, const QuantizeOptions& options);
+                                      const std::vector<int64_t>& shape, const QuantConfig& config,
+                                      const QuantizeOptions& options);
 
 }  // namespace rtnq

@@ -96,13 +96,14 @@ void FirstBad::Record(int64_t index) {
   }
 }
 
-absl::Status CheckScales(const std::string& name, const float* scales, int64_t rows,
-                         int64_t groups, int64_t first_row) {
+absl::Status CheckScales(const std::string& name, const float* scales, int64_t rows, int64_t groups,
+                         int64_t first_row) {
   for (int64_t i = 0; i < rows * groups; ++i) {
     if (!std::isfinite(scales[i]) || scales[i] == 0.0f) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor \"", name, "\": group ", i % groups, " of row ", first_row + i / groups,
-          " has scale ", scales[i], ": its values are too close to the float32 limits to quantize"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", name, "\": group ", i % groups, " of row ",
+                       first_row + i / groups, " has scale ", scales[i],
+                       ": its values are too close to the float32 limits to quantize"));
     }
   }
   return absl::OkStatus();

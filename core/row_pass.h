@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "core/dtype.h"
 #include "absl/status/status.h"
+#include "core/dtype.h"
 #include "core/kernels/kernels.h"
 #include "core/quantize.h"
 
@@ -18,11 +18,11 @@ namespace rtnq::internal {
 
 /// Scratch rows owned by one thread (kernels allocate nothing).
 struct RowScratch {
-  std::vector<float> x;       ///< input row as float32 (when a conversion is needed)
-  std::vector<float> deq;     ///< dequantized row
-  std::vector<float> back;    ///< fake output read back as float32 (16-bit outputs)
-  std::vector<uint8_t> codes; ///< codes when the caller does not keep them
-  std::vector<uint16_t> half; ///< 16-bit fake row when the caller keeps no fake output
+  std::vector<float> x;        ///< input row as float32 (when a conversion is needed)
+  std::vector<float> deq;      ///< dequantized row
+  std::vector<float> back;     ///< fake output read back as float32 (16-bit outputs)
+  std::vector<uint8_t> codes;  ///< codes when the caller does not keep them
+  std::vector<uint16_t> half;  ///< 16-bit fake row when the caller keeps no fake output
   void Reserve(int64_t cols);
 };
 
@@ -77,8 +77,8 @@ class FirstBad {
 /// A scale of 0 or Inf (weights near the float32 limits) would give NaN outputs: the reference
 /// silently returns them, rtnq refuses with InvalidArgument naming the tensor, row and group.
 /// `scales` holds `rows` rows of `groups` starting at tensor row `first_row`.
-absl::Status CheckScales(const std::string& name, const float* scales, int64_t rows,
-                         int64_t groups, int64_t first_row);
+absl::Status CheckScales(const std::string& name, const float* scales, int64_t rows, int64_t groups,
+                         int64_t first_row);
 
 /// Tensor metrics from per-row statistics summed in row order (deterministic for any thread
 /// count).

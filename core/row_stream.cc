@@ -67,8 +67,8 @@ absl::Status RowStreamQuantizer::AddRows(absl::Span<const uint8_t> bytes, RowBlo
   }
   const int64_t n = static_cast<int64_t>(bytes.size()) / rb;
   if (next_row_ + n > rows_) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor \"", name_, "\": rows ", next_row_,
-                                                   "..", next_row_ + n - 1, " exceed its ", rows_,
+    return absl::InvalidArgumentError(absl::StrCat("tensor \"", name_, "\": rows ", next_row_, "..",
+                                                   next_row_ + n - 1, " exceed its ", rows_,
                                                    " rows"));
   }
   const int64_t cols = pass_.cols, G = pass_.groups_per_row;
@@ -92,10 +92,11 @@ absl::Status RowStreamQuantizer::AddRows(absl::Span<const uint8_t> bytes, RowBlo
             continue;
           }
           uint8_t* codes = options_.codes ? out.codes.data() + i * cols : scratch.codes.data();
-          pass_.Quantize(x, codes, out.scales.data() + i * G, asym ? out.zeros.data() + i * G : nullptr,
-                         scratch.deq.data());
-          uint8_t* fake =
-              options_.fake_quant ? out.fake.data() + i * cols * ElemSize(pass_.out_dtype) : nullptr;
+          pass_.Quantize(x, codes, out.scales.data() + i * G,
+                         asym ? out.zeros.data() + i * G : nullptr, scratch.deq.data());
+          uint8_t* fake = options_.fake_quant
+                              ? out.fake.data() + i * cols * ElemSize(pass_.out_dtype)
+                              : nullptr;
           stats_[next_row_ + i] = pass_.Emit(x, scratch.deq.data(), fake, scratch);
         }
       },
@@ -120,8 +121,8 @@ absl::Status RowStreamQuantizer::AddRows(absl::Span<const uint8_t> bytes, RowBlo
 
 absl::StatusOr<TensorMetrics> RowStreamQuantizer::Finish() {
   if (next_row_ != rows_) {
-    return absl::FailedPreconditionError(absl::StrCat("tensor \"", name_, "\": ", next_row_,
-                                                      " of ", rows_, " rows received"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("tensor \"", name_, "\": ", next_row_, " of ", rows_, " rows received"));
   }
   TensorMetrics m = internal::MetricsFromRows(stats_, rows_ * pass_.cols,
                                               rows_ * pass_.groups_per_row, pass_.quantile);

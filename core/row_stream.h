@@ -18,10 +18,10 @@ namespace rtnq {
 struct RowBlockOutput {
   int64_t first_row = 0;
   int64_t num_rows = 0;
-  std::vector<uint8_t> fake;    ///< num_rows * cols values in the input dtype
-  std::vector<uint8_t> codes;   ///< num_rows * cols code bytes (if options.codes)
-  std::vector<float> scales;    ///< num_rows * groups_per_row (if options.codes)
-  std::vector<int32_t> zeros;   ///< asym only (if options.codes)
+  std::vector<uint8_t> fake;   ///< num_rows * cols values in the input dtype
+  std::vector<uint8_t> codes;  ///< num_rows * cols code bytes (if options.codes)
+  std::vector<float> scales;   ///< num_rows * groups_per_row (if options.codes)
+  std::vector<int32_t> zeros;  ///< asym only (if options.codes)
 };
 
 /// Quantizes the rows of one tensor in arrival order. Possible only for group_dim 1 without MSE
@@ -35,9 +35,9 @@ class RowStreamQuantizer {
   /// Validates the header (data is ignored) and the config. FailedPrecondition when the tensor is
   /// passed through or the config cannot stream (use QuantizeTensor then).
   static absl::StatusOr<std::unique_ptr<RowStreamQuantizer>> Create(const TensorInput& header,
-                                                                     const QuantConfig& config,
-                                                                     const QuantizeOptions& options,
-                                                                     const Engine& engine);
+                                                                    const QuantConfig& config,
+                                                                    const QuantizeOptions& options,
+                                                                    const Engine& engine);
 
   int64_t rows() const { return rows_; }
   int64_t row_bytes() const { return pass_.cols * ElemSize(pass_.in_dtype); }

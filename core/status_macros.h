@@ -9,10 +9,10 @@
 #define RTNQ_STATUS_CONCAT_(a, b) RTNQ_STATUS_CONCAT_INNER_(a, b)
 
 /// Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                       \
-  do {                                              \
-    ::absl::Status rtnq_status_ = (expr);           \
-    if (!rtnq_status_.ok()) return rtnq_status_;    \
+#define RETURN_IF_ERROR(expr)                    \
+  do {                                           \
+    ::absl::Status rtnq_status_ = (expr);        \
+    if (!rtnq_status_.ok()) return rtnq_status_; \
   } while (0)
 
 /// Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status, else moves the value

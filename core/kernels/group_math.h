@@ -62,7 +62,8 @@ inline uint8_t CodeByte(float q) {
 
 /// Reads a code byte back as the integer code of its mode.
 inline int CodeValue(uint8_t byte, KernelMode mode) {
-  return mode == KernelMode::kAsym ? static_cast<int>(byte) : static_cast<int>(static_cast<int8_t>(byte));
+  return mode == KernelMode::kAsym ? static_cast<int>(byte)
+                                   : static_cast<int>(static_cast<int8_t>(byte));
 }
 
 }  // namespace rtnq

@@ -21,9 +21,16 @@ float FromBits(uint32_t u) {
 }
 
 TEST(ElemType, NamesSizesAndParsing) {
-  for (auto [name, size] : std::vector<std::pair<std::string, int>>{
-           {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
-           {"I8", 1}, {"U8", 1}, {"BOOL", 1}}) {
+  for (auto [name, size] : std::vector<std::pair<std::string, int>>{{"F64", 8},
+                                                                    {"F32", 4},
+                                                                    {"F16", 2},
+                                                                    {"BF16", 2},
+                                                                    {"I64", 8},
+                                                                    {"I32", 4},
+                                                                    {"I16", 2},
+                                                                    {"I8", 1},
+                                                                    {"U8", 1},
+                                                                    {"BOOL", 1}}) {
     auto t = ParseElemType(name);
     ASSERT_TRUE(t.ok()) << name;
     EXPECT_EQ(ElemSize(*t), size);
@@ -67,8 +74,8 @@ TEST(Half, RoundsToNearestEvenAndOverflows) {
   EXPECT_EQ(FloatToHalf(65519.0f), 0x7bff);
   EXPECT_EQ(FloatToHalf(65520.0f), 0x7c00);  // tie between 65504 and 65536 -> inf
   EXPECT_EQ(FloatToHalf(1e10f), 0x7c00);
-  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -25)), 0x0000);        // tie to even (0)
-  EXPECT_EQ(FloatToHalf(std::ldexp(3.0f, -25)), 0x0002);        // 1.5 ulp -> 2
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -25)), 0x0000);         // tie to even (0)
+  EXPECT_EQ(FloatToHalf(std::ldexp(3.0f, -25)), 0x0002);         // 1.5 ulp -> 2
   EXPECT_EQ(FloatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie, even stays
   EXPECT_EQ(FloatToHalf(1.0f + std::ldexp(3.0f, -11)), 0x3c02);  // tie, odd rounds up
   EXPECT_EQ(FloatToHalf(-0.0f), 0x8000);

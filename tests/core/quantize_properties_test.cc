@@ -26,7 +26,9 @@ std::vector<float> HeavyTailed(int64_t n, uint32_t seed) {
 
 TensorInput F32Input(const std::string& name, std::vector<int64_t> shape,
                      const std::vector<float>& v) {
-  return TensorInput{name, ElemType::kF32, std::move(shape),
+  return TensorInput{name,
+                     ElemType::kF32,
+                     std::move(shape),
                      {reinterpret_cast<const uint8_t*>(v.data()), v.size() * 4}};
 }
 
@@ -195,7 +197,8 @@ TEST(HalfInputs, QuantizeTheirExactFloat32UpcastAndRoundBack) {
       h[i] = t == ElemType::kBF16 ? FloatToBf16(w[i]) : FloatToHalf(w[i]);
       up[i] = t == ElemType::kBF16 ? Bf16ToFloat(h[i]) : HalfToFloat(h[i]);
     }
-    const TensorInput in{"w", t, {24, 70}, {reinterpret_cast<const uint8_t*>(h.data()), h.size() * 2}};
+    const TensorInput in{
+        "w", t, {24, 70}, {reinterpret_cast<const uint8_t*>(h.data()), h.size() * 2}};
     for (int gd : {1, 0}) {
       QuantConfig cfg;
       cfg.group_dim = gd;

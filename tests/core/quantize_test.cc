@@ -186,8 +186,8 @@ TEST_F(QuantizeTest, Fp4BnbMidpointsGoDown) {
   cfg.dtype = QuantDtype::kFp4;
   cfg.group_size = -1;
   // absmax 12 -> scale 12/12 = 1; 1.03125 is the midpoint of 0.0625 and 2.
-  F32Tensor t("w", {1, 6}, {12.0f, -12.0f, 1.03125f, std::nextafter(1.03125f, 2.0f), -1.03125f,
-                            0.0f});
+  F32Tensor t("w", {1, 6},
+              {12.0f, -12.0f, 1.03125f, std::nextafter(1.03125f, 2.0f), -1.03125f, 0.0f});
   QuantizedTensor q = Run(t.input, cfg);
   EXPECT_THAT(Codes(q), ElementsAre(3, -5, 1, 6, -2, 0));
   EXPECT_THAT(AsFloats(q.fake), ElementsAre(12.0f, -12.0f, 0.0625f, 2.0f, -2.0f, 0.0f));
@@ -383,9 +383,9 @@ TEST_F(QuantizeTest, NonFiniteIsAnErrorUnlessPassedThrough) {
 
 TEST_F(QuantizeTest, ScaleUnderflowIsRejected) {
   F32Tensor t("tiny", {1, 2}, {1e-45f, 0.0f});
-  EXPECT_THAT(QuantizeTensor(t.input, Int(4, Scheme::kAsym, -1), {}, *engine_),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("tiny"), HasSubstr("scale 0"))));
+  EXPECT_THAT(
+      QuantizeTensor(t.input, Int(4, Scheme::kAsym, -1), {}, *engine_),
+      StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr("tiny"), HasSubstr("scale 0"))));
 }
 
 TEST_F(QuantizeTest, CancelledBeforeStart) {
@@ -394,8 +394,7 @@ TEST_F(QuantizeTest, CancelledBeforeStart) {
   std::atomic<bool> cancel{true};
   QuantizeOptions opts;
   opts.cancel = &cancel;
-  EXPECT_THAT(QuantizeTensor(t.input, {}, opts, *engine_),
-              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_THAT(QuantizeTensor(t.input, {}, opts, *engine_), StatusIs(absl::StatusCode::kCancelled));
 }
 
 }  // namespace
