@@ -248,13 +248,25 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
     m.cols = out.rows;
     m.dtype = ElemType::kF32;
     m.transposed.resize(elements);
-    const int esize = ElemSize(input.dtype);
-    for (int64_t r = 0; r < out.rows; ++r) {
-      for (int64_t c = 0; c < out.cols; ++c) {
-        m.transposed[c * out.rows + r] =
-            ElementAsFloat(input.data.data() + (r * out.cols + c) * esize, input.dtype);
+    // Upcast row by row with the dispatched converters, then one cache-blocked transpose.
+    std::vector<float> upcast;
+    const float* src = reinterpret_cast<const float*>(input.data.data());
+    if (input.dtype != ElemType::kF32 ||
+        reinterpret_cast<uintptr_t>(input.data.data()) % alignof(float) != 0) {
+      upcast.resize(elements);
+      internal::RowPass conv;
+      conv.kernels = &engine.kernels();
+      conv.cols = out.cols;
+      conv.in_dtype = input.dtype;
+      const int64_t row_bytes = out.cols * ElemSize(input.dtype);
+      for (int64_t r = 0; r < out.rows; ++r) {
+        RowScratch& scratch = ThreadScratch(out.cols);
+        const float* x = conv.AsFloat(input.data.data() + r * row_bytes, scratch);
+        std::memcpy(upcast.data() + r * out.cols, x, out.cols * sizeof(float));
       }
+      src = upcast.data();
     }
+    Transpose(src, out.rows, out.cols, m.transposed.data());
     m.data = reinterpret_cast<const uint8_t*>(m.transposed.data());
   } else {
     m.rows = out.rows;
