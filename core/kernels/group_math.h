@@ -2,6 +2,9 @@
 // reference twin and the SIMD kernels so that both compute them with the same float32 operations.
 #pragma once
 
+// Functions are `static inline`: each translation unit keeps its own copy, so a copy compiled
+// with AVX-512 flags can never be the one the linker hands to the scalar twin.
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -17,7 +20,8 @@ struct IntGroupScale {
 };
 
 /// Spec "Per-group math, dtype int" from the group's min and max, all in float32.
-inline IntGroupScale ComputeIntScale(float mn, float mx, const KernelParams& p, float quantile) {
+static inline IntGroupScale ComputeIntScale(float mn, float mx, const KernelParams& p,
+                                            float quantile) {
   if (p.mode == KernelMode::kAsym) {
     float lo = std::min(mn, 0.0f) * quantile;
     float hi = std::max(mx, 0.0f) * quantile;
@@ -41,13 +45,13 @@ inline IntGroupScale ComputeIntScale(float mn, float mx, const KernelParams& p, 
 }
 
 /// Scale of one float-4 group: max(|g|) * quantile / max(T).
-inline float ComputeTableScale(float absmax, const Float4Table& t, float quantile) {
+static inline float ComputeTableScale(float absmax, const Float4Table& t, float quantile) {
   return absmax * quantile / t.max_value;
 }
 
 /// Table index for x = g / scale: the count of bucket edges strictly below x; NaN (0/0 in an
 /// all-zero group) maps to the zero entry.
-inline int TableIndex(float x, const Float4Table& t) {
+static inline int TableIndex(float x, const Float4Table& t) {
   if (std::isnan(x)) return t.zero_index;
   int i = 0;
   while (i < t.size - 1 && x > t.midpoints[i]) ++i;
@@ -56,12 +60,12 @@ inline int TableIndex(float x, const Float4Table& t) {
 
 /// Stores a clamped integer code as a byte (two's complement for negative codes). NaN (only
 /// from a scale that underflowed to 0, which callers reject) stores 0.
-inline uint8_t CodeByte(float q) {
+static inline uint8_t CodeByte(float q) {
   return std::isnan(q) ? 0 : static_cast<uint8_t>(static_cast<int>(q));
 }
 
 /// Reads a code byte back as the integer code of its mode.
-inline int CodeValue(uint8_t byte, KernelMode mode) {
+static inline int CodeValue(uint8_t byte, KernelMode mode) {
   return mode == KernelMode::kAsym ? static_cast<int>(byte)
                                    : static_cast<int>(static_cast<int8_t>(byte));
 }
