@@ -1,0 +1,294 @@
+// Synthetic checkpoints: Llama names and shapes, determinism across thread counts, sharding,
+// and weights that look trained (finite, heavy-tailed, norms near 1).
+#include "core/synth_checkpoint.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/safetensors.h"
+#include "core/sharded_checkpoint.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace rtnq {
+namespace {
+
+namespace fs = std::filesystem;
+using ::rtnq::testing::IsOk;
+using ::rtnq::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+fs::path RootDir() {
+  return fs::path(::testing::TempDir()) / ("rtnq_synth_" + std::to_string(::getpid()));
+}
+
+// Removes this process's checkpoints when the tests are done (they are megabytes each).
+class RemoveRootDir : public ::testing::Environment {
+ public:
+  void TearDown() override { fs::remove_all(RootDir()); }
+};
+const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new RemoveRootDir);
+
+std::string TestDir(const std::string& leaf = "out") {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  fs::path dir = RootDir() / (std::string(info->test_suite_name()) + "." + info->name()) / leaf;
+  fs::remove_all(dir);
+  return dir.string();
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::unique_ptr<Engine> MakeEngine(int threads) {
+  auto engine = Engine::Create({.threads = threads});
+  EXPECT_THAT(engine.status(), IsOk());
+  return std::move(engine).value();
+}
+
+SynthOptions TinyOptions(const std::string& dir) {
+  SynthOptions o;
+  o.shape = SynthShapeByName("tiny").value();
+  o.output_dir = dir;
+  o.seed = 7;
+  return o;
+}
+
+std::vector<float> AsFloats(const TensorInfo& t) {
+  std::vector<float> out(t.num_elements);
+  for (int64_t i = 0; i < t.num_elements; ++i) {
+    uint16_t h;
+    switch (t.dtype) {
+      case ElemType::kBF16:
+        std::memcpy(&h, t.data.data() + 2 * i, 2);
+        out[i] = Bf16ToFloat(h);
+        break;
+      case ElemType::kF16:
+        std::memcpy(&h, t.data.data() + 2 * i, 2);
+        out[i] = HalfToFloat(h);
+        break;
+      default:
+        std::memcpy(&out[i], t.data.data() + 4 * i, 4);
+    }
+  }
+  return out;
+}
+
+TEST(SynthShapeTest, PresetsAreValidAndGptqFriendly) {
+  ASSERT_EQ(SynthShapePresets().size(), 3u);
+  for (const SynthShape& s : SynthShapePresets()) {
+    EXPECT_THAT(ValidateSynthShape(s), IsOk()) << s.name;
+    EXPECT_EQ(s.intermediate % 128, 0) << s.name;
+    EXPECT_EQ(s.hidden % 128, 0) << s.name;
+  }
+  auto tiny = SynthShapeByName("tiny");
+  ASSERT_THAT(tiny.status(), IsOk());
+  EXPECT_EQ(tiny->hidden, 256);
+  EXPECT_EQ(tiny->intermediate, 768);
+  EXPECT_EQ(tiny->layers, 2);
+  EXPECT_EQ(tiny->heads, 4);
+  EXPECT_EQ(tiny->vocab, 1024);
+  auto big = SynthShapeByName("llama7b-layer");
+  ASSERT_THAT(big.status(), IsOk());
+  EXPECT_EQ(big->intermediate, 11008);
+  EXPECT_EQ(big->vocab, 32000);
+  EXPECT_THAT(SynthShapeByName("huge").status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("tiny, small, llama7b-layer")));
+}
+
+TEST(SynthShapeTest, RejectsBadDimensions) {
+  SynthShape s = SynthShapeByName("tiny").value();
+  s.kv_heads = 3;
+  EXPECT_THAT(ValidateSynthShape(s),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("kv_heads 3")));
+  s = SynthShapeByName("tiny").value();
+  s.vocab = 0;
+  EXPECT_THAT(ValidateSynthShape(s),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("vocab must be > 0")));
+}
+
+TEST(SynthCheckpointTest, TinyHasLlamaNamesShapesAndDtypes) {
+  const std::string dir = TestDir();
+  auto engine = MakeEngine(2);
+  ASSERT_THAT(WriteSynthCheckpoint(TinyOptions(dir), *engine), IsOk());
+  auto file = SafetensorsFile::Open(dir + "/model.safetensors");
+  ASSERT_THAT(file.status(), IsOk());
+  EXPECT_EQ(file->tensors().size(), 1u + 2 * 9 + 2);
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> expected = {
+      {"model.embed_tokens.weight", {1024, 256}},
+      {"model.layers.0.self_attn.q_proj.weight", {256, 256}},
+      {"model.layers.0.self_attn.k_proj.weight", {128, 256}},  // 2 kv heads of 64
+      {"model.layers.1.self_attn.v_proj.weight", {128, 256}},
+      {"model.layers.1.self_attn.o_proj.weight", {256, 256}},
+      {"model.layers.0.mlp.gate_proj.weight", {768, 256}},
+      {"model.layers.0.mlp.up_proj.weight", {768, 256}},
+      {"model.layers.1.mlp.down_proj.weight", {256, 768}},
+      {"model.layers.1.input_layernorm.weight", {256}},
+      {"model.layers.0.post_attention_layernorm.weight", {256}},
+      {"model.norm.weight", {256}},
+      {"lm_head.weight", {1024, 256}},
+  };
+  for (const auto& [name, shape] : expected) {
+    const TensorInfo* t = file->Find(name);
+    ASSERT_NE(t, nullptr) << name;
+    EXPECT_EQ(t->shape, shape) << name;
+    EXPECT_EQ(t->dtype, ElemType::kBF16) << name;
+  }
+  EXPECT_EQ(file->tensors().front().name, "model.embed_tokens.weight");
+  EXPECT_EQ(file->tensors().back().name, "lm_head.weight");
+  EXPECT_FALSE(fs::exists(dir + "/" + kShardIndexFileName));
+
+  auto config = nlohmann::json::parse(ReadAll(dir + "/config.json"));
+  EXPECT_EQ(config["architectures"], nlohmann::json({"LlamaForCausalLM"}));
+  EXPECT_EQ(config["model_type"], "llama");
+  EXPECT_EQ(config["hidden_size"], 256);
+  EXPECT_EQ(config["intermediate_size"], 768);
+  EXPECT_EQ(config["num_attention_heads"], 4);
+  EXPECT_EQ(config["num_key_value_heads"], 2);
+  EXPECT_EQ(config["num_hidden_layers"], 2);
+  EXPECT_EQ(config["vocab_size"], 1024);
+  EXPECT_EQ(config["torch_dtype"], "bfloat16");
+  EXPECT_EQ(config["tie_word_embeddings"], false);
+  EXPECT_TRUE(config.contains("rms_norm_eps"));
+  EXPECT_TRUE(config.contains("max_position_embeddings"));
+}
+
+TEST(SynthCheckpointTest, SameSeedSameBytesWhateverTheThreads) {
+  const std::string a = TestDir("a"), b = TestDir("b"), c = TestDir("c");
+  ASSERT_THAT(WriteSynthCheckpoint(TinyOptions(a), *MakeEngine(1)), IsOk());
+  ASSERT_THAT(WriteSynthCheckpoint(TinyOptions(b), *MakeEngine(0)), IsOk());
+  SynthOptions other = TinyOptions(c);
+  other.seed = 8;
+  ASSERT_THAT(WriteSynthCheckpoint(other, *MakeEngine(0)), IsOk());
+  const std::string bytes_a = ReadAll(a + "/model.safetensors");
+  EXPECT_GT(bytes_a.size(), 4'000'000u);
+  EXPECT_EQ(bytes_a, ReadAll(b + "/model.safetensors"));
+  EXPECT_EQ(ReadAll(a + "/config.json"), ReadAll(b + "/config.json"));
+  EXPECT_NE(bytes_a, ReadAll(c + "/model.safetensors"));
+}
+
+TEST(SynthCheckpointTest, ShardedOutputOpensAndMatchesTheSingleFile) {
+  const std::string single = TestDir("single"), sharded = TestDir("sharded");
+  auto engine = MakeEngine(2);
+  ASSERT_THAT(WriteSynthCheckpoint(TinyOptions(single), *engine), IsOk());
+  SynthOptions o = TinyOptions(sharded);
+  o.shards = 3;
+  ASSERT_THAT(WriteSynthCheckpoint(o, *engine), IsOk());
+  EXPECT_TRUE(fs::exists(sharded + "/" + kShardIndexFileName));
+  EXPECT_FALSE(fs::exists(sharded + "/model.safetensors"));
+  auto ckpt = ShardedCheckpoint::Open(sharded);
+  ASSERT_THAT(ckpt.status(), IsOk());
+  ASSERT_EQ(ckpt->shards().size(), 3u);
+  EXPECT_THAT(ckpt->shards()[0].path(), HasSubstr("model-00001-of-00003.safetensors"));
+  for (const SafetensorsFile& shard : ckpt->shards()) EXPECT_FALSE(shard.tensors().empty());
+  auto one = SafetensorsFile::Open(single + "/model.safetensors");
+  ASSERT_THAT(one.status(), IsOk());
+  EXPECT_EQ(ckpt->names().size(), one->tensors().size());
+  uint64_t total = 0;
+  for (const TensorInfo& t : one->tensors()) {
+    const TensorInfo* s = ckpt->Find(t.name);
+    ASSERT_NE(s, nullptr) << t.name;
+    EXPECT_EQ(s->shape, t.shape);
+    EXPECT_TRUE(std::equal(s->data.begin(), s->data.end(), t.data.begin(), t.data.end())) << t.name;
+    total += t.data.size();
+  }
+  ASSERT_TRUE(ckpt->total_size().has_value());
+  EXPECT_EQ(*ckpt->total_size(), total);
+}
+
+TEST(SynthCheckpointTest, WeightsAreFiniteHeavyTailedWithOutliersAndNormsNearOne) {
+  const std::string dir = TestDir();
+  SynthOptions o = TinyOptions(dir);
+  o.dtype = ElemType::kF32;
+  ASSERT_THAT(WriteSynthCheckpoint(o, *MakeEngine(0)), IsOk());
+  auto file = SafetensorsFile::Open(dir + "/model.safetensors");
+  ASSERT_THAT(file.status(), IsOk());
+  for (const TensorInfo& t : file->tensors()) {
+    EXPECT_EQ(t.dtype, ElemType::kF32);
+    const std::vector<float> v = AsFloats(t);
+    double sum = 0;
+    for (float x : v) {
+      ASSERT_TRUE(std::isfinite(x)) << t.name;
+      sum += x;
+    }
+    const double mean = sum / v.size();
+    if (t.shape.size() == 1) {
+      for (float x : v) EXPECT_NEAR(x, 1.0, 0.06) << t.name;
+      EXPECT_NEAR(mean, 1.0, 0.01) << t.name;
+      continue;
+    }
+    double m2 = 0, m4 = 0;
+    for (float x : v) {
+      const double d = x - mean;
+      m2 += d * d;
+      m4 += d * d * d * d;
+    }
+    m2 /= v.size();
+    m4 /= v.size();
+    EXPECT_GT(m4 / (m2 * m2), 3.0) << t.name << " is not heavy-tailed";
+    EXPECT_LT(std::abs(mean), 0.002) << t.name;
+    EXPECT_GT(std::sqrt(m2), 0.005) << t.name;
+    EXPECT_LT(std::sqrt(m2), 0.2) << t.name;
+  }
+  // Input projections share outlier input channels: some column's mean |w| is far above the
+  // median column's.
+  const TensorInfo* q = file->Find("model.layers.0.self_attn.q_proj.weight");
+  ASSERT_NE(q, nullptr);
+  const std::vector<float> w = AsFloats(*q);
+  std::vector<double> col_abs(256, 0);
+  for (int64_t r = 0; r < 256; ++r) {
+    for (int64_t c = 0; c < 256; ++c) col_abs[c] += std::abs(w[r * 256 + c]);
+  }
+  std::vector<double> sorted = col_abs;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_GT(sorted.back() / sorted[128], 6.0);
+  EXPECT_LT(sorted[250] / sorted[128], 2.0);  // only a few
+}
+
+TEST(SynthCheckpointTest, F16WorksAndConfigSaysSo) {
+  const std::string dir = TestDir();
+  SynthOptions o = TinyOptions(dir);
+  o.dtype = ElemType::kF16;
+  ASSERT_THAT(WriteSynthCheckpoint(o, *MakeEngine(2)), IsOk());
+  auto file = SafetensorsFile::Open(dir + "/model.safetensors");
+  ASSERT_THAT(file.status(), IsOk());
+  EXPECT_EQ(file->Find("lm_head.weight")->dtype, ElemType::kF16);
+  EXPECT_EQ(nlohmann::json::parse(ReadAll(dir + "/config.json"))["torch_dtype"], "float16");
+}
+
+TEST(SynthCheckpointTest, RejectsBadOptionsAndLeavesNoFiles) {
+  auto engine = MakeEngine(1);
+  SynthOptions o = TinyOptions(TestDir());
+  o.shards = 22;  // tiny has 21 tensors
+  EXPECT_THAT(WriteSynthCheckpoint(o, *engine),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("shards must be in [1, 21]")));
+  o.shards = 0;
+  EXPECT_THAT(WriteSynthCheckpoint(o, *engine), StatusIs(absl::StatusCode::kInvalidArgument));
+  o.shards = 1;
+  o.dtype = ElemType::kI32;
+  EXPECT_THAT(WriteSynthCheckpoint(o, *engine),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("I32")));
+  EXPECT_FALSE(fs::exists(o.output_dir));
+
+  // A directory already holding files is refused rather than mixed with stale shards.
+  o.dtype = ElemType::kBF16;
+  fs::create_directories(o.output_dir);
+  std::ofstream(o.output_dir + "/stale.txt") << "x";
+  EXPECT_THAT(WriteSynthCheckpoint(o, *engine),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not empty")));
+  EXPECT_THAT(std::vector<std::string>({fs::directory_iterator(o.output_dir)->path().filename()}),
+              ElementsAre("stale.txt"));
+}
+
+}  // namespace
+}  // namespace rtnq
