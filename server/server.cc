@@ -1,0 +1,179 @@
+#include "server/server.h"
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/engine.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "server/auth.h"
+#include "server/memory_budget.h"
+#include "server/metrics.h"
+#include "server/quantizer_service.h"
+#include "server/service_context.h"
+#include "server/stream_registry.h"
+#include "server/tls.h"
+#include "server/work_pool.h"
+#include "spdlog/spdlog.h"
+
+namespace rtnq::server {
+namespace {
+
+constexpr char kServiceName[] = "rtnq.v1.Quantizer";
+
+absl::Status ValidateOptions(const ServerOptions& o) {
+  auto positive = [](const char* flag, int64_t v) -> absl::Status {
+    if (v > 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be > 0, got ", v));
+  };
+  if (o.listen.empty()) return absl::InvalidArgumentError("--listen is empty");
+  for (auto [flag, v] : {std::pair<const char*, int64_t>{"max_tensor_bytes", o.max_tensor_bytes},
+                         {"memory_budget_bytes", o.memory_budget_bytes},
+                         {"stream_budget_bytes", o.stream_budget_bytes},
+                         {"max_streams", o.max_streams},
+                         {"max_message_bytes", o.max_message_bytes},
+                         {"output_chunk_bytes", o.output_chunk_bytes}}) {
+    if (absl::Status s = positive(flag, v); !s.ok()) return s;
+  }
+  if (o.max_message_bytes > INT32_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_message_bytes must be < 2 GiB, got ", o.max_message_bytes));
+  }
+  if (o.idle_timeout_seconds < 0 || o.shutdown_grace_seconds < 0) {
+    return absl::InvalidArgumentError("--idle_timeout and --shutdown_grace must be >= 0");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+RtnqServer::RtnqServer(const ServerOptions& options) : options_(options) {}
+
+absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOptions& options) {
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  std::unique_ptr<RtnqServer> srv(new RtnqServer(options));
+  const ServerOptions& o = srv->options_;
+
+  auto engine = Engine::Create(EngineOptions{o.threads, o.kernels});
+  if (!engine.ok()) return engine.status();
+  srv->engine_ = *std::move(engine);
+  const std::string kernel(srv->engine_->kernels().name);
+  srv->metrics_ = std::make_unique<ServerMetrics>(
+      o.version.empty() ? std::string(BuiltInVersion()) : o.version, kernel);
+  ServerMetrics* metrics = srv->metrics_.get();
+  srv->memory_ = std::make_unique<MemoryBudget>(
+      o.memory_budget_bytes, [metrics](int64_t used) { metrics->SetInflightBytes(used); });
+  if (!o.auth_token_file.empty()) {
+    auto auth = TokenAuth::FromFile(o.auth_token_file);
+    if (!auth.ok()) return auth.status();
+    srv->auth_ = std::make_unique<TokenAuth>(*std::move(auth));
+  }
+  auto creds = MakeServerCredentials(o);
+  if (!creds.ok()) return creds.status();
+  srv->streams_ = std::make_unique<StreamRegistry>();
+  srv->pool_ = std::make_unique<WorkPool>(srv->engine_->threads());
+  srv->context_ = std::make_unique<ServiceContext>();
+  ServiceContext& ctx = *srv->context_;
+  ctx.options = &srv->options_;
+  ctx.engine = srv->engine_.get();
+  ctx.pool = srv->pool_.get();
+  ctx.memory = srv->memory_.get();
+  ctx.metrics = metrics;
+  ctx.auth = srv->auth_.get();
+  ctx.streams = srv->streams_.get();
+  srv->service_ = std::make_unique<QuantizerService>(ctx);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(o.listen, *creds, &srv->port_);
+  builder.RegisterService(srv->service_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
+  srv->server_ = builder.BuildAndStart();
+  if (srv->server_ == nullptr || srv->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on --listen \"", o.listen, "\""));
+  }
+  if (!o.metrics_listen.empty()) {
+    auto port = metrics->StartExposer(o.metrics_listen);
+    if (!port.ok()) return port.status();
+    srv->metrics_port_ = *port;
+  }
+  grpc::HealthCheckServiceInterface* health = srv->server_->GetHealthCheckService();
+  health->SetServingStatus(true);
+  health->SetServingStatus(kServiceName, true);
+  srv->reaper_ = std::thread([s = srv.get()] { s->ReapIdleStreams(); });
+  spdlog::info(
+      "server start port={} metrics_port={} kernel={} threads={} tls={} mtls={} auth={} "
+      "max_streams={} memory_budget_bytes={} stream_budget_bytes={} max_tensor_bytes={}",
+      srv->port_, srv->metrics_port_, kernel, srv->engine_->threads(), !o.tls_cert_file.empty(),
+      !o.tls_client_ca_file.empty(), srv->auth_ != nullptr, o.max_streams, o.memory_budget_bytes,
+      o.stream_budget_bytes, o.max_tensor_bytes);
+  return srv;
+}
+
+RtnqServer::~RtnqServer() {
+  if (server_ != nullptr) Shutdown(0);
+  if (reaper_.joinable()) reaper_.join();
+}
+
+void RtnqServer::ReapIdleStreams() {
+  // The sweep's period bounds how late an idle stream is ended; a quarter of the timeout keeps
+  // that error small without waking often.
+  const double timeout = options_.idle_timeout_seconds;
+  const auto period = std::chrono::milliseconds(
+      timeout > 0 ? std::clamp<int64_t>(static_cast<int64_t>(timeout * 250), 10, 1000) : 1000);
+  std::unique_lock<std::mutex> l(mu_);
+  while (!shutdown_done_) {
+    cv_.wait_for(l, period);
+    if (shutdown_done_) break;
+    l.unlock();
+    if (timeout > 0) streams_->CheckIdle(std::chrono::steady_clock::now());
+    l.lock();
+  }
+}
+
+void RtnqServer::Shutdown() { Shutdown(options_.shutdown_grace_seconds); }
+
+void RtnqServer::Shutdown(double grace_seconds) {
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    if (shutdown_started_) {
+      cv_.wait(l, [this] { return shutdown_done_; });
+      return;
+    }
+    shutdown_started_ = true;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  context_->draining.store(true);
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  spdlog::info("server shutdown begins active_streams={} grace_seconds={}", streams_->active(),
+               grace_seconds);
+  const bool drained = streams_->WaitUntilEmpty(
+      start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                  std::chrono::duration<double>(grace_seconds)));
+  const int cancelled = streams_->active();
+  // Streams still running after the grace period are cancelled; Shutdown waits for them.
+  server_->Shutdown(std::chrono::system_clock::now());
+  server_->Wait();
+  spdlog::info("server shutdown done drained={} cancelled_streams={} seconds={:.3f}", drained,
+               cancelled,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    shutdown_done_ = true;
+  }
+  cv_.notify_all();
+}
+
+void RtnqServer::Wait() {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [this] { return shutdown_done_; });
+}
+
+int RtnqServer::active_streams() const { return streams_->active(); }
+
+}  // namespace rtnq::server

@@ -1,0 +1,200 @@
+#include "server/session.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace rtnq::server {
+namespace {
+
+absl::StatusOr<QuantDtype> DtypeFromProto(int value, absl::string_view where,
+                                          absl::string_view field) {
+  switch (value) {
+    case v1::QUANT_DTYPE_INT:
+      return QuantDtype::kInt;
+    case v1::QUANT_DTYPE_NF4:
+      return QuantDtype::kNf4;
+    case v1::QUANT_DTYPE_FP4:
+      return QuantDtype::kFp4;
+    case v1::QUANT_DTYPE_FP4_E2M1:
+      return QuantDtype::kFp4E2M1;
+    case v1::QUANT_DTYPE_FP32:
+      return QuantDtype::kFp32;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ".", field, ": ",
+          v1::QuantDtype_IsValid(value) ? v1::QuantDtype_Name(value) : absl::StrCat(value),
+          " is not a quantization dtype (INT, NF4, FP4, FP4_E2M1 or FP32)"));
+  }
+}
+
+absl::StatusOr<Scheme> SchemeFromProto(int value, absl::string_view where,
+                                       absl::string_view field) {
+  switch (value) {
+    case v1::SCHEME_SYM:
+      return Scheme::kSym;
+    case v1::SCHEME_ASYM:
+      return Scheme::kAsym;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".", field, ": ",
+                       v1::Scheme_IsValid(value) ? v1::Scheme_Name(value) : absl::StrCat(value),
+                       " is not a scheme (SYM or ASYM)"));
+  }
+}
+
+v1::QuantDtype DtypeToProto(QuantDtype d) {
+  switch (d) {
+    case QuantDtype::kInt:
+      return v1::QUANT_DTYPE_INT;
+    case QuantDtype::kNf4:
+      return v1::QUANT_DTYPE_NF4;
+    case QuantDtype::kFp4:
+      return v1::QUANT_DTYPE_FP4;
+    case QuantDtype::kFp4E2M1:
+      return v1::QUANT_DTYPE_FP4_E2M1;
+    case QuantDtype::kFp32:
+      return v1::QUANT_DTYPE_FP32;
+  }
+  return v1::QUANT_DTYPE_UNSPECIFIED;
+}
+
+v1::Scheme SchemeToProto(Scheme s) { return s == Scheme::kSym ? v1::SCHEME_SYM : v1::SCHEME_ASYM; }
+
+absl::StatusOr<std::unique_ptr<WeightConfigResolver>> ResolverFromFields(
+    const v1::SessionConfig& proto) {
+  QuantConfig default_config;
+  ASSIGN_OR_RETURN(const QuantConfigPatch default_patch,
+                   PatchFromProto(proto.default_config(), "default_config"));
+  default_patch.ApplyTo(default_config);
+  std::vector<WeightConfigEntry> entries;
+  for (int i = 0; i < proto.weight_config_size(); ++i) {
+    const v1::WeightConfigEntry& e = proto.weight_config(i);
+    ASSIGN_OR_RETURN(QuantConfigPatch patch,
+                     PatchFromProto(e.patch(), absl::StrCat("weight_config[\"", e.key(), "\"]")));
+    entries.push_back(WeightConfigEntry{e.key(), std::move(patch)});
+  }
+  ASSIGN_OR_RETURN(WeightConfigResolver resolver,
+                   WeightConfigResolver::Create(default_config, std::move(entries)));
+  return std::make_unique<WeightConfigResolver>(std::move(resolver));
+}
+
+}  // namespace
+
+absl::StatusOr<QuantConfigPatch> PatchFromProto(const v1::QuantConfigPatch& proto,
+                                                absl::string_view where) {
+  QuantConfigPatch p;
+  if (proto.has_preset()) {
+    auto preset = PresetPatch(proto.preset());
+    if (!preset.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ".preset: \"", proto.preset(),
+                                                     "\" is not a preset (BNB_NF4 or "
+                                                     "GGML_TYPE_Q4_K)"));
+    }
+    p = *std::move(preset);
+  }
+  if (proto.has_dtype()) {
+    ASSIGN_OR_RETURN(p.dtype, DtypeFromProto(proto.dtype(), where, "dtype"));
+  }
+  if (proto.has_bits()) p.bits = proto.bits();
+  if (proto.has_group_size()) p.group_size = proto.group_size();
+  if (proto.has_scheme()) {
+    ASSIGN_OR_RETURN(p.scheme, SchemeFromProto(proto.scheme(), where, "scheme"));
+  }
+  if (proto.has_quantile()) p.quantile = proto.quantile();
+  if (proto.has_enable_full_range()) p.enable_full_range = proto.enable_full_range();
+  if (proto.has_enable_mse_search()) p.enable_mse_search = proto.enable_mse_search();
+  if (proto.has_group_dim()) p.group_dim = proto.group_dim();
+  if (proto.has_double_quant_dtype()) {
+    ASSIGN_OR_RETURN(p.double_quant_dtype,
+                     DtypeFromProto(proto.double_quant_dtype(), where, "double_quant_dtype"));
+  }
+  if (proto.has_double_quant_bits()) p.double_quant_bits = proto.double_quant_bits();
+  if (proto.has_double_quant_scheme()) {
+    ASSIGN_OR_RETURN(p.double_quant_scheme,
+                     SchemeFromProto(proto.double_quant_scheme(), where, "double_quant_scheme"));
+  }
+  if (proto.has_double_quant_group_size()) {
+    p.double_quant_group_size = proto.double_quant_group_size();
+  }
+  return p;
+}
+
+void ConfigToProto(const QuantConfig& c, v1::QuantConfig* p) {
+  p->set_dtype(DtypeToProto(c.dtype));
+  p->set_bits(c.bits);
+  p->set_group_size(c.group_size);
+  p->set_scheme(SchemeToProto(c.scheme));
+  p->set_quantile(c.quantile);
+  p->set_enable_full_range(c.enable_full_range);
+  p->set_enable_mse_search(c.enable_mse_search);
+  p->set_group_dim(c.group_dim);
+  p->set_double_quant_dtype(DtypeToProto(c.double_quant_dtype));
+  p->set_double_quant_bits(c.double_quant_bits);
+  p->set_double_quant_scheme(SchemeToProto(c.double_quant_scheme));
+  p->set_double_quant_group_size(c.double_quant_group_size);
+}
+
+GptqFormat DefaultSessionGptqFormat(const WeightConfigResolver& resolver) {
+  auto is_int_asym = [](const QuantConfig& c) {
+    return c.dtype == QuantDtype::kInt && c.scheme == Scheme::kAsym;
+  };
+  bool any_asym = is_int_asym(resolver.default_config());
+  for (const WeightConfigEntry& e : resolver.entries()) {
+    QuantConfig c = resolver.default_config();
+    e.patch.ApplyTo(c);
+    any_asym = any_asym || is_int_asym(c);
+  }
+  return DefaultGptqFormat(any_asym);
+}
+
+absl::StatusOr<std::shared_ptr<const Session>> SessionFromProto(const v1::SessionConfig& proto) {
+  std::unique_ptr<WeightConfigResolver> resolver;
+  if (!proto.config_json().empty()) {
+    if (proto.has_default_config() || proto.weight_config_size() > 0) {
+      return absl::InvalidArgumentError(
+          "session config: config_json and default_config/weight_config are alternatives; set "
+          "one");
+    }
+    ASSIGN_OR_RETURN(WeightConfigResolver r, ParseSessionConfigJson(proto.config_json()));
+    resolver = std::make_unique<WeightConfigResolver>(std::move(r));
+  } else {
+    ASSIGN_OR_RETURN(resolver, ResolverFromFields(proto));
+  }
+  if (!v1::OutputForm_IsValid(proto.output_form())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("output_form: ", proto.output_form(),
+                     " is not an OutputForm (FAKE_QUANT, CODES, PACKED_INC or PACKED_GPTQ)"));
+  }
+  GptqFormat gptq = DefaultSessionGptqFormat(*resolver);
+  switch (proto.gptq_format()) {
+    case v1::GPTQ_FORMAT_DEFAULT:
+      break;
+    case v1::GPTQ_FORMAT_V1:
+      gptq = GptqFormat::kV1;
+      break;
+    case v1::GPTQ_FORMAT_V2:
+      gptq = GptqFormat::kV2;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("gptq_format: ", proto.gptq_format(),
+                                                     " is not a GptqFormat (DEFAULT, V1 or V2)"));
+  }
+  const int compression_dim = proto.has_compression_dim() ? proto.compression_dim() : 1;
+  if (compression_dim != 0 && compression_dim != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("compression_dim: ", compression_dim, " is not 0 or 1"));
+  }
+  auto session = std::make_shared<Session>(Session{std::move(*resolver)});
+  session->output_form = proto.output_form();
+  session->gptq_format = gptq;
+  session->compression_dim = compression_dim;
+  session->metrics_only = proto.metrics_only();
+  session->quantize_1d = proto.quantize_1d();
+  session->pass_nonfinite = proto.pass_nonfinite();
+  return std::shared_ptr<const Session>(std::move(session));
+}
+
+}  // namespace rtnq::server

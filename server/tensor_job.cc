@@ -1,0 +1,487 @@
+#include "server/tensor_job.h"
+
+#include <algorithm>
+#include <exception>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "core/dtype.h"
+#include "core/kernels/kernel_params.h"
+#include "core/pack.h"
+#include "server/status_mapping.h"
+
+namespace rtnq::server {
+namespace {
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+// INC and GPTQ name packed tensors after the layer: "a.b.fc1.weight" -> "a.b.fc1".
+std::string PackBaseName(const std::string& tensor_name) {
+  constexpr absl::string_view kSuffix = ".weight";
+  if (absl::EndsWith(tensor_name, kSuffix) && tensor_name.size() > kSuffix.size()) {
+    return tensor_name.substr(0, tensor_name.size() - kSuffix.size());
+  }
+  return tensor_name;
+}
+
+bool IsIntAsym(const QuantConfig& c) {
+  return c.dtype == QuantDtype::kInt && c.scheme == Scheme::kAsym;
+}
+
+// Codes are signed for int sym and the float-4 types, unsigned for int asym.
+ElemType CodeType(const QuantConfig& c) { return IsIntAsym(c) ? ElemType::kU8 : ElemType::kI8; }
+
+v1::OutputTensor MakeOutput(std::string name, ElemType dtype, std::vector<int64_t> shape,
+                            int64_t bytes) {
+  v1::OutputTensor o;
+  o.set_name(std::move(name));
+  o.set_dtype(ElemTypeName(dtype));
+  for (int64_t d : shape) o.add_shape(d);
+  o.set_total_bytes(bytes);
+  return o;
+}
+
+int64_t SumSizes(const std::vector<std::string>& chunks) {
+  int64_t n = 0;
+  for (const auto& c : chunks) n += static_cast<int64_t>(c.size());
+  return n;
+}
+
+}  // namespace
+
+std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
+                                           std::shared_ptr<const Session> session,
+                                           const Engine& engine, const std::atomic<bool>* cancel,
+                                           int64_t output_chunk_bytes) {
+  std::shared_ptr<TensorJob> job(new TensorJob());
+  job->start_ = std::chrono::steady_clock::now();
+  job->name_ = header.name();
+  job->total_bytes_ = header.total_bytes();
+  if (header.has_crc32c()) job->expected_crc_ = header.crc32c();
+  job->shape_.assign(header.shape().begin(), header.shape().end());
+  job->engine_ = &engine;
+  job->output_chunk_bytes_ = std::max<int64_t>(1, output_chunk_bytes);
+  job->session_ = std::move(session);
+  const Session& s = *job->session_;
+
+  auto fail = [&](const absl::Status& status) {
+    job->mode_ = Mode::kFailed;
+    job->header_error_ = status;
+    return job;
+  };
+  auto dtype = ParseElemType(header.dtype());
+  if (!dtype.ok()) {
+    return fail(absl::InvalidArgumentError(
+        absl::StrCat("tensor \"", job->name_, "\": ", dtype.status().message())));
+  }
+  job->dtype_ = *dtype;
+  job->dtype_label_ = ElemTypeName(*dtype);
+  job->resolved_ = s.resolver.Resolve(job->name_);
+  const QuantConfig& config = job->resolved_.config;
+  QuantizeOptions& o = job->options_;
+  o.fake_quant = s.output_form == v1::OUTPUT_FORM_FAKE_QUANT && !s.metrics_only;
+  o.codes = s.output_form != v1::OUTPUT_FORM_FAKE_QUANT && !s.metrics_only;
+  o.quantize_1d = s.quantize_1d;
+  o.pass_nonfinite = s.pass_nonfinite;
+  o.cancel = cancel;
+
+  auto plan = PlanTensor(job->name_, job->dtype_, job->shape_, config, o);
+  if (!plan.ok()) return fail(plan.status());
+  // PlanTensor has checked that this product does not overflow.
+  const int64_t needed = plan->elements * ElemSize(job->dtype_);
+  if (needed != job->total_bytes_) {
+    return fail(absl::InvalidArgumentError(absl::StrCat(
+        "tensor \"", job->name_, "\": shape ", ShapeString(job->shape_), " with dtype ",
+        job->dtype_label_, " needs ", needed, " bytes, but total_bytes is ", job->total_bytes_)));
+  }
+  if (!plan->quantize) {
+    job->mode_ = Mode::kEcho;
+    job->skip_reason_ = plan->skip_reason;
+    return job;
+  }
+  if (s.output_form == v1::OUTPUT_FORM_PACKED_GPTQ) {
+    if (absl::Status st = CheckGptqCompatible(job->name_, config, plan->rows, plan->cols);
+        !st.ok()) {
+      return fail(st);
+    }
+  }
+  if (RowStreamQuantizer::CanStream(config, o)) {
+    TensorInput in{job->name_, job->dtype_, job->shape_, {}};
+    auto rows = RowStreamQuantizer::Create(in, config, o, engine);
+    if (!rows.ok()) return fail(rows.status());
+    job->rows_ = *std::move(rows);
+    job->mode_ = Mode::kRowStream;
+    job->step_bytes_ = job->rows_->row_bytes();
+    if (s.output_form == v1::OUTPUT_FORM_PACKED_INC ||
+        s.output_form == v1::OUTPUT_FORM_PACKED_GPTQ) {
+      QuantizedTensor& q = job->packed_codes_;
+      q.name = job->name_;
+      q.dtype = job->dtype_;
+      q.shape = job->shape_;
+      q.quantized = true;
+      q.config = config;
+      q.rows = plan->rows;
+      q.cols = plan->cols;
+      q.group_size = EffectiveGroupSize(config.group_size, plan->cols);
+    }
+    return job;
+  }
+  job->mode_ = Mode::kBuffered;
+  job->step_bytes_ = job->total_bytes_;
+  return job;
+}
+
+JobStep TensorJob::AddData(std::vector<std::string> chunks) {
+  try {
+    return DoAddData(chunks, /*last=*/false);
+  } catch (const std::exception& e) {
+    // Exceptions (allocation failures) stop at this task boundary and become the tensor's error.
+    JobStep step;
+    held_ += SumSizes(chunks);
+    Fail(step, absl::InternalError(absl::StrCat("tensor \"", name_, "\": ", e.what())));
+    return step;
+  }
+}
+
+JobStep TensorJob::Finish(std::vector<std::string> chunks) {
+  try {
+    switch (mode_) {
+      case Mode::kFailed: {
+        JobStep step;
+        held_ += SumSizes(chunks);
+        Fail(step, header_error_);
+        return step;
+      }
+      case Mode::kBuffered:
+        return DoFinishBuffered(chunks);
+      case Mode::kEcho:
+      case Mode::kRowStream:
+        return DoFinishStreamed(chunks);
+    }
+    return {};
+  } catch (const std::exception& e) {
+    JobStep step;
+    Fail(step, absl::InternalError(absl::StrCat("tensor \"", name_, "\": ", e.what())));
+    return step;
+  }
+}
+
+void TensorJob::Fail(JobStep& step, const absl::Status& status) {
+  step.released_bytes += held_;
+  held_ = 0;
+  carry_.clear();
+  carry_.shrink_to_fit();
+  if (failed_) return;  // the TensorError went out with an earlier step
+  failed_ = true;
+  v1::TensorError* e = step.responses.emplace_back().mutable_error();
+  e->set_tensor_name(name_);
+  e->set_code(static_cast<int>(status.code()));
+  e->set_message(TruncateStatusMessage(status.message()));
+  step.finished = true;
+  step.outcome = TensorOutcome::kFailed;
+  step.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+void TensorJob::EmitHeader(JobStep& step, bool quantized, const std::string& skip_reason,
+                           const std::vector<v1::OutputTensor>& outputs) {
+  v1::ResultHeader* h = step.responses.emplace_back().mutable_result();
+  h->set_tensor_name(name_);
+  h->set_quantized(quantized);
+  h->set_skip_reason(skip_reason);
+  ConfigToProto(resolved_.config, h->mutable_config());
+  h->set_decided_by(resolved_.decided_by);
+  h->set_match_kind(resolved_.match_kind);
+  if (!session_->metrics_only) {
+    for (const auto& o : outputs) *h->add_outputs() = o;
+  }
+  header_sent_ = true;
+}
+
+void TensorJob::EmitBytes(JobStep& step, uint32_t index, int64_t offset, const void* data,
+                          size_t size) {
+  if (session_->metrics_only) return;
+  const auto* p = static_cast<const char*>(data);
+  for (size_t done = 0; done < size;) {
+    const size_t n = std::min<size_t>(size - done, output_chunk_bytes_);
+    v1::OutputChunk* c = step.responses.emplace_back().mutable_chunk();
+    c->set_output_index(index);
+    c->set_offset(offset + static_cast<int64_t>(done));
+    c->set_data(p + done, n);
+    done += n;
+  }
+}
+
+void TensorJob::EmitMetrics(JobStep& step, const TensorMetrics& m, TensorOutcome outcome) {
+  step.finished = true;
+  step.outcome = outcome;
+  step.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  v1::TensorMetrics* out = step.responses.emplace_back().mutable_metrics();
+  out->set_tensor_name(name_);
+  out->set_elements(m.elements);
+  out->set_groups(m.groups);
+  out->set_mse(m.mse);
+  out->set_max_abs_error(m.max_abs_error);
+  out->set_snr_db(m.snr_db);
+  out->set_clip_ratio(m.clip_ratio);
+  out->set_server_seconds(step.seconds);
+  out->set_quantize_seconds(m.seconds);
+}
+
+std::vector<v1::OutputTensor> TensorJob::StreamedOutputs() const {
+  if (mode_ == Mode::kEcho || session_->output_form == v1::OUTPUT_FORM_FAKE_QUANT) {
+    return {MakeOutput(name_, dtype_, shape_, total_bytes_)};
+  }
+  // CODES (packed forms send their header after packing).
+  const int64_t rows = rows_->rows(), cols = rows_->row_bytes() / ElemSize(dtype_);
+  const int64_t groups = rows_->groups_per_row();
+  std::vector<v1::OutputTensor> out{
+      MakeOutput(name_ + ".codes", CodeType(resolved_.config), {rows, cols}, rows * cols),
+      MakeOutput(name_ + ".scales", ElemType::kF32, {rows, groups}, rows * groups * 4)};
+  if (IsIntAsym(resolved_.config)) {
+    out.push_back(MakeOutput(name_ + ".zeros", ElemType::kI32, {rows, groups}, rows * groups * 4));
+  }
+  return out;
+}
+
+absl::Status TensorJob::CheckCrc() const {
+  if (!expected_crc_.has_value() || crc_.value() == *expected_crc_) return absl::OkStatus();
+  return absl::DataLossError(absl::StrFormat(
+      "tensor \"%s\": CRC32C of the %d data bytes is 0x%08x, the header says 0x%08x", name_,
+      total_bytes_, crc_.value(), *expected_crc_));
+}
+
+absl::Status TensorJob::StreamRows(std::vector<std::string>& chunks, JobStep& step) {
+  const int64_t row_bytes = rows_->row_bytes();
+  const int64_t available = static_cast<int64_t>(carry_.size()) + SumSizes(chunks);
+  const int64_t whole = available / row_bytes * row_bytes;
+  if (whole == 0) {
+    for (auto& c : chunks) carry_.append(c);
+    return absl::OkStatus();
+  }
+  // One contiguous block of whole rows; the common case (a chunk of whole rows, nothing
+  // carried) needs no copy.
+  std::string block;
+  if (carry_.empty() && chunks.size() == 1 && static_cast<int64_t>(chunks[0].size()) == whole) {
+    block = std::move(chunks[0]);
+  } else {
+    block.reserve(whole);
+    block.append(carry_);
+    std::string rest;
+    for (auto& c : chunks) {
+      const size_t take = std::min<size_t>(c.size(), whole - block.size());
+      block.append(c, 0, take);
+      rest.append(c, take, std::string::npos);
+      std::string().swap(c);  // free as we go: a block never needs two copies
+    }
+    carry_ = std::move(rest);
+  }
+  chunks.clear();
+  if (carry_.empty()) carry_.shrink_to_fit();
+
+  RowBlockOutput out;
+  const auto* data = reinterpret_cast<const uint8_t*>(block.data());
+  if (absl::Status s = rows_->AddRows({data, block.size()}, out); !s.ok()) return s;
+  held_ -= whole;
+  step.released_bytes += whole;
+
+  const v1::OutputForm form = session_->output_form;
+  const bool packed = form == v1::OUTPUT_FORM_PACKED_INC || form == v1::OUTPUT_FORM_PACKED_GPTQ;
+  if (packed) {
+    QuantizedTensor& q = packed_codes_;
+    q.codes.insert(q.codes.end(), out.codes.begin(), out.codes.end());
+    q.scales.insert(q.scales.end(), out.scales.begin(), out.scales.end());
+    q.zeros.insert(q.zeros.end(), out.zeros.begin(), out.zeros.end());
+    // The codes kept for packing stay accounted, in place of the input bytes they came from.
+    const int64_t kept =
+        static_cast<int64_t>(out.codes.size() + 4 * out.scales.size() + 4 * out.zeros.size());
+    held_ += kept;
+    step.released_bytes -= kept;
+    return absl::OkStatus();
+  }
+  if (!header_sent_) EmitHeader(step, true, "", StreamedOutputs());
+  if (form == v1::OUTPUT_FORM_FAKE_QUANT) {
+    EmitBytes(step, 0, out.first_row * row_bytes, out.fake.data(), out.fake.size());
+  } else {
+    const int64_t cols = row_bytes / ElemSize(dtype_), groups = rows_->groups_per_row();
+    EmitBytes(step, 0, out.first_row * cols, out.codes.data(), out.codes.size());
+    EmitBytes(step, 1, out.first_row * groups * 4, out.scales.data(), out.scales.size() * 4);
+    if (IsIntAsym(resolved_.config)) {
+      EmitBytes(step, 2, out.first_row * groups * 4, out.zeros.data(), out.zeros.size() * 4);
+    }
+  }
+  return absl::OkStatus();
+}
+
+JobStep TensorJob::DoAddData(std::vector<std::string>& chunks, bool last) {
+  JobStep step;
+  held_ += SumSizes(chunks);
+  if (failed_) {
+    Fail(step, absl::OkStatus());  // releases what it holds; the error already went out
+    return step;
+  }
+  for (const auto& c : chunks) crc_.Update(c.data(), c.size());
+  if (mode_ == Mode::kEcho) {
+    if (!header_sent_) EmitHeader(step, false, skip_reason_, StreamedOutputs());
+    for (auto& c : chunks) {
+      EmitBytes(step, 0, echo_offset_, c.data(), c.size());
+      echo_offset_ += static_cast<int64_t>(c.size());
+    }
+    step.released_bytes += held_;
+    held_ = 0;
+    return step;
+  }
+  if (mode_ != Mode::kRowStream) {
+    Fail(step, absl::InternalError(
+                   absl::StrCat("tensor \"", name_, "\": data step for a whole-tensor job")));
+    return step;
+  }
+  if (absl::Status s = StreamRows(chunks, step); !s.ok()) {
+    Fail(step, s);
+    return step;
+  }
+  if (last && !carry_.empty()) {
+    // Unreachable while total_bytes matches the shape (checked at the header).
+    Fail(step, absl::InternalError(absl::StrCat("tensor \"", name_, "\": ", carry_.size(),
+                                                " bytes left over after the last row")));
+  }
+  return step;
+}
+
+JobStep TensorJob::DoFinishStreamed(std::vector<std::string>& chunks) {
+  JobStep step = DoAddData(chunks, /*last=*/true);
+  if (failed_) return step;
+  if (absl::Status s = CheckCrc(); !s.ok()) {
+    Fail(step, s);
+    return step;
+  }
+  if (mode_ == Mode::kEcho) {
+    if (!header_sent_) EmitHeader(step, false, skip_reason_, StreamedOutputs());
+    TensorMetrics m;
+    m.elements = total_bytes_ / ElemSize(dtype_);
+    m.snr_db = std::numeric_limits<double>::infinity();
+    EmitMetrics(step, m, TensorOutcome::kSkipped);
+    return step;
+  }
+  auto metrics = rows_->Finish();
+  if (!metrics.ok()) {
+    Fail(step, metrics.status());
+    return step;
+  }
+  // Everything still accounted (the codes kept for packing) goes back now; the outputs are
+  // accounted by the stream as they are queued.
+  step.released_bytes += held_;
+  held_ = 0;
+  const v1::OutputForm form = session_->output_form;
+  if (form == v1::OUTPUT_FORM_PACKED_INC || form == v1::OUTPUT_FORM_PACKED_GPTQ) {
+    packed_codes_.metrics = *metrics;
+    if (!session_->metrics_only) {
+      absl::StatusOr<std::vector<PackedTensor>> packed =
+          form == v1::OUTPUT_FORM_PACKED_INC
+              ? PackInc(packed_codes_, PackBaseName(name_), session_->compression_dim)
+              : PackGptq(packed_codes_, PackBaseName(name_),
+                         GptqPackOptions{session_->gptq_format, {}, nullptr});
+      if (!packed.ok()) {
+        Fail(step, packed.status());
+        return step;
+      }
+      packed_codes_ = QuantizedTensor();  // the codes are in the packed tensors now
+      std::vector<v1::OutputTensor> outputs;
+      for (const auto& t : *packed) {
+        outputs.push_back(MakeOutput(t.name, t.dtype, t.shape, t.data.size()));
+      }
+      EmitHeader(step, true, "", outputs);
+      for (size_t i = 0; i < packed->size(); ++i) {
+        EmitBytes(step, i, 0, (*packed)[i].data.data(), (*packed)[i].data.size());
+      }
+    }
+  }
+  if (!header_sent_) EmitHeader(step, true, "", StreamedOutputs());
+  EmitMetrics(step, *metrics, TensorOutcome::kQuantized);
+  return step;
+}
+
+JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
+  JobStep step;
+  held_ += SumSizes(chunks);
+  std::vector<uint8_t> data;
+  data.reserve(total_bytes_);
+  for (auto& c : chunks) {
+    crc_.Update(c.data(), c.size());
+    data.insert(data.end(), c.begin(), c.end());
+    std::string().swap(c);  // free as we go: the tensor never needs two whole copies
+  }
+  if (absl::Status s = CheckCrc(); !s.ok()) {
+    Fail(step, s);
+    return step;
+  }
+  const TensorInput input{name_, dtype_, shape_, {data.data(), data.size()}};
+  auto result = QuantizeTensor(input, resolved_.config, options_, *engine_);
+  step.released_bytes += held_;
+  held_ = 0;
+  if (!result.ok()) {
+    Fail(step, result.status());
+    return step;
+  }
+  QuantizedTensor& q = *result;
+  if (!q.quantized) {  // passed through, e.g. non-finite values with pass_nonfinite
+    EmitHeader(step, false, q.skip_reason, {MakeOutput(name_, dtype_, shape_, data.size())});
+    EmitBytes(step, 0, 0, data.data(), data.size());
+    EmitMetrics(step, q.metrics, TensorOutcome::kSkipped);
+    return step;
+  }
+  std::vector<uint8_t>().swap(data);
+  switch (session_->output_form) {
+    case v1::OUTPUT_FORM_CODES: {
+      const int64_t sr = q.scale_rows(), sc = q.scale_cols();
+      std::vector<v1::OutputTensor> outputs{
+          MakeOutput(name_ + ".codes", CodeType(q.config), {q.rows, q.cols}, q.codes.size()),
+          MakeOutput(name_ + ".scales", ElemType::kF32, {sr, sc}, q.scales.size() * 4)};
+      if (IsIntAsym(q.config)) {
+        outputs.push_back(
+            MakeOutput(name_ + ".zeros", ElemType::kI32, {sr, sc}, q.zeros.size() * 4));
+      }
+      EmitHeader(step, true, "", outputs);
+      EmitBytes(step, 0, 0, q.codes.data(), q.codes.size());
+      EmitBytes(step, 1, 0, q.scales.data(), q.scales.size() * 4);
+      if (IsIntAsym(q.config)) EmitBytes(step, 2, 0, q.zeros.data(), q.zeros.size() * 4);
+      break;
+    }
+    case v1::OUTPUT_FORM_PACKED_INC:
+    case v1::OUTPUT_FORM_PACKED_GPTQ: {
+      std::vector<v1::OutputTensor> outputs;
+      std::vector<PackedTensor> packed;
+      if (!session_->metrics_only) {
+        auto p = session_->output_form == v1::OUTPUT_FORM_PACKED_INC
+                     ? PackInc(q, PackBaseName(name_), session_->compression_dim)
+                     : PackGptq(q, PackBaseName(name_),
+                                GptqPackOptions{session_->gptq_format, {}, nullptr});
+        if (!p.ok()) {
+          Fail(step, p.status());
+          return step;
+        }
+        packed = *std::move(p);
+      }
+      for (const auto& t : packed)
+        outputs.push_back(MakeOutput(t.name, t.dtype, t.shape, t.data.size()));
+      EmitHeader(step, true, "", outputs);
+      for (size_t i = 0; i < packed.size(); ++i) {
+        EmitBytes(step, i, 0, packed[i].data.data(), packed[i].data.size());
+      }
+      break;
+    }
+    default:  // FAKE_QUANT
+      EmitHeader(step, true, "", {MakeOutput(name_, dtype_, shape_, q.fake.size())});
+      EmitBytes(step, 0, 0, q.fake.data(), q.fake.size());
+      break;
+  }
+  EmitMetrics(step, q.metrics, TensorOutcome::kQuantized);
+  return step;
+}
+
+}  // namespace rtnq::server

@@ -1,0 +1,115 @@
+// The work of one tensor of a Quantize stream: planned from its header, then run step by step on
+// the work pool as its data arrives, producing that tensor's responses. No gRPC here: proto
+// messages in, core calls, proto messages out.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/engine.h"
+#include "core/quantize.h"
+#include "core/row_stream.h"
+#include "core/weight_config.h"
+#include "rtnq/v1/rtnq.pb.h"
+#include "server/crc32c.h"
+#include "server/metrics.h"
+#include "server/session.h"
+
+namespace rtnq::server {
+
+/// What one step of a tensor's work produced.
+struct JobStep {
+  std::vector<v1::QuantizeResponse> responses;
+  int64_t released_bytes = 0;  ///< input bytes the stream no longer holds
+  bool finished = false;       ///< responses end with the tensor's TensorMetrics or TensorError
+  TensorOutcome outcome = TensorOutcome::kFailed;  ///< when finished
+  double seconds = 0;                              ///< when finished: header to result
+};
+
+/// One tensor's plan and running state. Steps of one job must not run concurrently (a stream
+/// runs one step at a time); the accessors are safe from any thread.
+class TensorJob {
+ public:
+  /// How the tensor is processed.
+  enum class Mode {
+    kFailed,     ///< refused from its header alone (a TensorError); its data is discarded
+    kEcho,       ///< passed through: output is the input, chunk by chunk
+    kRowStream,  ///< quantized row block by row block as data arrives
+    kBuffered,   ///< needs the whole tensor (group_dim 0, MSE search, double quant, ...)
+  };
+
+  /// Plans a tensor from its header. Per-tensor problems (unknown dtype, bad shape, element
+  /// count overflow, byte count not matching the shape, config not applicable) give a kFailed
+  /// job whose Finish answers the TensorError. `cancel` must outlive the job.
+  static std::shared_ptr<TensorJob> Plan(const v1::TensorHeader& header,
+                                         std::shared_ptr<const Session> session,
+                                         const Engine& engine, const std::atomic<bool>* cancel,
+                                         int64_t output_chunk_bytes);
+
+  Mode mode() const { return mode_; }
+  const std::string& name() const { return name_; }
+  /// The dtype label for metrics ("invalid" when the dtype string was not understood).
+  const std::string& dtype_label() const { return dtype_label_; }
+  int64_t total_bytes() const { return total_bytes_; }
+  /// Pending bytes worth a step of their own (one row for row streaming).
+  int64_t step_bytes() const { return step_bytes_; }
+  /// The header-time error of a kFailed job.
+  const absl::Status& header_error() const { return header_error_; }
+
+  /// Consumes more of the data (kEcho and kRowStream only), in order.
+  JobStep AddData(std::vector<std::string> chunks);
+  /// Consumes the rest of the data and completes the tensor. Called once, for every mode.
+  JobStep Finish(std::vector<std::string> chunks);
+
+ private:
+  TensorJob() = default;
+  JobStep DoAddData(std::vector<std::string>& chunks, bool last);
+  JobStep DoFinishBuffered(std::vector<std::string>& chunks);
+  JobStep DoFinishStreamed(std::vector<std::string>& chunks);
+  // Runs rows through the row quantizer; whole rows only, the rest stays in carry_.
+  absl::Status StreamRows(std::vector<std::string>& chunks, JobStep& step);
+
+  void Fail(JobStep& step, const absl::Status& status);
+  void EmitHeader(JobStep& step, bool quantized, const std::string& skip_reason,
+                  const std::vector<v1::OutputTensor>& outputs);
+  void EmitBytes(JobStep& step, uint32_t index, int64_t offset, const void* data, size_t size);
+  void EmitMetrics(JobStep& step, const TensorMetrics& m, TensorOutcome outcome);
+  std::vector<v1::OutputTensor> StreamedOutputs() const;
+  absl::Status CheckCrc() const;
+
+  // The plan (fixed after Plan).
+  Mode mode_ = Mode::kFailed;
+  std::string name_;
+  std::string dtype_label_ = "invalid";
+  ElemType dtype_ = ElemType::kF32;
+  std::vector<int64_t> shape_;
+  int64_t total_bytes_ = 0;
+  std::optional<uint32_t> expected_crc_;
+  int64_t step_bytes_ = 1;
+  absl::Status header_error_;
+  std::shared_ptr<const Session> session_;
+  const Engine* engine_ = nullptr;
+  ResolvedConfig resolved_;
+  QuantizeOptions options_;
+  std::string skip_reason_;
+  int64_t output_chunk_bytes_ = 1 << 20;
+  std::chrono::steady_clock::time_point start_;
+
+  // Running state (touched by steps only).
+  std::unique_ptr<RowStreamQuantizer> rows_;
+  QuantizedTensor packed_codes_;  // codes accumulated for a packed output form
+  std::string carry_;             // a partial row waiting for the rest of its bytes
+  int64_t held_ = 0;              // input bytes received and not yet released
+  int64_t echo_offset_ = 0;
+  Crc32c crc_;
+  bool header_sent_ = false;
+  bool failed_ = false;
+};
+
+}  // namespace rtnq::server

@@ -1,0 +1,37 @@
+// The threads that run quantization steps off gRPC's threads. Each step calls into the core,
+// whose Engine runs the row kernels inside its oneTBB arena; these threads only hand work over
+// and carry results back to the streams.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace rtnq::server {
+
+/// A fixed set of threads running posted tasks in FIFO order. Thread-safe.
+class WorkPool {
+ public:
+  explicit WorkPool(int threads);
+  /// Runs the tasks already posted, then joins.
+  ~WorkPool();
+  WorkPool(const WorkPool&) = delete;
+  WorkPool& operator=(const WorkPool&) = delete;
+
+  /// Queues `task`; it must not throw (steps catch at their boundary and return a Status).
+  void Post(std::function<void()> task);
+
+ private:
+  void Run();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace rtnq::server
