@@ -1,0 +1,401 @@
+// Operating the server: concurrency and backpressure, cancellation, idle timeout, token auth,
+// TLS and mTLS, /metrics, health and graceful shutdown.
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "server/files.h"
+#include "tests/server/harness.h"
+
+namespace rtnq::server::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+// Polls `done` every 5 ms until it holds or `seconds` pass.
+bool WaitFor(const std::function<bool()>& done, double seconds = 10) {
+  const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
+  while (Clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return done();
+}
+
+std::vector<v1::QuantizeRequest> Session(const v1::SessionConfig& config,
+                                         const std::vector<Tensor>& tensors, size_t chunk) {
+  std::vector<v1::QuantizeRequest> out{ConfigRequest(config)};
+  for (const Tensor& t : tensors) {
+    for (auto& r : TensorRequests(t, chunk)) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+TEST(ConcurrencyTest, SixteenStreamsUnderASmallBudgetGiveTheSameBytesAsOne) {
+  ServerOptions o = TestOptions();
+  o.memory_budget_bytes = 4 << 20;
+  o.stream_budget_bytes = 1 << 20;
+  o.max_message_bytes = (256 << 10) + 1024;
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  constexpr int kStreams = 16;
+  const v1::OutputForm forms[] = {v1::OUTPUT_FORM_FAKE_QUANT, v1::OUTPUT_FORM_CODES,
+                                  v1::OUTPUT_FORM_PACKED_INC, v1::OUTPUT_FORM_PACKED_GPTQ};
+  std::vector<std::vector<v1::QuantizeRequest>> sessions;
+  for (int i = 0; i < kStreams; ++i) {
+    v1::SessionConfig config;
+    config.set_output_form(forms[i % 4]);
+    if (i % 3 == 0) config.mutable_default_config()->set_group_dim(i % 2);  // buffered or not
+    if (i % 5 == 0) config.mutable_default_config()->set_scheme(v1::SCHEME_SYM);
+    std::vector<Tensor> tensors;
+    for (int k = 0; k < 4; ++k) {
+      tensors.push_back(RandomTensor(absl::StrCat("s", i, ".t", k, ".weight"),
+                                     k % 2 ? "BF16" : "F32", {256, 512}, i * 10 + k));
+    }
+    sessions.push_back(Session(config, tensors, 200 << 10));
+  }
+  std::vector<SessionResult> concurrent(kStreams);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      auto stub = Stub(server->port());
+      concurrent[i] = RunSession(*stub, sessions[i]);
+    });
+  }
+  for (auto& t : threads) t.join();
+  RecordProperty("peak_inflight_bytes", std::to_string(server->memory().peak()));
+  // The bound of memory_budget.h: the budget plus one message per stream.
+  EXPECT_LE(server->memory().peak(), o.memory_budget_bytes + kStreams * o.max_message_bytes);
+  EXPECT_EQ(server->memory().used(), 0);
+  auto stub = Stub(server->port());
+  for (int i = 0; i < kStreams; ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(concurrent[i].status.ok()) << concurrent[i].status.error_message();
+    EXPECT_EQ(concurrent[i].order_error, "");
+    ASSERT_TRUE(concurrent[i].summary.has_value());
+    EXPECT_EQ(concurrent[i].summary->tensors_ok(), 4);
+    const SessionResult alone = RunSession(*stub, sessions[i]);
+    ASSERT_TRUE(alone.status.ok());
+    for (const auto& [name, t] : alone.tensors) {
+      ASSERT_TRUE(concurrent[i].tensors.count(name));
+      EXPECT_TRUE(concurrent[i].tensors.at(name).outputs == t.outputs) << name;
+    }
+  }
+}
+
+TEST(ConcurrencyTest, ATensorLargerThanTheBudgetsStillCompletes) {
+  ServerOptions o = TestOptions();
+  o.memory_budget_bytes = 1 << 20;
+  o.stream_budget_bytes = 256 << 10;
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  auto stub = Stub(server->port());
+  for (int group_dim : {1, 0}) {  // row-streamed, then buffered whole
+    SCOPED_TRACE(group_dim);
+    v1::SessionConfig config;
+    config.mutable_default_config()->set_group_dim(group_dim);
+    const SessionResult r = RunSession(
+        *stub, Session(config, {RandomTensor("big.weight", "F32", {1024, 1024}, 1)}, 1 << 20));
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.summary->tensors_ok(), 1);
+  }
+  EXPECT_EQ(server->memory().used(), 0);
+}
+
+// On a fresh server, opens a stream, sends the config, a header and part (or all) of the data,
+// then cancels; everything the stream held must be released.
+void CancelMidTensor(const v1::SessionConfig& config, bool send_all) {
+  auto server = StartServer(TestOptions());
+  ASSERT_NE(server, nullptr);
+  auto stub = Stub(server->port());
+  grpc::ClientContext ctx;
+  auto stream = stub->Quantize(&ctx);
+  const Tensor t = RandomTensor("big.weight", "F32", {1024, 2048}, 1);  // 8 MiB
+  ASSERT_TRUE(stream->Write(ConfigRequest(config)));
+  const auto requests = TensorRequests(t, 1 << 20);
+  const size_t n = send_all ? requests.size() : requests.size() / 2;
+  for (size_t i = 0; i < n; ++i) ASSERT_TRUE(stream->Write(requests[i]));
+  // Data reached the server (row streaming may already have released it again).
+  EXPECT_TRUE(WaitFor([&] { return server->memory().peak() >= (1 << 20); }));
+  ctx.TryCancel();
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(WaitFor([&] { return server->metrics().inflight_bytes() == 0; }))
+      << server->metrics().inflight_bytes();
+  EXPECT_TRUE(WaitFor([&] { return server->active_streams() == 0; }));
+  EXPECT_EQ(server->memory().used(), 0);
+  // The server still serves.
+  EXPECT_TRUE(RunSession(*stub, Session(v1::SessionConfig(),
+                                        {RandomTensor("a.weight", "F32", {8, 64}, 1)}, 1000))
+                  .status.ok());
+}
+
+TEST(CancelTest, RowStreamedTensorReleasesEverything) {
+  CancelMidTensor(v1::SessionConfig(), false);
+}
+
+TEST(CancelTest, BufferedTensorReleasesItsReservation) {
+  v1::SessionConfig buffered;
+  buffered.mutable_default_config()->set_group_dim(0);
+  CancelMidTensor(buffered, false);
+}
+
+TEST(CancelTest, RunningQuantizationIsCancelled) {
+  v1::SessionConfig slow;  // MSE search over 8 MiB: cancelled while it runs
+  slow.mutable_default_config()->set_enable_mse_search(true);
+  const auto start = Clock::now();
+  CancelMidTensor(slow, true);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 10);
+}
+
+TEST(IdleTest, AStreamThatSendsNothingEnds) {
+  ServerOptions o = TestOptions();
+  o.idle_timeout_seconds = 0.3;
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  auto stub = Stub(server->port());
+  InteractiveSession s(*stub, v1::SessionConfig());
+  ASSERT_TRUE(s.ok());
+  const auto start = Clock::now();
+  v1::QuantizeResponse r;
+  EXPECT_FALSE(s.stream().Read(&r));  // blocks until the server ends the stream
+  const grpc::Status status = s.stream().Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(status.error_message(), HasSubstr("idle timeout"));
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 5);
+}
+
+TEST(IdleTest, AClientThatStopsReceivingIsCutOff) {
+  ServerOptions o = TestOptions();
+  o.idle_timeout_seconds = 0.3;
+  o.stream_budget_bytes = 4 << 20;
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  auto stub = Stub(server->port());
+  // 32 MiB in, 32 MiB out; built before the stream starts so that the client is never idle.
+  const auto requests = TensorRequests(RandomTensor("big.weight", "F32", {4096, 2048}, 1), 1 << 20);
+  grpc::ClientContext ctx;
+  auto stream = stub->Quantize(&ctx);
+  std::thread writer([&] {
+    if (!stream->Write(ConfigRequest(v1::SessionConfig()))) return;
+    for (const auto& r : requests) {
+      if (!stream->Write(r)) break;
+    }
+  });
+  // Never read: the server's writes stall, its reads pause, and the idle timeout ends it.
+  EXPECT_TRUE(WaitFor([&] { return server->memory().peak() > 0; }));
+  EXPECT_TRUE(WaitFor([&] { return server->active_streams() == 0; }));
+  EXPECT_EQ(server->memory().used(), 0);
+  // The client side still holds unread responses; cancelling lets Finish return.
+  ctx.TryCancel();
+  writer.join();
+  EXPECT_FALSE(stream->Finish().ok());
+}
+
+TEST(AuthTest, BearerTokenIsRequired) {
+  TempDir dir;
+  std::ofstream(dir.File("token")) << "s3cret-token\n";
+  ServerOptions o = TestOptions();
+  o.auth_token_file = dir.File("token");
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  auto stub = Stub(server->port());
+  auto info = [&](const char* authorization) {
+    grpc::ClientContext ctx;
+    if (authorization != nullptr) ctx.AddMetadata("authorization", authorization);
+    v1::ServerInfo out;
+    return stub->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &out);
+  };
+  EXPECT_EQ(info(nullptr).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(info("Bearer wrong").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(info("Basic s3cret-token").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(info("Bearer s3cret-token").ok());
+
+  const auto requests =
+      Session(v1::SessionConfig(), {RandomTensor("a.weight", "F32", {8, 64}, 1)}, 1000);
+  const SessionResult refused = RunSession(*stub, requests);
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(refused.status.error_message(), HasSubstr("authorization"));
+  const SessionResult wrong = RunSession(
+      *stub, requests, [](grpc::ClientContext& c) { c.AddMetadata("authorization", "Bearer x"); });
+  EXPECT_EQ(wrong.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  const SessionResult accepted = RunSession(*stub, requests, [](grpc::ClientContext& c) {
+    c.AddMetadata("authorization", "Bearer s3cret-token");
+  });
+  EXPECT_TRUE(accepted.status.ok()) << accepted.status.error_message();
+}
+
+TEST(AuthTest, MissingTokenFileFailsStart) {
+  ServerOptions o = TestOptions();
+  o.auth_token_file = "/nonexistent/token";
+  auto s = RtnqServer::Start(o);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("--auth_token_file"));
+}
+
+// A self-signed certificate (it is its own CA) for `cn`, valid for 127.0.0.1.
+void MakeCert(const TempDir& dir, const std::string& stem, const std::string& cn) {
+  const std::string cmd = absl::StrCat(
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj "
+      "/CN=",
+      cn, " -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout ", dir.File(stem + ".key"),
+      " -out ", dir.File(stem + ".crt"), " >/dev/null 2>&1");
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+grpc::Status Ping(const std::shared_ptr<grpc::ChannelCredentials>& creds, int port) {
+  auto stub = v1::Quantizer::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), creds));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::ServerInfo out;
+  return stub->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &out);
+}
+
+std::string Read(const std::string& path) { return *ReadSmallFile(path, "test"); }
+
+TEST(TlsTest, TlsClientAcceptedPlaintextRejected) {
+  TempDir dir;
+  MakeCert(dir, "server", "localhost");
+  ServerOptions o = TestOptions();
+  o.tls_cert_file = dir.File("server.crt");
+  o.tls_key_file = dir.File("server.key");
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = Read(dir.File("server.crt"));
+  EXPECT_TRUE(Ping(grpc::SslCredentials(ssl), server->port()).ok());
+  EXPECT_FALSE(Ping(grpc::InsecureChannelCredentials(), server->port()).ok());
+  // A TLS client that does not trust this certificate is refused too.
+  TempDir other;
+  MakeCert(other, "other", "localhost");
+  grpc::SslCredentialsOptions untrusting;
+  untrusting.pem_root_certs = Read(other.File("other.crt"));
+  EXPECT_FALSE(Ping(grpc::SslCredentials(untrusting), server->port()).ok());
+}
+
+TEST(TlsTest, MutualTlsRequiresAClientCertificate) {
+  TempDir dir;
+  MakeCert(dir, "server", "localhost");
+  MakeCert(dir, "client", "rtnq-test-client");
+  MakeCert(dir, "stranger", "stranger");
+  ServerOptions o = TestOptions();
+  o.tls_cert_file = dir.File("server.crt");
+  o.tls_key_file = dir.File("server.key");
+  o.tls_client_ca_file = dir.File("client.crt");
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = Read(dir.File("server.crt"));
+  EXPECT_FALSE(Ping(grpc::SslCredentials(ssl), server->port()).ok());  // no client cert
+  grpc::SslCredentialsOptions stranger = ssl;
+  stranger.pem_private_key = Read(dir.File("stranger.key"));
+  stranger.pem_cert_chain = Read(dir.File("stranger.crt"));
+  EXPECT_FALSE(Ping(grpc::SslCredentials(stranger), server->port()).ok());
+  ssl.pem_private_key = Read(dir.File("client.key"));
+  ssl.pem_cert_chain = Read(dir.File("client.crt"));
+  EXPECT_TRUE(Ping(grpc::SslCredentials(ssl), server->port()).ok());
+}
+
+TEST(TlsTest, KeyWithoutCertFailsStart) {
+  ServerOptions o = TestOptions();
+  o.tls_key_file = "/tmp/key.pem";
+  EXPECT_EQ(RtnqServer::Start(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(MetricsTest, ScrapedCountersMove) {
+  ServerOptions o = TestOptions();
+  o.metrics_listen = "127.0.0.1:0";
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  ASSERT_GT(server->metrics_port(), 0);
+  const std::string quantized = "rtnq_tensors_total{dtype=\"F32\",outcome=\"quantized\"}";
+  const std::string before = ScrapeMetrics(server->metrics_port());
+  ASSERT_THAT(before, HasSubstr("rtnq_build_info{kernel="));
+  EXPECT_EQ(MetricValue(before, "rtnq_active_streams"), 0);
+  EXPECT_EQ(MetricValue(before, "rtnq_inflight_bytes"), 0);
+  EXPECT_LE(MetricValue(before, quantized), 0);
+
+  auto stub = Stub(server->port());
+  const std::vector<Tensor> tensors{RandomTensor("a.weight", "F32", {8, 64}, 1),
+                                    RandomTensor("b.weight", "F32", {8, 64}, 2),
+                                    RandomTensor("norm.weight", "BF16", {64}, 3)};
+  ASSERT_TRUE(RunSession(*stub, Session(v1::SessionConfig(), tensors, 1000)).status.ok());
+  // A protocol violation counts as a rejection.
+  EXPECT_FALSE(RunSession(*stub, {v1::QuantizeRequest()}).status.ok());
+
+  const std::string after = ScrapeMetrics(server->metrics_port());
+  EXPECT_EQ(MetricValue(after, quantized), 2);
+  EXPECT_EQ(MetricValue(after, "rtnq_bytes_processed_total{dtype=\"F32\",outcome=\"quantized\"}"),
+            2 * 8 * 64 * 4);
+  EXPECT_EQ(MetricValue(after, "rtnq_tensors_total{dtype=\"BF16\",outcome=\"skipped\"}"), 1);
+  EXPECT_EQ(MetricValue(after, "rtnq_tensor_duration_seconds_count"), 3);
+  EXPECT_EQ(MetricValue(after, "rtnq_stream_duration_seconds_count"), 2);
+  EXPECT_EQ(MetricValue(after, "rtnq_rejections_total{reason=\"protocol\"}"), 1);
+  EXPECT_EQ(MetricValue(after, "rtnq_inflight_bytes"), 0);
+  EXPECT_THAT(after, HasSubstr("rtnq_tensor_duration_seconds_bucket{le=\"0.001\"}"));
+}
+
+grpc::health::v1::HealthCheckResponse::ServingStatus Health(int port, const std::string& service) {
+  auto stub = grpc::health::v1::Health::NewStub(Connect(port));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service(service);
+  grpc::health::v1::HealthCheckResponse resp;
+  if (!stub->Check(&ctx, req, &resp).ok()) return grpc::health::v1::HealthCheckResponse::UNKNOWN;
+  return resp.status();
+}
+
+TEST(ShutdownTest, NotServingWhileInFlightStreamsFinish) {
+  auto server = StartServer(TestOptions());
+  ASSERT_NE(server, nullptr);
+  const int port = server->port();
+  using HC = grpc::health::v1::HealthCheckResponse;
+  EXPECT_EQ(Health(port, ""), HC::SERVING);
+  EXPECT_EQ(Health(port, "rtnq.v1.Quantizer"), HC::SERVING);
+  auto stub = Stub(port);
+  InteractiveSession s(*stub, v1::SessionConfig());
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s.Send(RandomTensor("a.weight", "F32", {8, 64}, 1)).metrics.has_value());
+
+  const auto start = Clock::now();
+  std::thread shutdown([&] { server->Shutdown(20); });
+  EXPECT_TRUE(WaitFor([&] { return Health(port, "") == HC::NOT_SERVING; }, 5));
+  EXPECT_EQ(Health(port, "rtnq.v1.Quantizer"), HC::NOT_SERVING);
+  const SessionResult refused = RunSession(
+      *stub, Session(v1::SessionConfig(), {RandomTensor("b.weight", "F32", {8, 64}, 2)}, 1000));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // The stream in flight carries on and finishes normally.
+  EXPECT_TRUE(s.Send(RandomTensor("c.weight", "F32", {8, 64}, 3)).metrics.has_value());
+  const SessionResult done = s.Close();
+  EXPECT_TRUE(done.status.ok()) << done.status.error_message();
+  EXPECT_EQ(done.summary->tensors_ok(), 2);
+  shutdown.join();
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 10);
+}
+
+TEST(ShutdownTest, StreamsPastTheGracePeriodAreCancelled) {
+  auto server = StartServer(TestOptions());
+  ASSERT_NE(server, nullptr);
+  auto stub = Stub(server->port());
+  InteractiveSession s(*stub, v1::SessionConfig());
+  ASSERT_TRUE(s.ok());
+  const auto start = Clock::now();
+  server->Shutdown(0.2);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 5);
+  v1::QuantizeResponse r;
+  EXPECT_FALSE(s.stream().Read(&r));
+  EXPECT_FALSE(s.stream().Finish().ok());
+}
+
+}  // namespace
+}  // namespace rtnq::server::testing
