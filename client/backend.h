@@ -1,0 +1,93 @@
+// The seam between the rtnq CLI and where quantization runs: in-process (local mode, the core
+// directly) or on rtnq servers (a gRPC Quantize stream per session). The CLI plans, reads and
+// writes checkpoints; a backend turns one tensor into its output tensors and metrics. Both
+// backends must give byte-identical outputs for the same session and tensor.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/dtype.h"
+#include "core/pack.h"
+#include "core/quant_config.h"
+
+namespace rtnq::client {
+
+/// The form results take; the CLI's --format (fake, inc, gptq).
+enum class OutputFormat : uint8_t { kFake, kInc, kGptq };
+
+/// Everything fixed for a whole run (the first message of a remote stream).
+struct SessionSpec {
+  /// INC key names at top level plus an optional "weight_config" object (core/config_json.h);
+  /// the CLI has already merged --config and the per-parameter flags into it.
+  std::string config_json = "{}";
+  OutputFormat format = OutputFormat::kFake;
+  GptqFormat gptq_format = GptqFormat::kV1;  ///< kGptq only; the CLI resolves the default
+  int compression_dim = 1;                   ///< kInc only
+};
+
+/// One tensor to quantize. `data` is borrowed (usually an mmapped input) and must stay valid for
+/// the call.
+struct TensorRequest {
+  std::string name;
+  ElemType dtype = ElemType::kF32;
+  std::vector<int64_t> shape;
+  absl::Span<const uint8_t> data;
+};
+
+/// Per-tensor quality and timing.
+struct ResultMetrics {
+  int64_t elements = 0;
+  int64_t groups = 0;
+  double mse = 0;
+  double max_abs_error = 0;
+  double snr_db = 0;        ///< +inf when the error is 0
+  double clip_ratio = 1.0;  ///< the quantile used (MSE search's choice when enabled)
+  double quantize_seconds = 0;
+  double server_seconds = 0;  ///< remote: header in to result out on the server; local: = quantize
+};
+
+/// One tensor's answer. Outputs own their bytes (at most a few times the input tensor), so a
+/// retried attempt never leaves half a result behind.
+struct TensorResult {
+  std::string name;
+  bool quantized = false;
+  std::string skip_reason;  ///< when !quantized
+  QuantConfig config;       ///< the resolved config
+  std::string decided_by;   ///< deciding weight_config key; empty for the default
+  std::string match_kind;   ///< "default", "tensor", "layer" or "pattern"
+  std::vector<PackedTensor> outputs;
+  ResultMetrics metrics;
+  std::string served_by;  ///< "local" or the peer address of the replica that answered
+  int attempts = 1;       ///< 1 + retries
+};
+
+/// One session: in remote mode one Quantize stream (reopened, possibly on another replica, when
+/// a transient error forces a retry). Not thread-safe: the CLI gives each worker its own.
+class Session {
+ public:
+  virtual ~Session() = default;
+  /// Quantizes one tensor. A per-tensor problem (bad shape, NaN, a config that cannot apply) is
+  /// an error status naming the tensor; the session stays usable. Transient transport errors
+  /// are retried inside; what comes back is final.
+  virtual absl::StatusOr<TensorResult> Quantize(const TensorRequest& tensor) = 0;
+  /// Ends the session (remote: half-close and wait for the summary).
+  virtual absl::Status Close() = 0;
+};
+
+/// A place where sessions run. Thread-safe.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  /// Opens a session; fails with the config's error (naming the field) when the spec is invalid.
+  virtual absl::StatusOr<std::unique_ptr<Session>> OpenSession(const SessionSpec& spec) = 0;
+  /// "local (avx512, 16 threads)" or "127.0.0.1:50051,127.0.0.1:50052 (round_robin)".
+  virtual std::string Describe() const = 0;
+};
+
+}  // namespace rtnq::client
