@@ -1,0 +1,295 @@
+// RemoteBackend against real in-process servers: byte parity with the core for every output
+// form, config and per-tensor errors, round_robin over two replicas with failover, token auth.
+#include "client/remote/remote_backend.h"
+
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/engine.h"
+#include "core/pack.h"
+#include "core/quantize.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/session.h"
+#include "tests/server/harness.h"
+#include "tests/testing/status_matchers.h"
+
+namespace rtnq::client {
+namespace {
+
+using ::rtnq::testing::StatusIs;
+using server::testing::RandomTensor;
+using server::testing::StartServer;
+using server::testing::Tensor;
+using server::testing::TestOptions;
+using ::testing::HasSubstr;
+
+TensorRequest Request(const Tensor& t) {
+  return TensorRequest{t.name,
+                       *ParseElemType(t.dtype),
+                       t.shape,
+                       {reinterpret_cast<const uint8_t*>(t.data.data()), t.data.size()}};
+}
+
+std::string BaseName(const std::string& name) {
+  const std::string suffix = ".weight";
+  if (name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix) {
+    return name.substr(0, name.size() - suffix.size());
+  }
+  return name;
+}
+
+// The core's outputs (name, bytes) for `t` under `spec`, computed in-process.
+std::vector<std::pair<std::string, std::vector<uint8_t>>> CoreOutputs(const Tensor& t,
+                                                                      const SessionSpec& spec,
+                                                                      bool* quantized) {
+  v1::SessionConfig pc;
+  pc.set_config_json(spec.config_json);
+  pc.set_output_form(spec.format == OutputFormat::kFake  ? v1::OUTPUT_FORM_FAKE_QUANT
+                     : spec.format == OutputFormat::kInc ? v1::OUTPUT_FORM_PACKED_INC
+                                                         : v1::OUTPUT_FORM_PACKED_GPTQ);
+  if (spec.format == OutputFormat::kGptq) {
+    pc.set_gptq_format(spec.gptq_format == GptqFormat::kV2 ? v1::GPTQ_FORMAT_V2
+                                                           : v1::GPTQ_FORMAT_V1);
+  }
+  auto session = server::SessionFromProto(pc);
+  EXPECT_TRUE(session.ok()) << session.status();
+  const QuantConfig config = (*session)->resolver.Resolve(t.name).config;
+  QuantizeOptions o;
+  o.fake_quant = spec.format == OutputFormat::kFake;
+  o.codes = !o.fake_quant;
+  auto engine = Engine::Create(EngineOptions{1, ""});
+  const TensorRequest req = Request(t);
+  auto q =
+      QuantizeTensor(TensorInput{req.name, req.dtype, req.shape, req.data}, config, o, **engine);
+  EXPECT_TRUE(q.ok()) << q.status();
+  *quantized = q->quantized;
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> out;
+  if (!q->quantized) {
+    out.push_back({t.name, std::vector<uint8_t>(t.data.begin(), t.data.end())});
+    return out;
+  }
+  if (spec.format == OutputFormat::kFake) {
+    out.push_back({t.name, std::vector<uint8_t>(q->fake.begin(), q->fake.end())});
+    return out;
+  }
+  auto packed =
+      spec.format == OutputFormat::kInc
+          ? PackInc(*q, BaseName(t.name), spec.compression_dim)
+          : PackGptq(*q, BaseName(t.name), GptqPackOptions{(*session)->gptq_format, {}, nullptr});
+  EXPECT_TRUE(packed.ok()) << packed.status();
+  for (auto& p : *packed) out.push_back({p.name, p.data});
+  return out;
+}
+
+void ExpectParity(Backend& backend, const SessionSpec& spec, const std::vector<Tensor>& tensors) {
+  auto session = backend.OpenSession(spec);
+  ASSERT_TRUE(session.ok()) << session.status();
+  for (const Tensor& t : tensors) {
+    SCOPED_TRACE(t.name);
+    auto got = (*session)->Quantize(Request(t));
+    ASSERT_TRUE(got.ok()) << got.status();
+    bool quantized = false;
+    const auto want = CoreOutputs(t, spec, &quantized);
+    EXPECT_EQ(got->name, t.name);
+    EXPECT_EQ(got->quantized, quantized);
+    EXPECT_EQ(got->attempts, 1);
+    EXPECT_THAT(got->served_by, HasSubstr("127.0.0.1"));
+    ASSERT_EQ(got->outputs.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(got->outputs[i].name, want[i].first);
+      EXPECT_TRUE(got->outputs[i].data == want[i].second) << want[i].first;
+    }
+  }
+  EXPECT_TRUE((*session)->Close().ok());
+}
+
+class RemoteBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = StartServer(TestOptions());
+    ClientOptions o;
+    o.server = "127.0.0.1:" + std::to_string(server_->port());
+    o.chunk_bytes = 1000;  // several chunks per tensor
+    auto b = RemoteBackend::Create(o);
+    ASSERT_TRUE(b.ok()) << b.status();
+    backend_ = std::move(*b);
+  }
+  std::unique_ptr<server::RtnqServer> server_;
+  std::unique_ptr<RemoteBackend> backend_;
+};
+
+std::vector<Tensor> Tensors() {
+  return {RandomTensor("model.layers.0.q_proj.weight", "F32", {64, 128}, 1),
+          RandomTensor("model.layers.0.k_proj.weight", "BF16", {32, 64}, 2),
+          RandomTensor("model.layers.1.v_proj.weight", "F16", {16, 256}, 3)};
+}
+
+TEST_F(RemoteBackendTest, FakeParity) {
+  ExpectParity(*backend_, SessionSpec{R"({"bits":4,"group_size":32})", OutputFormat::kFake},
+               Tensors());
+}
+
+TEST_F(RemoteBackendTest, IncParity) {
+  ExpectParity(*backend_, SessionSpec{R"({"bits":4,"group_size":32})", OutputFormat::kInc},
+               Tensors());
+}
+
+TEST_F(RemoteBackendTest, GptqV1Parity) {
+  ExpectParity(*backend_,
+               SessionSpec{R"({"bits":4,"group_size":32,"scheme":"sym"})", OutputFormat::kGptq,
+                           GptqFormat::kV1},
+               Tensors());
+}
+
+TEST_F(RemoteBackendTest, GptqV2Parity) {
+  ExpectParity(*backend_,
+               SessionSpec{R"({"bits":4,"group_size":32})", OutputFormat::kGptq, GptqFormat::kV2},
+               Tensors());
+}
+
+TEST_F(RemoteBackendTest, WeightConfigOverrideAndPassthrough) {
+  const SessionSpec spec{
+      R"({"bits":4,"group_size":32,"weight_config":{"model.layers.0.q_proj.weight":{"bits":8},)"
+      R"("model.layers.1.v_proj.weight":{"dtype":"fp32"}}})",
+      OutputFormat::kFake};
+  ExpectParity(*backend_, spec, Tensors());
+  auto session = backend_->OpenSession(spec);
+  ASSERT_TRUE(session.ok());
+  auto q = (*session)->Quantize(Request(Tensors()[0]));
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->config.bits, 8);
+  EXPECT_EQ(q->decided_by, "model.layers.0.q_proj.weight");
+  auto p = (*session)->Quantize(Request(Tensors()[2]));
+  ASSERT_TRUE(p.ok());
+  EXPECT_FALSE(p->quantized);
+}
+
+TEST_F(RemoteBackendTest, ConfigErrorAtOpenNamesField) {
+  auto s = backend_->OpenSession(SessionSpec{R"({"bits":9})", OutputFormat::kFake});
+  EXPECT_THAT(s.status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bits")));
+}
+
+TEST_F(RemoteBackendTest, PerTensorErrorKeepsSessionUsable) {
+  auto session = backend_->OpenSession(SessionSpec{});
+  ASSERT_TRUE(session.ok()) << session.status();
+  Tensor bad = RandomTensor("bad.weight", "F32", {8, 32}, 4);
+  TensorRequest req = Request(bad);
+  req.shape = {8, 64};  // byte count does not match the shape
+  auto r = (*session)->Quantize(req);
+  EXPECT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("bad.weight"));
+  Tensor nan = RandomTensor("nan.weight", "F32", {8, 32}, 5);
+  const float qnan = std::numeric_limits<float>::quiet_NaN();
+  memcpy(nan.data.data() + 12, &qnan, 4);
+  auto n = (*session)->Quantize(Request(nan));
+  EXPECT_THAT(n.status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nan.weight")));
+  auto ok = (*session)->Quantize(Request(Tensors()[0]));
+  EXPECT_TRUE(ok.ok()) << ok.status();
+  EXPECT_TRUE((*session)->Close().ok());
+}
+
+TEST_F(RemoteBackendTest, DestroyWithoutCloseIsSafe) {
+  auto session = backend_->OpenSession(SessionSpec{});
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE((*session)->Quantize(Request(Tensors()[0])).ok());
+  session->reset();
+}
+
+TEST(RemoteReplicas, RoundRobinAndFailover) {
+  auto a = StartServer(TestOptions());
+  auto b = StartServer(TestOptions());
+  ClientOptions o;
+  o.server = "localhost:" + std::to_string(a->port()) + ",127.0.0.1:" + std::to_string(b->port());
+  o.initial_backoff_seconds = 0.01;
+  auto backend = RemoteBackend::Create(o);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  const SessionSpec spec{R"({"bits":4,"group_size":32})", OutputFormat::kFake};
+  // Several sessions: round_robin spreads their streams over both replicas.
+  std::set<std::string> peers;
+  // (Up to 20: the second replica may still be connecting during the first ones.)
+  for (int i = 0; i < 20 && peers.size() < 2; ++i) {
+    auto s = (*backend)->OpenSession(spec);
+    ASSERT_TRUE(s.ok()) << s.status();
+    auto r = (*s)->Quantize(Request(Tensors()[0]));
+    ASSERT_TRUE(r.ok()) << r.status();
+    peers.insert(r->served_by);
+    ASSERT_TRUE((*s)->Close().ok());
+  }
+  EXPECT_EQ(peers.size(), 2u);
+  // Stop the replica serving an open session: the remaining tensors are retried on the other.
+  auto s = (*backend)->OpenSession(spec);
+  ASSERT_TRUE(s.ok());
+  auto first = (*s)->Quantize(Request(Tensors()[0]));
+  ASSERT_TRUE(first.ok());
+  const bool on_a = first->served_by.find(std::to_string(a->port())) != std::string::npos;
+  (on_a ? a : b)->Shutdown(0);
+  bool retried = false;
+  for (const Tensor& t : Tensors()) {
+    auto r = (*s)->Quantize(Request(t));
+    ASSERT_TRUE(r.ok()) << r.status();
+    bool quantized = false;
+    const auto want = CoreOutputs(t, spec, &quantized);
+    ASSERT_EQ(r->outputs.size(), 1u);
+    EXPECT_TRUE(r->outputs[0].data == want[0].second);
+    EXPECT_NE(r->served_by, first->served_by);
+    retried = retried || r->attempts > 1;
+  }
+  EXPECT_TRUE(retried);
+  EXPECT_TRUE((*s)->Close().ok());
+}
+
+TEST(RemoteReplicas, AllDownIsAnErrorNotAHang) {
+  for (double deadline : {0.0, 0.5}) {
+    SCOPED_TRACE(deadline);
+    auto server = StartServer(TestOptions());
+    ClientOptions o;
+    o.server = "127.0.0.1:" + std::to_string(server->port());
+    o.initial_backoff_seconds = 0.01;
+    o.max_attempts = 2;
+    o.deadline_seconds = deadline;
+    auto backend = RemoteBackend::Create(o);
+    ASSERT_TRUE(backend.ok());
+    auto s = (*backend)->OpenSession(SessionSpec{});
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_TRUE((*s)->Quantize(Request(Tensors()[0])).ok());
+    server->Shutdown(0);
+    auto r = (*s)->Quantize(Request(Tensors()[1]));
+    ASSERT_FALSE(r.ok());
+    EXPECT_TRUE(r.status().code() == absl::StatusCode::kUnavailable ||
+                r.status().code() == absl::StatusCode::kDeadlineExceeded)
+        << r.status();
+  }
+}
+
+TEST(RemoteAuth, TokenRequired) {
+  server::testing::TempDir dir;
+  std::ofstream(dir.File("token")) << "s3cret\n";
+  std::ofstream(dir.File("wrong")) << "nope\n";
+  server::ServerOptions so = TestOptions();
+  so.auth_token_file = dir.File("token");
+  auto server = StartServer(so);
+  ClientOptions o;
+  o.server = "127.0.0.1:" + std::to_string(server->port());
+  o.token_file = dir.File("token");
+  auto good = RemoteBackend::Create(o);
+  ASSERT_TRUE(good.ok());
+  auto s = (*good)->OpenSession(SessionSpec{});
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto r = (*s)->Quantize(Request(Tensors()[0]));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->attempts, 1);
+  o.token_file = dir.File("wrong");
+  auto bad = RemoteBackend::Create(o);
+  ASSERT_TRUE(bad.ok());
+  EXPECT_THAT((*bad)->OpenSession(SessionSpec{}).status(),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+}  // namespace
+}  // namespace rtnq::client
