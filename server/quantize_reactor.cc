@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/server_context.h"
+#include "proto/quant_config_conversion.h"
 #include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
 

@@ -5,63 +5,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "proto/quant_config_conversion.h"
 
 namespace rtnq::server {
 namespace {
-
-absl::StatusOr<QuantDtype> DtypeFromProto(int value, absl::string_view where,
-                                          absl::string_view field) {
-  switch (value) {
-    case v1::QUANT_DTYPE_INT:
-      return QuantDtype::kInt;
-    case v1::QUANT_DTYPE_NF4:
-      return QuantDtype::kNf4;
-    case v1::QUANT_DTYPE_FP4:
-      return QuantDtype::kFp4;
-    case v1::QUANT_DTYPE_FP4_E2M1:
-      return QuantDtype::kFp4E2M1;
-    case v1::QUANT_DTYPE_FP32:
-      return QuantDtype::kFp32;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ".", field, ": ",
-          v1::QuantDtype_IsValid(value) ? v1::QuantDtype_Name(value) : absl::StrCat(value),
-          " is not a quantization dtype (INT, NF4, FP4, FP4_E2M1 or FP32)"));
-  }
-}
-
-absl::StatusOr<Scheme> SchemeFromProto(int value, absl::string_view where,
-                                       absl::string_view field) {
-  switch (value) {
-    case v1::SCHEME_SYM:
-      return Scheme::kSym;
-    case v1::SCHEME_ASYM:
-      return Scheme::kAsym;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ".", field, ": ",
-                       v1::Scheme_IsValid(value) ? v1::Scheme_Name(value) : absl::StrCat(value),
-                       " is not a scheme (SYM or ASYM)"));
-  }
-}
-
-v1::QuantDtype DtypeToProto(QuantDtype d) {
-  switch (d) {
-    case QuantDtype::kInt:
-      return v1::QUANT_DTYPE_INT;
-    case QuantDtype::kNf4:
-      return v1::QUANT_DTYPE_NF4;
-    case QuantDtype::kFp4:
-      return v1::QUANT_DTYPE_FP4;
-    case QuantDtype::kFp4E2M1:
-      return v1::QUANT_DTYPE_FP4_E2M1;
-    case QuantDtype::kFp32:
-      return v1::QUANT_DTYPE_FP32;
-  }
-  return v1::QUANT_DTYPE_UNSPECIFIED;
-}
-
-v1::Scheme SchemeToProto(Scheme s) { return s == Scheme::kSym ? v1::SCHEME_SYM : v1::SCHEME_ASYM; }
 
 absl::StatusOr<std::unique_ptr<WeightConfigResolver>> ResolverFromFields(
     const v1::SessionConfig& proto) {
@@ -96,12 +43,12 @@ absl::StatusOr<QuantConfigPatch> PatchFromProto(const v1::QuantConfigPatch& prot
     p = *std::move(preset);
   }
   if (proto.has_dtype()) {
-    ASSIGN_OR_RETURN(p.dtype, DtypeFromProto(proto.dtype(), where, "dtype"));
+    ASSIGN_OR_RETURN(p.dtype, QuantDtypeFromProto(proto.dtype(), absl::StrCat(where, ".dtype")));
   }
   if (proto.has_bits()) p.bits = proto.bits();
   if (proto.has_group_size()) p.group_size = proto.group_size();
   if (proto.has_scheme()) {
-    ASSIGN_OR_RETURN(p.scheme, SchemeFromProto(proto.scheme(), where, "scheme"));
+    ASSIGN_OR_RETURN(p.scheme, SchemeFromProto(proto.scheme(), absl::StrCat(where, ".scheme")));
   }
   if (proto.has_quantile()) p.quantile = proto.quantile();
   if (proto.has_enable_full_range()) p.enable_full_range = proto.enable_full_range();
@@ -109,32 +56,19 @@ absl::StatusOr<QuantConfigPatch> PatchFromProto(const v1::QuantConfigPatch& prot
   if (proto.has_group_dim()) p.group_dim = proto.group_dim();
   if (proto.has_double_quant_dtype()) {
     ASSIGN_OR_RETURN(p.double_quant_dtype,
-                     DtypeFromProto(proto.double_quant_dtype(), where, "double_quant_dtype"));
+                     QuantDtypeFromProto(proto.double_quant_dtype(),
+                                         absl::StrCat(where, ".double_quant_dtype")));
   }
   if (proto.has_double_quant_bits()) p.double_quant_bits = proto.double_quant_bits();
   if (proto.has_double_quant_scheme()) {
-    ASSIGN_OR_RETURN(p.double_quant_scheme,
-                     SchemeFromProto(proto.double_quant_scheme(), where, "double_quant_scheme"));
+    ASSIGN_OR_RETURN(
+        p.double_quant_scheme,
+        SchemeFromProto(proto.double_quant_scheme(), absl::StrCat(where, ".double_quant_scheme")));
   }
   if (proto.has_double_quant_group_size()) {
     p.double_quant_group_size = proto.double_quant_group_size();
   }
   return p;
-}
-
-void ConfigToProto(const QuantConfig& c, v1::QuantConfig* p) {
-  p->set_dtype(DtypeToProto(c.dtype));
-  p->set_bits(c.bits);
-  p->set_group_size(c.group_size);
-  p->set_scheme(SchemeToProto(c.scheme));
-  p->set_quantile(c.quantile);
-  p->set_enable_full_range(c.enable_full_range);
-  p->set_enable_mse_search(c.enable_mse_search);
-  p->set_group_dim(c.group_dim);
-  p->set_double_quant_dtype(DtypeToProto(c.double_quant_dtype));
-  p->set_double_quant_bits(c.double_quant_bits);
-  p->set_double_quant_scheme(SchemeToProto(c.double_quant_scheme));
-  p->set_double_quant_group_size(c.double_quant_group_size);
 }
 
 GptqFormat DefaultSessionGptqFormat(const WeightConfigResolver& resolver) {

@@ -35,9 +35,6 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionFromProto(const v1::Sessio
 absl::StatusOr<QuantConfigPatch> PatchFromProto(const v1::QuantConfigPatch& proto,
                                                 absl::string_view where);
 
-/// A full core config as its proto message.
-void ConfigToProto(const QuantConfig& config, v1::QuantConfig* proto);
-
 /// The GPTQ format a session uses when the client leaves it at DEFAULT: v1 unless the default
 /// config or a weight_config entry quantizes to int asym (the format is checkpoint-wide).
 GptqFormat DefaultSessionGptqFormat(const WeightConfigResolver& resolver);

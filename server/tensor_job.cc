@@ -12,6 +12,7 @@
 #include "core/dtype.h"
 #include "core/kernels/kernel_params.h"
 #include "core/pack.h"
+#include "proto/quant_config_conversion.h"
 #include "server/status_mapping.h"
 
 namespace rtnq::server {

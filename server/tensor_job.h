@@ -12,12 +12,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "core/crc32c.h"
 #include "core/engine.h"
 #include "core/quantize.h"
 #include "core/row_stream.h"
 #include "core/weight_config.h"
 #include "rtnq/v1/rtnq.pb.h"
-#include "server/crc32c.h"
 #include "server/metrics.h"
 #include "server/session.h"
 

@@ -1,10 +1,7 @@
 #include "client/remote/remote_backend.h"
 
-#include <isa-l/crc.h>
-
 #include <algorithm>
 #include <chrono>
-#include <climits>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -13,29 +10,16 @@
 #include "absl/strings/str_cat.h"
 #include "client/remote/attempt_deadline.h"
 #include "client/remote/channel.h"
-#include "client/remote/proto_config.h"
 #include "client/remote/status_conversion.h"
+#include "core/crc32c.h"
 #include "core/status_macros.h"
+#include "proto/quant_config_conversion.h"
 #include "rtnq/v1/rtnq.grpc.pb.h"
 
 namespace rtnq::client {
 namespace {
 
 using Stream = grpc::ClientReaderWriter<v1::QuantizeRequest, v1::QuantizeResponse>;
-
-uint32_t Crc32c(absl::Span<const uint8_t> data) {
-  // crc32_iscsi works on the raw register with an int length: chain pieces, invert at the end.
-  uint32_t state = 0xFFFFFFFFu;
-  auto* p = const_cast<unsigned char*>(data.data());
-  size_t size = data.size();
-  while (size > 0) {
-    const size_t n = std::min<size_t>(size, INT_MAX);
-    state = crc32_iscsi(p, static_cast<int>(n), state);
-    p += n;
-    size -= n;
-  }
-  return ~state;
-}
 
 v1::OutputForm FormOf(OutputFormat f) {
   switch (f) {
@@ -189,7 +173,7 @@ class RemoteSession : public Session {
     h->set_dtype(ElemTypeName(t.dtype));
     for (int64_t d : t.shape) h->add_shape(d);
     h->set_total_bytes(static_cast<int64_t>(t.data.size()));
-    h->set_crc32c(Crc32c(t.data));
+    h->set_crc32c(ComputeCrc32c(t.data.data(), t.data.size()));
     if (!stream_->Write(req)) return {FinishBroken(), false};
     const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, options_.chunk_bytes));
     for (size_t off = 0; off < t.data.size(); off += chunk) {
@@ -220,7 +204,7 @@ class RemoteSession : public Session {
         result.decided_by = rh.decided_by();
         result.match_kind = rh.match_kind();
         if (rh.has_config()) {
-          auto cfg = FromProtoConfig(rh.config());
+          auto cfg = ConfigFromProto(rh.config(), "server result config");
           if (!cfg.ok()) return {cfg.status(), false};
           result.config = *cfg;
         }

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/crc32c.h"
 #include "core/dtype.h"
 #include "core/engine.h"
 #include "core/pack.h"
@@ -12,7 +13,6 @@
 #include "core/weight_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/crc32c.h"
 #include "server/session.h"
 #include "tests/server/harness.h"
 

@@ -8,9 +8,9 @@
 #include <thread>
 #include <vector>
 
+#include "core/crc32c.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/crc32c.h"
 #include "tests/server/harness.h"
 
 namespace rtnq::server::testing {

@@ -6,10 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "core/crc32c.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/quant_config_conversion.h"
 #include "server/auth.h"
-#include "server/crc32c.h"
 #include "server/memory_budget.h"
 #include "server/session.h"
 #include "server/status_mapping.h"

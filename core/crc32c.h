@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace rtnq::server {
+namespace rtnq {
 
 /// Incremental CRC32C: Update with consecutive pieces, then value(). Standard CRC32C:
 /// the value over "123456789" is 0xE3069283.
@@ -20,4 +20,4 @@ class Crc32c {
 /// CRC32C of one buffer.
 uint32_t ComputeCrc32c(const void* data, size_t size);
 
-}  // namespace rtnq::server
+}  // namespace rtnq

@@ -1,11 +1,11 @@
-#include "server/crc32c.h"
+#include "core/crc32c.h"
 
 #include <isa-l/crc.h>
 
 #include <algorithm>
 #include <climits>
 
-namespace rtnq::server {
+namespace rtnq {
 
 void Crc32c::Update(const void* data, size_t size) {
   // crc32_iscsi takes an int length and works on the raw register (no final inversion), so
@@ -25,4 +25,4 @@ uint32_t ComputeCrc32c(const void* data, size_t size) {
   return c.value();
 }
 
-}  // namespace rtnq::server
+}  // namespace rtnq

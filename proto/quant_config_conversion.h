@@ -1,0 +1,26 @@
+// Quantization configs between their wire form (rtnq.v1) and the core's, shared by the server
+// (requests in, resolved configs out) and the client (resolved configs back in), so both ends
+// agree on every enum value and error message.
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/quant_config.h"
+#include "rtnq/v1/rtnq.pb.h"
+
+namespace rtnq {
+
+/// A wire enum value (possibly unknown to this build) as the core's. InvalidArgument
+/// "<field>: <NAME or number> is not a ..." for UNSPECIFIED and unknown values.
+absl::StatusOr<QuantDtype> QuantDtypeFromProto(int value, absl::string_view field);
+absl::StatusOr<Scheme> SchemeFromProto(int value, absl::string_view field);
+
+v1::QuantDtype QuantDtypeToProto(QuantDtype d);
+v1::Scheme SchemeToProto(Scheme s);
+
+/// A full core config as its proto message, and back; `where` prefixes field names in errors
+/// (e.g. "result.config").
+void ConfigToProto(const QuantConfig& config, v1::QuantConfig* proto);
+absl::StatusOr<QuantConfig> ConfigFromProto(const v1::QuantConfig& proto, absl::string_view where);
+
+}  // namespace rtnq
