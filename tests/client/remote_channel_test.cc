@@ -1,4 +1,4 @@
-// Target parsing, token files, and the one-shot calls (info, health) against a live server.
+// Target parsing, token files, TLS, and the one-shot calls (info, health) against a live server.
 #include <fstream>
 #include <string>
 
@@ -72,6 +72,46 @@ TEST(ServerCalls, UnreachableServer) {
   o.server = "127.0.0.1:1";
   o.deadline_seconds = 5;
   EXPECT_THAT(CheckHealth(o), StatusIs(absl::StatusCode::kUnavailable));
+}
+
+// The client's TLS flags against a server that requires client certificates: the right CA and
+// certificate get in; a client without a certificate, or trusting another CA, does not.
+TEST(ServerCalls, MutualTls) {
+  server::testing::TempDir dir;
+  ASSERT_TRUE(server::testing::MakeCert(dir, "server", "localhost"));
+  ASSERT_TRUE(server::testing::MakeCert(dir, "client", "rtnq-test-client"));
+  ASSERT_TRUE(server::testing::MakeCert(dir, "other", "localhost"));
+  server::ServerOptions so = server::testing::TestOptions();
+  so.tls_cert_file = dir.File("server.crt");
+  so.tls_key_file = dir.File("server.key");
+  so.tls_client_ca_file = dir.File("client.crt");
+  auto server = server::testing::StartServer(so);
+  ASSERT_NE(server, nullptr);
+
+  ClientOptions o;
+  o.server = "127.0.0.1:" + std::to_string(server->port());
+  o.deadline_seconds = 10;
+  o.tls_ca_file = dir.File("server.crt");
+  o.tls_cert_file = dir.File("client.crt");
+  o.tls_key_file = dir.File("client.key");
+  auto info = GetServerInfo(o);
+  EXPECT_TRUE(info.ok()) << info.status();
+  auto health = CheckHealth(o);
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_TRUE(*health);
+
+  ClientOptions no_cert = o;
+  no_cert.tls_cert_file.clear();
+  no_cert.tls_key_file.clear();
+  EXPECT_FALSE(GetServerInfo(no_cert).ok());
+  ClientOptions wrong_ca = o;
+  wrong_ca.tls_ca_file = dir.File("other.crt");
+  EXPECT_FALSE(GetServerInfo(wrong_ca).ok());
+  ClientOptions plaintext = o;
+  plaintext.tls_ca_file.clear();
+  plaintext.tls_cert_file.clear();
+  plaintext.tls_key_file.clear();
+  EXPECT_FALSE(GetServerInfo(plaintext).ok());
 }
 
 }  // namespace

@@ -270,4 +270,15 @@ TempDir::~TempDir() {
   if (path_ != "/tmp") std::filesystem::remove_all(path_, ec);
 }
 
+bool MakeCert(const TempDir& dir, const std::string& stem, const std::string& cn) {
+  const std::string cmd = absl::StrCat(
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj "
+      "/CN=",
+      cn, " -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout ", dir.File(stem + ".key"),
+      " -out ", dir.File(stem + ".crt"), " >/dev/null 2>&1");
+  if (std::system(cmd.c_str()) == 0) return true;
+  ADD_FAILURE() << "openssl failed: " << cmd;
+  return false;
+}
+
 }  // namespace rtnq::server::testing

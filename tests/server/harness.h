@@ -129,4 +129,9 @@ class TempDir {
   std::string path_;
 };
 
+/// Writes a self-signed certificate (it is its own CA) `dir/stem.crt` with key `dir/stem.key`
+/// for common name `cn`, valid for localhost and 127.0.0.1, made with openssl. False (after
+/// ADD_FAILURE) when openssl fails.
+bool MakeCert(const TempDir& dir, const std::string& stem, const std::string& cn);
+
 }  // namespace rtnq::server::testing
