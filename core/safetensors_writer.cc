@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <functional>
@@ -35,6 +36,7 @@ struct SafetensorsWriter::State {
   std::mutex mu;  // guards everything below
   std::vector<Written> written;
   int fd = -1;
+  bool keep_temp = false;
   enum class Phase { kOpen, kFinished, kAbandoned } phase = Phase::kOpen;
   absl::Status failure;
 
@@ -48,17 +50,35 @@ struct SafetensorsWriter::State {
     return failure;
   }
 
+  // The usable writer's tensor called `name`, by index into header.tensors. Called with mu held.
+  absl::StatusOr<size_t> UsableTensor(std::string_view name) const {
+    RETURN_IF_ERROR(Usable());
+    auto it = index.find(name);
+    if (it == index.end()) {
+      return absl::NotFoundError(
+          absl::StrCat(path, ": no tensor \"", std::string(name), "\" in this file"));
+    }
+    return it->second;
+  }
+
   // Called with io_mu held exclusively and mu held.
   void CloseAndRemove() {
     if (fd >= 0) ::close(fd);
     fd = -1;
-    ::unlink(tmp.c_str());
+    if (!keep_temp) ::unlink(tmp.c_str());
   }
 };
 
 absl::StatusOr<SafetensorsWriter> SafetensorsWriter::Create(
     std::string path, std::vector<TensorSpec> specs,
     std::optional<std::map<std::string, std::string>> metadata) {
+  return Create(std::move(path), std::move(specs), std::move(metadata), {});
+}
+
+absl::StatusOr<SafetensorsWriter> SafetensorsWriter::Create(
+    std::string path, std::vector<TensorSpec> specs,
+    std::optional<std::map<std::string, std::string>> metadata,
+    const SafetensorsWriterOptions& options) {
   if (!metadata.has_value()) metadata = std::map<std::string, std::string>{{"format", "pt"}};
   absl::StatusOr<BuiltHeader> header = BuildSafetensorsHeader(specs, *metadata);
   if (!header.ok()) {
@@ -67,16 +87,37 @@ absl::StatusOr<SafetensorsWriter> SafetensorsWriter::Create(
   }
   auto s = std::make_unique<State>();
   s->path = std::move(path);
-  s->tmp = TempPathFor(s->path);
+  s->tmp = options.temp_path.empty() ? TempPathFor(s->path) : options.temp_path;
   s->header = *std::move(header);
   s->written.resize(s->header.tensors.size());
   for (size_t i = 0; i < s->header.tensors.size(); ++i) {
     s->index.emplace(s->header.tensors[i].name, i);
   }
-  s->fd = ::open(s->tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (s->fd < 0) return ErrnoError(errno, "create", s->tmp);
+  if (options.reuse_temp) {
+    s->fd = ::open(s->tmp.c_str(), O_RDWR | O_CLOEXEC);
+    if (s->fd < 0) return ErrnoError(errno, "open", s->tmp);
+  } else {
+    // The default name is unique, so O_EXCL; a chosen one replaces a leftover.
+    const int excl = options.temp_path.empty() ? O_EXCL : O_TRUNC;
+    s->fd = ::open(s->tmp.c_str(), O_WRONLY | O_CREAT | excl | O_CLOEXEC, 0644);
+    if (s->fd < 0) return ErrnoError(errno, "create", s->tmp);
+  }
+  s->keep_temp = options.keep_temp;
   SafetensorsWriter w(std::move(s));
   State& st = *w.state_;
+  if (options.reuse_temp) {
+    // Any difference in the header means a different plan: the old bytes are not reusable.
+    std::string have(st.header.bytes.size(), '\0');
+    const ssize_t n = ::pread(st.fd, have.data(), have.size(), 0);
+    struct stat info;
+    if (::fstat(st.fd, &info) != 0) return ErrnoError(errno, "stat", st.tmp);
+    if (n != static_cast<ssize_t>(have.size()) || have != st.header.bytes ||
+        static_cast<uint64_t>(info.st_size) != st.header.file_size()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(st.tmp, ": header or size differs from this run's plan"));
+    }
+    return w;
+  }
   // Reserve the space now so a full disk fails before any work, not at the last tensor.
   const off_t size = static_cast<off_t>(st.header.file_size());
   if (::ftruncate(st.fd, size) != 0) return ErrnoError(errno, "truncate", st.tmp);
@@ -109,13 +150,8 @@ absl::Status SafetensorsWriter::WriteTensorChunk(std::string_view name, uint64_t
   uint64_t file_offset = 0;
   {
     std::lock_guard<std::mutex> lock(s.mu);
-    RETURN_IF_ERROR(s.Usable());
-    auto it = s.index.find(name);
-    if (it == s.index.end()) {
-      return absl::NotFoundError(
-          absl::StrCat(s.path, ": no tensor \"", std::string(name), "\" in this file"));
-    }
-    const HeaderTensor& t = s.header.tensors[it->second];
+    ASSIGN_OR_RETURN(const size_t i, s.UsableTensor(name));
+    const HeaderTensor& t = s.header.tensors[i];
     const uint64_t size = t.end - t.begin;
     const uint64_t end = offset + data.size();
     auto where = [&] {
@@ -127,7 +163,7 @@ absl::Status SafetensorsWriter::WriteTensorChunk(std::string_view name, uint64_t
           absl::StrCat(where(), " runs past the tensor's ", size, " bytes"));
     }
     if (data.empty()) return absl::OkStatus();
-    Written& w = s.written[it->second];
+    Written& w = s.written[i];
     auto next = w.ranges.upper_bound(offset);
     if (next != w.ranges.end() && next->first < end) {
       return absl::InvalidArgumentError(absl::StrCat(where(), " overlaps bytes [", next->first,
@@ -157,6 +193,21 @@ absl::Status SafetensorsWriter::WriteTensorChunk(std::string_view name, uint64_t
     if (s.failure.ok()) s.failure = st;
   }
   return st;
+}
+
+absl::Status SafetensorsWriter::MarkWritten(std::string_view name) {
+  State& s = *state_;
+  std::lock_guard<std::mutex> lock(s.mu);
+  ASSIGN_OR_RETURN(const size_t i, s.UsableTensor(name));
+  const HeaderTensor& t = s.header.tensors[i];
+  Written& w = s.written[i];
+  if (w.bytes != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(s.path, ": tensor \"", t.name, "\" already has bytes written"));
+  }
+  if (t.end > t.begin) w.ranges[0] = t.end - t.begin;
+  w.bytes = t.end - t.begin;
+  return absl::OkStatus();
 }
 
 absl::Status SafetensorsWriter::Finish() {
@@ -209,6 +260,7 @@ void SafetensorsWriter::Abandon() {
 
 const std::string& SafetensorsWriter::path() const { return state_->path; }
 const std::string& SafetensorsWriter::temp_path() const { return state_->tmp; }
+uint64_t SafetensorsWriter::data_offset() const { return state_->header.bytes.size(); }
 uint64_t SafetensorsWriter::file_size() const { return state_->header.file_size(); }
 const std::vector<HeaderTensor>& SafetensorsWriter::tensors() const {
   return state_->header.tensors;

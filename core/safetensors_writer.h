@@ -18,6 +18,20 @@
 
 namespace rtnq {
 
+/// Where a writer keeps its bytes until Finish(), for runs that must survive an interruption
+/// (rtnq quantize --resume). The defaults give the plain all-or-nothing writer.
+struct SafetensorsWriterOptions {
+  /// The temporary file; empty: TempPathFor(path). A given path is replaced if it exists
+  /// (unless reuse_temp).
+  std::string temp_path;
+  /// Abandon() and destruction close the temporary file but leave it (with what was written).
+  bool keep_temp = false;
+  /// Open an existing temp_path instead of creating it: its size and header bytes must equal
+  /// what `specs` and `metadata` give (FailedPrecondition otherwise); MarkWritten() then declares
+  /// the tensors already in it.
+  bool reuse_temp = false;
+};
+
 /// Writes one safetensors file through `<path>.tmp.<pid>.<n>`, renamed into place by Finish().
 /// Destroying or Abandon()ing it before Finish() removes the temporary file, so a failed run
 /// leaves nothing that looks finished. Write calls are thread-safe. Movable, not copyable.
@@ -29,6 +43,11 @@ class SafetensorsWriter {
   static absl::StatusOr<SafetensorsWriter> Create(
       std::string path, std::vector<TensorSpec> specs,
       std::optional<std::map<std::string, std::string>> metadata = std::nullopt);
+  /// Same, with a chosen temporary file (see SafetensorsWriterOptions).
+  static absl::StatusOr<SafetensorsWriter> Create(
+      std::string path, std::vector<TensorSpec> specs,
+      std::optional<std::map<std::string, std::string>> metadata,
+      const SafetensorsWriterOptions& options);
 
   SafetensorsWriter(SafetensorsWriter&&) noexcept;
   SafetensorsWriter& operator=(SafetensorsWriter&&) noexcept;
@@ -43,6 +62,9 @@ class SafetensorsWriter {
   /// InvalidArgument for bytes past the tensor's end or overlapping bytes already written.
   absl::Status WriteTensorChunk(std::string_view name, uint64_t offset,
                                 absl::Span<const uint8_t> data);
+  /// Declares all of tensor `name` already present in a reused temporary file (the caller has
+  /// checked its bytes). NotFound for an unknown name; InvalidArgument if any of it was written.
+  absl::Status MarkWritten(std::string_view name);
   /// Checks every tensor was written completely (FailedPrecondition naming the first that was
   /// not; the writer stays usable), fsyncs and renames the file to its final path. After an I/O
   /// error the writer is failed: Finish returns that error. A failure to fsync the directory
@@ -54,6 +76,8 @@ class SafetensorsWriter {
   const std::string& path() const;
   /// Where the bytes go until Finish().
   const std::string& temp_path() const;
+  /// File offset of the data region (the header's size).
+  uint64_t data_offset() const;
   /// Total file size: header plus data.
   uint64_t file_size() const;
   /// Tensors with their data offsets, in `specs` order.

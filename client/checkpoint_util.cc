@@ -1,0 +1,141 @@
+#include "client/checkpoint_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/file_io.h"
+#include "core/status_macros.h"
+
+namespace rtnq::client {
+
+const std::string& OutputFormatName(OutputFormat f) {
+  static const std::string kNames[] = {"fake", "inc", "gptq"};
+  return kNames[static_cast<int>(f)];
+}
+
+absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view s) {
+  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq}) {
+    if (s == OutputFormatName(f)) return f;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("format must be fake, inc or gptq, got \"", std::string(s), "\""));
+}
+
+OutputLayout LayoutOf(OutputFormat f) {
+  switch (f) {
+    case OutputFormat::kFake:
+      return OutputLayout::kFake;
+    case OutputFormat::kInc:
+      return OutputLayout::kInc;
+    case OutputFormat::kGptq:
+      return OutputLayout::kGptq;
+  }
+  return OutputLayout::kFake;
+}
+
+absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return ErrnoError(errno, "stat", path);
+  ASSIGN_OR_RETURN(ShardedCheckpoint checkpoint, ShardedCheckpoint::Open(path));
+  return InputCheckpoint{std::move(checkpoint), S_ISDIR(st.st_mode)};
+}
+
+std::vector<const TensorInfo*> FileOrder(const ShardedCheckpoint& c) {
+  std::vector<const TensorInfo*> out;
+  for (const SafetensorsFile& shard : c.shards()) {
+    for (const TensorInfo& t : shard.tensors()) out.push_back(&t);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<float>> ToFloats(const TensorInfo& t) {
+  std::vector<float> out(t.num_elements);
+  const uint8_t* p = t.data.data();
+  switch (t.dtype) {
+    case ElemType::kF32:
+      std::memcpy(out.data(), p, out.size() * 4);
+      break;
+    case ElemType::kF16:
+    case ElemType::kBF16:
+      for (int64_t i = 0; i < t.num_elements; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = t.dtype == ElemType::kF16 ? HalfToFloat(h) : Bf16ToFloat(h);
+      }
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("tensor \"", t.name, "\": dtype ",
+                                                     ElemTypeName(t.dtype), " is not a float"));
+  }
+  return out;
+}
+
+std::vector<uint8_t> ToF16Bytes(const TensorInfo& t) {
+  std::vector<uint8_t> out(static_cast<size_t>(t.num_elements) * 2);
+  const uint8_t* p = t.data.data();
+  for (int64_t i = 0; i < t.num_elements; ++i) {
+    uint16_t h;
+    if (t.dtype == ElemType::kF32) {
+      float f;
+      std::memcpy(&f, p + 4 * i, 4);
+      h = FloatToHalf(f);
+    } else {
+      std::memcpy(&h, p + 2 * i, 2);
+      if (t.dtype == ElemType::kBF16) h = FloatToHalf(Bf16ToFloat(h));
+    }
+    std::memcpy(out.data() + 2 * i, &h, 2);
+  }
+  return out;
+}
+
+ErrorStats CompareFloats(const std::vector<float>& ref, const std::vector<float>& approx) {
+  double signal = 0, noise = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = static_cast<double>(ref[i]) - static_cast<double>(approx[i]);
+    signal += static_cast<double>(ref[i]) * ref[i];
+    noise += d * d;
+  }
+  ErrorStats s;
+  s.mse = ref.empty() ? 0 : noise / ref.size();
+  s.snr_db = noise == 0 ? std::numeric_limits<double>::infinity()
+                        : (std::isnan(noise) ? -std::numeric_limits<double>::infinity()
+                                             : 10 * std::log10(signal / noise));
+  return s;
+}
+
+absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, "open", path);
+  std::string out;
+  char buf[1 << 16];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return ErrnoError(err, "read", path);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+std::string HumanBytes(uint64_t bytes) {
+  if (bytes < 1024) return absl::StrCat(bytes, " B");
+  if (bytes < (1u << 20)) return absl::StrFormat("%.1f KiB", bytes / 1024.0);
+  if (bytes < (1u << 30)) return absl::StrFormat("%.2f MiB", bytes / 1048576.0);
+  return absl::StrFormat("%.2f GiB", bytes / 1073741824.0);
+}
+
+}  // namespace rtnq::client

@@ -1,0 +1,55 @@
+// Small shared pieces of the rtnq client: output format names, opening a checkpoint given on
+// the command line, reading tensors as floats and comparing them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/backend.h"
+#include "core/output_plan.h"
+#include "core/sharded_checkpoint.h"
+
+namespace rtnq::client {
+
+/// "fake", "inc", "gptq".
+const std::string& OutputFormatName(OutputFormat f);
+/// InvalidArgument naming the value for anything else.
+absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view s);
+/// The core's name for the same layout.
+OutputLayout LayoutOf(OutputFormat f);
+
+/// A checkpoint given on the command line: a .safetensors file or a checkpoint directory.
+struct InputCheckpoint {
+  ShardedCheckpoint checkpoint;
+  bool is_dir = false;
+};
+/// Opens `path` as a file or a directory (ShardedCheckpoint::Open); errors name the path.
+absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path);
+/// Every tensor of `c`, shard by shard in file order (the order outputs are written in).
+std::vector<const TensorInfo*> FileOrder(const ShardedCheckpoint& c);
+
+/// The tensor's values as float32 (F32, F16 or BF16; InvalidArgument otherwise).
+absl::StatusOr<std::vector<float>> ToFloats(const TensorInfo& t);
+
+/// The tensor's values as float16 bytes (F32, F16 or BF16; round to nearest even). GPTQ stores
+/// the bias of a quantized layer this way.
+std::vector<uint8_t> ToF16Bytes(const TensorInfo& t);
+
+/// Signal-to-noise ratio in dB of `approx` against `ref` (+inf when equal) and the mean squared
+/// error; sizes must match.
+struct ErrorStats {
+  double snr_db = 0;
+  double mse = 0;
+};
+ErrorStats CompareFloats(const std::vector<float>& ref, const std::vector<float>& approx);
+
+/// Reads a whole file; errors carry the errno code and name the path.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
+/// "812 B", "1.5 KiB", "3.20 MiB", "1.07 GiB".
+std::string HumanBytes(uint64_t bytes);
+
+}  // namespace rtnq::client

@@ -1,0 +1,104 @@
+#include "client/local_backend.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/checkpoint_util.h"
+#include "core/status_macros.h"
+#include "core/weight_config.h"
+
+namespace rtnq::client {
+namespace {
+
+class LocalSession : public Session {
+ public:
+  LocalSession(const Engine& engine, WeightConfigResolver resolver, OutputLayoutOptions layout)
+      : engine_(engine), resolver_(std::move(resolver)), layout_(layout) {}
+
+  absl::StatusOr<TensorResult> Quantize(const TensorRequest& tensor) override {
+    const auto start = std::chrono::steady_clock::now();
+    const ResolvedConfig rc = resolver_.Resolve(tensor.name);
+    TensorResult result;
+    result.name = tensor.name;
+    result.config = rc.config;
+    result.decided_by = rc.decided_by;
+    result.match_kind = rc.match_kind;
+    result.served_by = "local";
+    ASSIGN_OR_RETURN(LayoutOutputs out, QuantizeToLayout(TensorInput{tensor.name, tensor.dtype,
+                                                                     tensor.shape, tensor.data},
+                                                         rc.config, layout_, engine_));
+    result.quantized = true;
+    result.outputs = std::move(out.tensors);
+    const TensorMetrics& m = out.metrics;
+    result.metrics = ResultMetrics{m.elements, m.groups,     m.mse,    m.max_abs_error,
+                                   m.snr_db,   m.clip_ratio, m.seconds};
+    result.metrics.server_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return result;
+  }
+
+  absl::Status Close() override { return absl::OkStatus(); }
+
+ private:
+  const Engine& engine_;
+  WeightConfigResolver resolver_;
+  OutputLayoutOptions layout_;
+};
+
+}  // namespace
+
+absl::StatusOr<LayoutOutputs> QuantizeToLayout(const TensorInput& input, const QuantConfig& config,
+                                               const OutputLayoutOptions& options,
+                                               const Engine& engine) {
+  rtnq::QuantizeOptions qo;  // the core's, not RunQuantize's
+  qo.fake_quant = options.layout == OutputLayout::kFake;
+  qo.codes = !qo.fake_quant;
+  ASSIGN_OR_RETURN(QuantizedTensor q, QuantizeTensor(input, config, qo, engine));
+  if (!q.quantized) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor \"", input.name, "\" was not quantized: ", q.skip_reason));
+  }
+  LayoutOutputs out;
+  out.metrics = q.metrics;
+  const std::string layer = LayerName(input.name);
+  switch (options.layout) {
+    case OutputLayout::kFake:
+      out.tensors.push_back(PackedTensor{input.name, input.dtype, input.shape, std::move(q.fake)});
+      break;
+    case OutputLayout::kInc: {
+      ASSIGN_OR_RETURN(out.tensors, PackInc(q, layer, options.compression_dim));
+      break;
+    }
+    case OutputLayout::kGptq: {
+      GptqPackOptions po;
+      po.format = options.gptq_format;
+      ASSIGN_OR_RETURN(out.tensors, PackGptq(q, layer, po));
+      break;
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<LocalBackend>> LocalBackend::Create(const EngineOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(options));
+  return std::unique_ptr<LocalBackend>(new LocalBackend(std::move(engine)));
+}
+
+LocalBackend::LocalBackend(std::unique_ptr<Engine> engine) : engine_(std::move(engine)) {}
+
+absl::StatusOr<std::unique_ptr<Session>> LocalBackend::OpenSession(const SessionSpec& spec) {
+  ASSIGN_OR_RETURN(WeightConfigResolver resolver, ParseSessionConfigJson(spec.config_json));
+  OutputLayoutOptions layout;
+  layout.layout = LayoutOf(spec.format);
+  layout.compression_dim = spec.compression_dim;
+  layout.gptq_format = spec.gptq_format;
+  return std::unique_ptr<Session>(new LocalSession(*engine_, std::move(resolver), layout));
+}
+
+std::string LocalBackend::Describe() const {
+  return absl::StrCat("local (", std::string(engine_->kernels().name), ", ", engine_->threads(),
+                      " threads)");
+}
+
+}  // namespace rtnq::client

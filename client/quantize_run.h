@@ -1,0 +1,59 @@
+// `rtnq quantize`: plans a checkpoint, streams its tensors through a Backend (local or remote)
+// with N parallel sessions and writes the quantized checkpoint as results arrive.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/backend.h"
+#include "client/progress.h"
+#include "client/report.h"
+
+namespace rtnq::client {
+
+/// Options of RunQuantize; main() fills them from flags, tests directly.
+struct QuantizeOptions {
+  std::string input;   ///< a .safetensors file, a sharded checkpoint or a HF model directory
+  std::string output;  ///< a file for file input; a new or empty directory for a directory
+  std::string config_json = "{}";  ///< the merged session config (MergeSessionConfig)
+  OutputFormat format = OutputFormat::kFake;
+  std::optional<GptqFormat> gptq_format;  ///< unset: v1 when every layer is sym, else v2
+  int compression_dim = 1;                ///< inc
+  std::vector<std::string> include;       ///< --include patterns (already split)
+  std::vector<std::string> exclude;       ///< --exclude patterns
+  int streams = 1;                        ///< parallel sessions, one worker thread each
+  bool resume = false;                    ///< reuse a previous run's verified partial output
+  std::string report_path;                ///< --report FILE.json; empty: none
+};
+
+/// The result of a successful run.
+struct QuantizeOutcome {
+  RunSummary summary;
+  std::vector<TensorReport> tensors;  ///< in file order
+};
+
+/// Plans every tensor (selection, config, output shapes, GPTQ compatibility) before sending any,
+/// lays out every output file's header from the plan, then lets `streams` workers (each with its
+/// own session, each holding at most one result) quantize and write tensors at their offsets as
+/// results arrive; copied tensors go straight from the mmapped input.
+///
+/// Partial output: everything is built in the directory OUTPUT.partial/ next to OUTPUT: each
+/// output file as <name>.part, plus journal.jsonl (client/journal.h) listing finished quantized
+/// tensors with the CRC32C of their input and output bytes. When all is written the files are
+/// finished there (side files and the shard index added for a directory), the journal removed,
+/// and the result renamed into place (the directory itself, or the one file); a successful run
+/// leaves no OUTPUT.partial. A directory input gives a directory output with the same shard
+/// files; a file input gives the file OUTPUT.
+///
+/// Failure: returns the failing tensor's error (naming it). OUTPUT.partial is kept only when it
+/// holds finished quantized tensors and the error is not InvalidArgument (bad input or config,
+/// which a rerun would hit again); the message then says so and how to resume. Otherwise it is
+/// removed; nothing that looks finished is ever left. With `resume`, finished tensors whose
+/// input and output checksums still match (and whose file layout the new plan reproduces) are
+/// reused and only the rest are sent; without it an existing OUTPUT.partial is replaced.
+absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& options, Backend& backend,
+                                            Progress& progress);
+
+}  // namespace rtnq::client

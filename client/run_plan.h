@@ -1,0 +1,73 @@
+// The plan of a quantize run, made before any tensor is sent: what happens to every input
+// tensor, which output tensors it becomes, how they are laid out in the output files, and the
+// side files (config.json, quantize_config.json) a directory output gets. A bad config, shape
+// or selection fails here, before any work or any file is written.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/backend.h"
+#include "client/checkpoint_util.h"
+#include "client/manifest.h"
+#include "client/tensor_selection.h"
+#include "core/safetensors_header.h"
+
+namespace rtnq::client {
+
+/// One input tensor and its fate.
+struct PlannedTensor {
+  const TensorInfo* tensor = nullptr;
+  TensorDecision decision;
+  int file = 0;                     ///< index into RunPlan::files
+  std::vector<TensorSpec> outputs;  ///< quantized: the packed tensors; otherwise the tensor
+  /// GPTQ: the bias of a quantized layer, stored as F16 as the layout requires.
+  bool bias_to_f16 = false;
+};
+
+/// One output safetensors file.
+struct PlannedFile {
+  std::string name;  ///< file name inside the output directory (file input: the output's name)
+  std::vector<TensorSpec> specs;  ///< in write order
+};
+
+struct RunPlan {
+  std::vector<PlannedTensor> tensors;  ///< in file order
+  std::vector<PlannedFile> files;
+  std::map<std::string, std::string> metadata;  ///< every file's __metadata__ (format, manifest)
+  bool write_index = false;                     ///< the input had model.safetensors.index.json
+  GptqFormat gptq_format = GptqFormat::kV1;
+  Manifest manifest;
+  /// config.json's quantization record (gptq: the quantization_config object).
+  nlohmann::ordered_json record;
+  uint64_t bytes_before = 0;  ///< input tensor bytes
+  uint64_t bytes_after = 0;   ///< output tensor bytes
+};
+
+/// What PlanRun needs besides the checkpoint.
+struct PlanOptions {
+  std::string output_name;  ///< file input: the output file's name
+  OutputFormat format = OutputFormat::kFake;
+  std::optional<GptqFormat> gptq_format;  ///< unset: DefaultGptqFormat(any layer asym)
+  int compression_dim = 1;
+};
+
+/// Plans every tensor of `input` (opened from `input_path`). Errors name the tensor and rule.
+absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string& input_path,
+                                const WeightConfigResolver& resolver,
+                                const TensorSelection& selection, const PlanOptions& options);
+
+/// Writes the side files of a directory input into `out_dir`: every regular file of `input_dir`
+/// except safetensors files and the shard index is copied, config.json gets the record
+/// ("quantization_config" for gptq, "rtnq_quantization" otherwise) and gptq writes
+/// quantize_config.json. Returns the file names written.
+absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input_dir,
+                                                        const std::string& out_dir,
+                                                        const RunPlan& plan);
+
+}  // namespace rtnq::client
