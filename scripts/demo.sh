@@ -1,42 +1,66 @@
 #!/usr/bin/env bash
-# The main job until the gRPC client lands: installs the Debian packages, builds, writes a
-# synthetic bf16 Llama-shaped checkpoint, quantizes it to the GPTQ layout with a per-layer
-# override (and to INC's layout with lm_head included), prints the reports and verifies both
-# results against the original.
+# The main job: installs the Debian packages, builds, starts rtnq-server on 127.0.0.1 (an
+# ephemeral port, no metrics endpoint), writes a synthetic bf16 Llama-shaped checkpoint,
+# quantizes it through the server to the GPTQ layout with a per-layer override (weight_config in
+# a --config file), prints the summary, verifies the result against the original and stops the
+# server (also when a step fails).
 #
 # Environment: DEMO_SHAPE  tiny (default), small or llama7b-layer
 #              DEMO_DIR    where the checkpoints go (default ./out/demo)
 #              DEMO_SEED   synthetic weights' seed (default 0)
-#              THREADS     worker threads (default 0 = all cores)
+#              DEMO_STREAMS tensors in flight (default 2)
+#              THREADS     server (and synth) worker threads (default 0 = all cores)
 #              BUILD_DIR   build directory (default build, as scripts/build.sh)
+#              SKIP_SETUP  1: skip setup-deps and the build (binaries already built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SHAPE=${DEMO_SHAPE:-tiny}
 DIR=${DEMO_DIR:-out/demo}
 SEED=${DEMO_SEED:-0}
+STREAMS=${DEMO_STREAMS:-2}
 THREADS=${THREADS:-0}
-BIN="${BUILD_DIR:-build}/core/rtnq-local"
+BUILD_DIR=${BUILD_DIR:-build}
+RTNQ="$BUILD_DIR/client/rtnq"
+SERVER="$BUILD_DIR/server/rtnq-server"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "dependencies and build"
-scripts/setup-deps.sh
-scripts/build.sh
+if [ "${SKIP_SETUP:-0}" != 1 ]; then
+  step "dependencies and build"
+  scripts/setup-deps.sh
+  BUILD_DIR="$BUILD_DIR" scripts/build.sh
+fi
 
 start=$(date +%s.%N)
 mkdir -p "$DIR"
 ORIG="$DIR/$SHAPE"
 GPTQ="$DIR/$SHAPE-gptq"
-INC="$DIR/$SHAPE-inc"
-# Only what this script writes is replaced; the commands refuse non-empty output directories.
-rm -rf "$ORIG" "$GPTQ" "$INC"
+# Only what this script writes is replaced; rtnq refuses non-empty output directories.
+rm -rf "$ORIG" "$GPTQ" "$GPTQ.partial" "$DIR/server.port"
+
+step "start rtnq-server on 127.0.0.1 (ephemeral port)"
+"$SERVER" --listen=127.0.0.1:0 --port_file="$DIR/server.port" --metrics_listen= \
+  --threads="$THREADS" >"$DIR/server.log" 2>&1 &
+SERVER_PID=$!
+stop_server() {
+  if kill "$SERVER_PID" 2>/dev/null; then wait "$SERVER_PID" 2>/dev/null || true; fi
+}
+trap stop_server EXIT
+for _ in $(seq 300); do
+  [ -s "$DIR/server.port" ] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$DIR/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+ADDR="127.0.0.1:$(cat "$DIR/server.port")"
+"$RTNQ" health --server "$ADDR"
+"$RTNQ" info --server "$ADDR"
 
 step "synthesize a $SHAPE Llama checkpoint"
-"$BIN" synth -o "$ORIG" --shape "$SHAPE" --seed "$SEED" --threads "$THREADS"
+"$RTNQ" synth -o "$ORIG" --shape "$SHAPE" --seed "$SEED" --threads "$THREADS"
 
-step "quantize to the GPTQ layout: int4 sym g128, down_proj kept at 8 bits"
-cat >"$DIR/gptq-config.json" <<'EOF'
+step "quantize through the server to the GPTQ layout: int4 sym g128, down_proj kept at 8 bits"
+cat >"$DIR/gptq-config.json" <<'JSON'
 {
   "bits": 4,
   "scheme": "sym",
@@ -45,35 +69,20 @@ cat >"$DIR/gptq-config.json" <<'EOF'
     "*.down_proj": {"bits": 8}
   }
 }
-EOF
+JSON
 cat "$DIR/gptq-config.json"
-"$BIN" quantize "$ORIG" -o "$GPTQ" --format gptq --config "$DIR/gptq-config.json" \
-  --threads "$THREADS"
+"$RTNQ" quantize "$ORIG" -o "$GPTQ" --format gptq --config "$DIR/gptq-config.json" \
+  --server "$ADDR" --streams "$STREAMS" --report "$DIR/$SHAPE-gptq-report.json"
 
 step "verify the GPTQ checkpoint against the original"
-"$BIN" verify "$ORIG" "$GPTQ" --threads "$THREADS"
+"$RTNQ" verify "$ORIG" "$GPTQ" --threads "$THREADS"
 
-step "quantize to INC's layout: int4 asym g32 with MSE clip search, lm_head included at 8 bits"
-cat >"$DIR/inc-config.json" <<'EOF'
-{
-  "bits": 4,
-  "scheme": "asym",
-  "group_size": 32,
-  "enable_mse_search": true,
-  "weight_config": {
-    "lm_head": {"bits": 8, "scheme": "sym", "enable_mse_search": false}
-  }
-}
-EOF
-cat "$DIR/inc-config.json"
-"$BIN" quantize "$ORIG" -o "$INC" --format inc --config "$DIR/inc-config.json" \
-  --threads "$THREADS"
-
-step "verify the INC checkpoint"
-"$BIN" verify "$ORIG" "$INC" --threads "$THREADS" | tail -n 3
+step "stop the server"
+stop_server
+trap - EXIT
 
 end=$(date +%s.%N)
 step "done in $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }') s (after the build)"
 echo "original:        $ORIG"
 echo "GPTQ checkpoint: $GPTQ (model.safetensors, config.json with quantization_config, quantize_config.json)"
-echo "INC checkpoint:  $INC (model.safetensors with qweight/scales/qzeros, config.json)"
+echo "report:          $DIR/$SHAPE-gptq-report.json"

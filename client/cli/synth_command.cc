@@ -1,0 +1,83 @@
+// `rtnq synth -o DIR --shape NAME`: a synthetic Llama-shaped checkpoint for demos and benchmarks.
+#include <chrono>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/cli/command.h"
+#include "client/cli/flags.h"
+#include "core/synth_checkpoint.h"
+
+ABSL_FLAG(std::string, shape, "tiny", "synth: tiny, small or llama7b-layer");
+ABSL_FLAG(int32_t, shards, 1, "synth: safetensors shards (more than 1 writes an index)");
+ABSL_FLAG(uint64_t, seed, 0, "synth: random seed; the same seed gives the same bytes");
+// Not --dtype: that is quantize's quantization dtype.
+ABSL_FLAG(std::string, weight_dtype, "bf16", "synth: dtype of the weights, bf16, f16 or f32");
+
+namespace rtnq::client::cli {
+namespace {
+
+constexpr char kUsage[] = R"(rtnq synth -o DIR [--shape tiny|small|llama7b-layer] [--shards N]
+             [--seed S] [--weight-dtype bf16|f16|f32] [--threads N]
+  Writes a synthetic Llama-shaped checkpoint (heavy-tailed weights with outlier channels,
+  embeddings, norms, lm_head) and its config.json into a new or empty DIR. --weight-dtype is the
+  stored dtype of the weights (quantize's --dtype is the quantization dtype).)";
+
+absl::StatusOr<ElemType> ParseWeightDtype(const std::string& s) {
+  if (s == "bf16" || s == "BF16") return ElemType::kBF16;
+  if (s == "f16" || s == "fp16" || s == "F16") return ElemType::kF16;
+  if (s == "f32" || s == "fp32" || s == "F32") return ElemType::kF32;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--weight-dtype must be bf16, f16 or f32, got \"", s, "\""));
+}
+
+int Run(const Command& self, const ParsedArgs& args) {
+  if (!args.positional.empty()) return UsageError(self, "synth takes no positional arguments");
+  SynthOptions options;
+  options.output_dir = absl::GetFlag(FLAGS_output);
+  if (options.output_dir.empty()) return UsageError(self, "synth needs -o DIR");
+  absl::StatusOr<ElemType> dtype = ParseWeightDtype(absl::GetFlag(FLAGS_weight_dtype));
+  if (!dtype.ok()) return UsageError(self, std::string(dtype.status().message()));
+  options.dtype = *dtype;
+  absl::StatusOr<SynthShape> shape = SynthShapeByName(absl::GetFlag(FLAGS_shape));
+  if (!shape.ok()) return Fail(shape.status());
+  options.shape = *shape;
+  options.shards = absl::GetFlag(FLAGS_shards);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(EngineOptionsFromFlags());
+  if (!engine.ok()) return Fail(engine.status());
+
+  const auto start = std::chrono::steady_clock::now();
+  if (absl::Status s = WriteSynthCheckpoint(options, **engine); !s.ok()) return Fail(s);
+  uint64_t bytes = 0;
+  const std::vector<TensorSpec> specs = SynthTensorSpecs(options.shape, options.dtype);
+  for (const TensorSpec& t : specs) {
+    uint64_t n = ElemSize(t.dtype);
+    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+    bytes += n;
+  }
+  std::cout << absl::StrFormat(
+      "synth: wrote %s (hidden %d, intermediate %d, %d layers, %d/%d heads, vocab %d): %d tensors, "
+      "%.2f MiB %s, %d shard(s), seed %d, to %s in %.2f s\n",
+      options.shape.name, options.shape.hidden, options.shape.intermediate, options.shape.layers,
+      options.shape.heads, options.shape.kv_heads, options.shape.vocab, specs.size(),
+      bytes / 1048576.0, ElemTypeName(options.dtype), options.shards, options.seed,
+      options.output_dir,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return kExitOk;
+}
+
+}  // namespace
+
+const Command& SynthCommand() {
+  static const Command* command = new Command{
+      .name = "synth",
+      .summary = "write a synthetic Llama-shaped checkpoint",
+      .usage = kUsage,
+      .flags = FlagSet({kEngineFlags, {"output", "shape", "shards", "seed", "weight_dtype"}}),
+      .run = Run};
+  return *command;
+}
+
+}  // namespace rtnq::client::cli

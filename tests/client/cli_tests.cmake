@@ -1,0 +1,13 @@
+# The rtnq binary: its argument parsing (gtest) and the binary end to end as a user drives it,
+# with real rtnq-server subprocesses and real files (cli_test.sh).
+if(TARGET rtnq)
+  add_executable(cli_args_test ${CMAKE_CURRENT_SOURCE_DIR}/cli_args_test.cc)
+  target_link_libraries(cli_args_test PRIVATE rtnq_cli_flags rtnq_warnings GTest::gmock
+                        GTest::gtest_main)
+  gtest_discover_tests(cli_args_test DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 300 LABELS client)
+
+  add_test(NAME rtnq_cli
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:rtnq>
+                   $<TARGET_FILE:rtnq-server>)
+  set_tests_properties(rtnq_cli PROPERTIES TIMEOUT 300 LABELS client)
+endif()
