@@ -85,6 +85,9 @@ class RemoteSession : public Session {
       }
       if (a.result.ok()) {
         a.result->attempts = attempt;
+        // One stream per tensor: round_robin places every tensor afresh, so a replica that
+        // connected late or came back gets work, and one lost after answering costs nothing.
+        EndStream();
         return a.result;
       }
       last = a.result.status();
@@ -98,16 +101,11 @@ class RemoteSession : public Session {
     return last;
   }
 
+  // Every result has arrived complete by now, so how the last stream ends cannot lose anything:
+  // a replica that went away after answering must not fail the run.
   absl::Status Close() override {
-    if (stream_ == nullptr) return absl::OkStatus();
-    stream_->WritesDone();
-    v1::QuantizeResponse resp;
-    while (stream_->Read(&resp)) {
-    }
-    const grpc::Status st = stream_->Finish();
-    stream_.reset();
-    ctx_.reset();
-    return FromGrpcStatus(st);
+    EndStream();
+    return absl::OkStatus();
   }
 
  private:
@@ -147,6 +145,22 @@ class RemoteSession : public Session {
     ctx_.reset();
     absl::Status s = FromGrpcStatus(st);
     return s.ok() ? absl::UnavailableError("stream ended unexpectedly") : s;
+  }
+
+  // Ends a stream between tensors gracefully (half-close, drain the session summary), so the
+  // server counts it as a completed session; its final status does not matter to any tensor.
+  void EndStream() {
+    if (stream_ == nullptr) return;
+    deadline_.Arm(ctx_.get());
+    stream_->WritesDone();
+    v1::QuantizeResponse resp;
+    while (stream_->Read(&resp)) {
+    }
+    (void)stream_->Finish();
+    deadline_fired_ = false;
+    (void)deadline_.Disarm();
+    stream_.reset();
+    ctx_.reset();
   }
 
   void DropStream() {

@@ -201,44 +201,87 @@ TEST_F(RemoteBackendTest, DestroyWithoutCloseIsSafe) {
   session->reset();
 }
 
-TEST(RemoteReplicas, RoundRobinAndFailover) {
+ClientOptions TwoReplicas(const server::RtnqServer& a, const server::RtnqServer& b) {
+  ClientOptions o;
+  o.server = "localhost:" + std::to_string(a.port()) + ",127.0.0.1:" + std::to_string(b.port());
+  o.initial_backoff_seconds = 0.01;
+  return o;
+}
+
+const SessionSpec kFakeSpec{R"({"bits":4,"group_size":32})", OutputFormat::kFake};
+
+// Checks `r` is `t` quantized under kFakeSpec, byte for byte.
+void ExpectCoreBytes(const Tensor& t, const absl::StatusOr<TensorResult>& r) {
+  ASSERT_TRUE(r.ok()) << r.status();
+  bool quantized = false;
+  const auto want = CoreOutputs(t, kFakeSpec, &quantized);
+  ASSERT_EQ(r->outputs.size(), 1u);
+  EXPECT_TRUE(r->outputs[0].data == want[0].second);
+}
+
+// Each tensor gets its own stream, so even one session spreads over every replica, including
+// one that connected after the session opened.
+TEST(RemoteReplicas, RoundRobinSpreadsTheTensorsOfOneSession) {
   auto a = StartServer(TestOptions());
   auto b = StartServer(TestOptions());
-  ClientOptions o;
-  o.server = "localhost:" + std::to_string(a->port()) + ",127.0.0.1:" + std::to_string(b->port());
-  o.initial_backoff_seconds = 0.01;
-  auto backend = RemoteBackend::Create(o);
+  auto backend = RemoteBackend::Create(TwoReplicas(*a, *b));
   ASSERT_TRUE(backend.ok()) << backend.status();
-  const SessionSpec spec{R"({"bits":4,"group_size":32})", OutputFormat::kFake};
-  // Several sessions: round_robin spreads their streams over both replicas.
+  auto s = (*backend)->OpenSession(kFakeSpec);
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::vector<Tensor> tensors = Tensors();
   std::set<std::string> peers;
-  // (Up to 20: the second replica may still be connecting during the first ones.)
-  for (int i = 0; i < 20 && peers.size() < 2; ++i) {
-    auto s = (*backend)->OpenSession(spec);
-    ASSERT_TRUE(s.ok()) << s.status();
-    auto r = (*s)->Quantize(Request(Tensors()[0]));
-    ASSERT_TRUE(r.ok()) << r.status();
-    peers.insert(r->served_by);
-    ASSERT_TRUE((*s)->Close().ok());
+  for (int i = 0; i < 40 && peers.size() < 2; ++i) {
+    const Tensor& t = tensors[i % tensors.size()];
+    auto r = (*s)->Quantize(Request(t));
+    ExpectCoreBytes(t, r);
+    if (r.ok()) peers.insert(r->served_by);
   }
   EXPECT_EQ(peers.size(), 2u);
-  // Stop the replica serving an open session: the remaining tensors are retried on the other.
-  auto s = (*backend)->OpenSession(spec);
+  EXPECT_TRUE((*s)->Close().ok());
+}
+
+// The replica that served a session goes away: the session's next tensors go to the other one.
+TEST(RemoteReplicas, FailoverWhenAReplicaStops) {
+  auto a = StartServer(TestOptions());
+  auto b = StartServer(TestOptions());
+  auto backend = RemoteBackend::Create(TwoReplicas(*a, *b));
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto s = (*backend)->OpenSession(kFakeSpec);
   ASSERT_TRUE(s.ok());
   auto first = (*s)->Quantize(Request(Tensors()[0]));
   ASSERT_TRUE(first.ok());
   const bool on_a = first->served_by.find(std::to_string(a->port())) != std::string::npos;
   (on_a ? a : b)->Shutdown(0);
-  bool retried = false;
   for (const Tensor& t : Tensors()) {
     auto r = (*s)->Quantize(Request(t));
-    ASSERT_TRUE(r.ok()) << r.status();
-    bool quantized = false;
-    const auto want = CoreOutputs(t, spec, &quantized);
-    ASSERT_EQ(r->outputs.size(), 1u);
-    EXPECT_TRUE(r->outputs[0].data == want[0].second);
-    EXPECT_NE(r->served_by, first->served_by);
-    retried = retried || r->attempts > 1;
+    ExpectCoreBytes(t, r);
+    if (r.ok()) {
+      EXPECT_NE(r->served_by, first->served_by);
+    }
+  }
+  EXPECT_TRUE((*s)->Close().ok());
+}
+
+// A transient refusal (RESOURCE_EXHAUSTED from a replica with a small tensor limit) is retried
+// on a new stream, which round_robin places on the other replica.
+TEST(RemoteReplicas, TransientErrorsAreRetriedOnAnotherReplica) {
+  server::ServerOptions small = TestOptions();
+  small.max_tensor_bytes = 64;
+  auto a = StartServer(small);
+  auto b = StartServer(TestOptions());
+  auto backend = RemoteBackend::Create(TwoReplicas(*a, *b));
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto s = (*backend)->OpenSession(kFakeSpec);
+  ASSERT_TRUE(s.ok());
+  const std::vector<Tensor> tensors = Tensors();
+  bool retried = false;
+  for (int i = 0; i < 40 && !retried; ++i) {
+    const Tensor& t = tensors[i % tensors.size()];
+    auto r = (*s)->Quantize(Request(t));
+    ExpectCoreBytes(t, r);
+    if (!r.ok()) break;
+    EXPECT_THAT(r->served_by, HasSubstr(std::to_string(b->port())));
+    retried = r->attempts > 1;
   }
   EXPECT_TRUE(retried);
   EXPECT_TRUE((*s)->Close().ok());
