@@ -220,7 +220,7 @@ void BM_Tensor(benchmark::State& state) {
       break;
     }
     if (gptq) {
-      auto packed = PackGptq(*q, "w");
+      auto packed = PackGptq(*q, "w", {}, engine);
       if (!packed.ok()) {
         state.SkipWithError(packed.status().ToString().c_str());
         break;
@@ -232,12 +232,12 @@ void BM_Tensor(benchmark::State& state) {
   SetCounters(state, buf, engine, SecondsSince(t0));
 }
 
-// PackGptq alone (it is single-threaded), on int4 sym g32 codes computed once; bytes are those of
-// the float input the codes came from. Args: shape index, dtype.
+// PackGptq alone in the engine's arena, on int4 sym g32 codes computed once; bytes are those of
+// the float input the codes came from. Args: shape index, dtype, threads (0 = all).
 void BM_GptqPack(benchmark::State& state) {
   const int si = state.range(0);
   const ElemType dtype = state.range(1) ? ElemType::kBF16 : ElemType::kF32;
-  const Engine& engine = EngineWith(1);
+  const Engine& engine = EngineWith(state.range(2));
   const auto& buf = Weights(si, dtype);
   const TensorInput in{"w", dtype, {kShapes[si].rows, kShapes[si].cols}, buf};
   QuantizeOptions opts;
@@ -250,7 +250,7 @@ void BM_GptqPack(benchmark::State& state) {
   }
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
-    auto packed = PackGptq(*q, "w");
+    auto packed = PackGptq(*q, "w", {}, engine);
     if (!packed.ok()) {
       state.SkipWithError(packed.status().ToString().c_str());
       break;
@@ -282,8 +282,8 @@ BENCHMARK(BM_Kernel)->Apply([](auto* b) { CaseArgs(b, 5); }) -> Unit(benchmark::
 BENCHMARK(BM_Tensor)->Apply([](auto* b) { CaseArgs(b, 6); }) -> Unit(benchmark::kMillisecond)
     -> UseRealTime();
 BENCHMARK(BM_GptqPack)
-    ->ArgNames({"shape", "bf16"})
-    ->ArgsProduct({{0, 1}, {0, 1}})
+    ->ArgNames({"shape", "bf16", "threads"})
+    ->ArgsProduct({{0, 1}, {0, 1}, {1, 0}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

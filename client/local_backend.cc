@@ -67,13 +67,13 @@ absl::StatusOr<LayoutOutputs> QuantizeToLayout(const TensorInput& input, const Q
       out.tensors.push_back(PackedTensor{input.name, input.dtype, input.shape, std::move(q.fake)});
       break;
     case OutputLayout::kInc: {
-      ASSIGN_OR_RETURN(out.tensors, PackInc(q, layer, options.compression_dim));
+      ASSIGN_OR_RETURN(out.tensors, PackInc(q, layer, options.compression_dim, engine));
       break;
     }
     case OutputLayout::kGptq: {
       GptqPackOptions po;
       po.format = options.gptq_format;
-      ASSIGN_OR_RETURN(out.tensors, PackGptq(q, layer, po));
+      ASSIGN_OR_RETURN(out.tensors, PackGptq(q, layer, po, engine));
       break;
     }
   }

@@ -1,12 +1,16 @@
 #include "core/pack.h"
 
+#include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/engine.h"
 #include "core/kernels/kernel_params.h"
 #include "core/status_macros.h"
 
@@ -151,8 +155,41 @@ absl::Status ValidateQuantized(const QuantizedTensor& q, std::string_view name) 
   return absl::OkStatus();
 }
 
-absl::Status CheckCodeRange(const QuantizedTensor& q, std::string_view name, const CodeFormat& f) {
-  for (size_t i = 0; i < q.codes.size(); ++i) {
+// Runs fn(block) for every block: in the engine's arena when one is given, else serially.
+absl::Status ForBlocks(const Engine* engine, int64_t blocks,
+                       const std::function<void(int64_t)>& fn) {
+  if (engine != nullptr) return engine->ParallelFor(blocks, fn);
+  for (int64_t b = 0; b < blocks; ++b) fn(b);
+  return absl::OkStatus();
+}
+
+// Codes scanned per block by CodesInRange.
+constexpr int64_t kRangeBlock = int64_t{1} << 20;
+
+// True when every code byte lies in f's range: a branch-free scan the compiler vectorizes; the
+// exact first offender is only looked for (by CheckCodeRange) when this fails.
+bool CodesInRange(const std::vector<uint8_t>& codes, const CodeFormat& f, const Engine* engine) {
+  const int64_t n = static_cast<int64_t>(codes.size());
+  const int64_t blocks = (n + kRangeBlock - 1) / kRangeBlock;
+  std::atomic<bool> bad{false};
+  const absl::Status s = ForBlocks(engine, blocks, [&](int64_t blk) {
+    const uint8_t* c = codes.data() + blk * kRangeBlock;
+    const int64_t len = std::min(kRangeBlock, n - blk * kRangeBlock);
+    // Byte arithmetic modulo 256: code - lo lies in 0..hi-lo exactly when the code is in range
+    // (lo is negative for signed codes, whose bytes are two's complement).
+    const uint8_t lo = static_cast<uint8_t>(f.lo);
+    uint8_t worst = 0;
+    for (int64_t i = 0; i < len; ++i) worst = std::max(worst, static_cast<uint8_t>(c[i] - lo));
+    if (worst > f.hi - f.lo) bad.store(true, std::memory_order_relaxed);
+  });
+  return s.ok() && !bad.load();
+}
+
+absl::Status CheckCodeRange(const QuantizedTensor& q, std::string_view name, const CodeFormat& f,
+                            const Engine* engine = nullptr) {
+  // The fast scan passes for every tensor the quantizer produced; the loop names the offender.
+  const bool codes_ok = CodesInRange(q.codes, f, engine);
+  for (size_t i = 0; !codes_ok && i < q.codes.size(); ++i) {
     const int v = CodeOfByte(q.codes[i], f);
     if (v < f.lo || v > f.hi) {
       return absl::InternalError(absl::StrCat("tensor ", Str(name), ": code ", v, " at element ", i,
@@ -177,24 +214,34 @@ std::vector<int64_t> IncWordShape(int64_t rows, int64_t cols, int bits, int comp
   return {(rows + n - 1) / n, cols};
 }
 
-// Packs get(r, c) (any int; masked here) for a [rows, cols] matrix along `compression_dim`.
+// Packs get(r, c) (any int; masked here) for a [rows, cols] matrix along `compression_dim`, in
+// blocks of word rows (each block owns its words: same bytes serially or in `engine`'s arena).
 template <typename Get>
-std::vector<uint32_t> PackIncWords(int64_t rows, int64_t cols, int bits, int compression_dim,
-                                   Get get) {
+absl::StatusOr<std::vector<uint32_t>> PackIncWords(int64_t rows, int64_t cols, int bits,
+                                                   int compression_dim, const Engine* engine,
+                                                   Get get) {
   const int64_t n = IncPackFactor(bits);
   const uint32_t mask = Mask(bits);
   const std::vector<int64_t> ws = IncWordShape(rows, cols, bits, compression_dim);
   std::vector<uint32_t> words(ws[0] * ws[1], 0u);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      const uint32_t v = static_cast<uint32_t>(get(r, c)) & mask;
-      if (compression_dim == 1) {
-        words[r * ws[1] + c / n] |= v << (bits * (c % n));
-      } else {
-        words[(r / n) * cols + c] |= v << (bits * (r % n));
+  const int64_t rows_per_word_row = compression_dim == 1 ? 1 : n;
+  const int64_t word_rows_per_block =
+      std::max<int64_t>(1, (int64_t{1} << 16) / (cols * rows_per_word_row));
+  const int64_t blocks = (ws[0] + word_rows_per_block - 1) / word_rows_per_block;
+  RETURN_IF_ERROR(ForBlocks(engine, blocks, [&](int64_t blk) {
+    const int64_t r0 = blk * word_rows_per_block * rows_per_word_row;
+    const int64_t r1 = std::min(rows, r0 + word_rows_per_block * rows_per_word_row);
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const uint32_t v = static_cast<uint32_t>(get(r, c)) & mask;
+        if (compression_dim == 1) {
+          words[r * ws[1] + c / n] |= v << (bits * (c % n));
+        } else {
+          words[(r / n) * cols + c] |= v << (bits * (r % n));
+        }
       }
     }
-  }
+  }));
   return words;
 }
 
@@ -242,6 +289,51 @@ uint32_t GetBits(const uint32_t* words, int64_t stride, int64_t pos, int bits) {
   uint32_t v = words[w * stride] >> off;
   if (off + bits > 32) v |= words[(w + 1) * stride] << (32 - off);
   return v & Mask(bits);
+}
+
+// Byte b of a uint64 replicated into all 8 bytes.
+constexpr uint64_t Bytes(uint64_t b) { return b * 0x0101010101010101ull; }
+
+// Gathers the low B bits of each of the 8 bytes of x (byte e -> bits B*e..B*e+B-1) by merging
+// neighbouring fields pairwise three times.
+template <int B>
+uint64_t GatherFields(uint64_t x) {
+  static_assert(B == 2 || B == 4);
+  x = (x | (x >> (8 - B))) & (((uint64_t{1} << (2 * B)) - 1) * 0x0001000100010001ull);
+  x = (x | (x >> (16 - 2 * B))) & (((uint64_t{1} << (4 * B)) - 1) * 0x0000000100000001ull);
+  return (x | (x >> (32 - 4 * B))) & ((uint64_t{1} << (8 * B)) - 1);
+}
+
+// One GPTQ qweight word from the 32/B codes at `c` (in range): each masked to B bits and XORed
+// with `flip` (2^(B-1) in every byte for sym, which is adding 2^(B-1) modulo 2^B), code 0 lowest.
+template <int B>
+uint32_t PackWord(const uint8_t* c, uint64_t flip) {
+  if constexpr (B == 8) {
+    uint32_t w;
+    std::memcpy(&w, c, 4);
+    return w ^ static_cast<uint32_t>(flip);
+  } else {
+    uint32_t w = 0;
+    for (int k = 0; k < 4 / B; ++k) {
+      uint64_t x;
+      std::memcpy(&x, c + 8 * k, 8);
+      x = (x & Bytes((1u << B) - 1)) ^ flip;
+      w |= static_cast<uint32_t>(GatherFields<B>(x) << (8 * B * k));
+    }
+    return w;
+  }
+}
+
+// qweight columns [o0, o1) of an unpermuted B-bit layer (B = 2, 4 or 8): whole words, no
+// read-modify-write, written a cache line of columns at a time.
+template <int B>
+void PackColumns(const uint8_t* codes, int64_t in, int64_t out, int64_t o0, int64_t o1,
+                 uint64_t flip, uint32_t* qweight) {
+  constexpr int64_t n = 32 / B;
+  for (int64_t w = 0; w < in / n; ++w) {
+    for (int64_t o = o0; o < o1; ++o)
+      qweight[w * out + o] = PackWord<B>(codes + o * in + w * n, flip);
+  }
 }
 
 absl::Status CheckGptqCompatibleGs(std::string_view name, const QuantConfig& config, int64_t out,
@@ -440,30 +532,46 @@ int32_t LoadedZero(const GptqTensors& t, int bits, GptqFormat format, int64_t g,
 // INC
 // ---------------------------------------------------------------------------------------------
 
-absl::StatusOr<std::vector<PackedTensor>> PackInc(const QuantizedTensor& q,
-                                                  std::string_view base_name, int compression_dim) {
+// PackInc in `engine`'s arena, or serially when it is null.
+static absl::StatusOr<std::vector<PackedTensor>> PackIncWith(const QuantizedTensor& q,
+                                                             std::string_view base_name,
+                                                             int compression_dim,
+                                                             const Engine* engine) {
   RETURN_IF_ERROR(CheckCompressionDim(compression_dim, base_name));
   RETURN_IF_ERROR(ValidateQuantized(q, base_name));
   ASSIGN_OR_RETURN(const CodeFormat f, CodeFormatFor(q.config, base_name));
-  RETURN_IF_ERROR(CheckCodeRange(q, base_name, f));
+  RETURN_IF_ERROR(CheckCodeRange(q, base_name, f, engine));
 
   const std::string base = Str(base_name);
   std::vector<PackedTensor> out;
-  const std::vector<uint32_t> qweight =
-      PackIncWords(q.rows, q.cols, f.bits, compression_dim,
-                   [&](int64_t r, int64_t c) { return CodeOfByte(q.codes[r * q.cols + c], f); });
+  ASSIGN_OR_RETURN(
+      const std::vector<uint32_t> qweight,
+      PackIncWords(q.rows, q.cols, f.bits, compression_dim, engine,
+                   [&](int64_t r, int64_t c) { return CodeOfByte(q.codes[r * q.cols + c], f); }));
   out.push_back(MakeTensor(base + ".qweight", ElemType::kI32,
                            IncWordShape(q.rows, q.cols, f.bits, compression_dim), qweight));
   const int64_t sr = q.scale_rows();
   const int64_t sc = q.scale_cols();
   out.push_back(MakeTensor(base + ".scales", ElemType::kF32, {sr, sc}, q.scales));
   if (IsIntAsym(q.config)) {
-    const std::vector<uint32_t> qzeros = PackIncWords(
-        sr, sc, f.bits, compression_dim, [&](int64_t r, int64_t c) { return q.zeros[r * sc + c]; });
+    ASSIGN_OR_RETURN(const std::vector<uint32_t> qzeros,
+                     PackIncWords(sr, sc, f.bits, compression_dim, engine,
+                                  [&](int64_t r, int64_t c) { return q.zeros[r * sc + c]; }));
     out.push_back(MakeTensor(base + ".qzeros", ElemType::kI32,
                              IncWordShape(sr, sc, f.bits, compression_dim), qzeros));
   }
   return out;
+}
+
+absl::StatusOr<std::vector<PackedTensor>> PackInc(const QuantizedTensor& q,
+                                                  std::string_view base_name, int compression_dim) {
+  return PackIncWith(q, base_name, compression_dim, nullptr);
+}
+
+absl::StatusOr<std::vector<PackedTensor>> PackInc(const QuantizedTensor& q,
+                                                  std::string_view base_name, int compression_dim,
+                                                  const Engine& engine) {
+  return PackIncWith(q, base_name, compression_dim, &engine);
 }
 
 absl::StatusOr<QuantizedTensor> UnpackInc(absl::Span<const PackedTensor> tensors,
@@ -539,9 +647,11 @@ absl::Status CheckGptqCompatible(std::string_view name, const QuantConfig& confi
   return CheckGptqCompatibleGs(name, config, out_features, in_features, gs);
 }
 
-absl::StatusOr<std::vector<PackedTensor>> PackGptq(const QuantizedTensor& q,
-                                                   std::string_view base_name,
-                                                   const GptqPackOptions& options) {
+// PackGptq in `engine`'s arena, or serially when it is null.
+static absl::StatusOr<std::vector<PackedTensor>> PackGptqWith(const QuantizedTensor& q,
+                                                              std::string_view base_name,
+                                                              const GptqPackOptions& options,
+                                                              const Engine* engine) {
   RETURN_IF_ERROR(ValidateQuantized(q, base_name));
   const int64_t out = q.rows;
   const int64_t in = q.cols;
@@ -556,7 +666,7 @@ absl::StatusOr<std::vector<PackedTensor>> PackGptq(const QuantizedTensor& q,
   const bool perm = !options.perm.empty();
   if (perm) RETURN_IF_ERROR(ValidatePerm(options.perm, in, base_name));
   ASSIGN_OR_RETURN(const CodeFormat f, CodeFormatFor(q.config, base_name));
-  RETURN_IF_ERROR(CheckCodeRange(q, base_name, f));
+  RETURN_IF_ERROR(CheckCodeRange(q, base_name, f, engine));
 
   const std::string base = Str(base_name);
   const int b = q.config.bits;
@@ -590,15 +700,34 @@ absl::StatusOr<std::vector<PackedTensor>> PackGptq(const QuantizedTensor& q,
     g_idx[c] = static_cast<int32_t>(k / gs);
   }
 
-  std::vector<uint32_t> qweight(in * b / 32 * out, 0u);
+  // Written in place in the output tensor (no copy of the largest buffer); zeroed for PutBits.
+  PackedTensor qweight_tensor{base + ".qweight", ElemType::kI32, {in * b / 32, out}, {}};
+  qweight_tensor.data.resize(in * b / 32 * out * sizeof(uint32_t));
+  uint32_t* const qweight = reinterpret_cast<uint32_t*>(qweight_tensor.data.data());
   const uint32_t shift = sym ? static_cast<uint32_t>(sym_zero) : 0u;
-  for (int64_t o = 0; o < out; ++o) {
-    const uint8_t* row = q.codes.data() + o * in;
-    for (int64_t c = 0; c < in; ++c) {
-      const uint32_t u = static_cast<uint32_t>(CodeOfByte(row[inv[c]], f)) + shift;
-      PutBits(qweight.data() + o, out, c * b, b, u & Mask(b));
-    }
-  }
+  const uint64_t flip = sym ? Bytes(static_cast<uint64_t>(sym_zero)) : 0u;
+  // Blocks of output columns (a cache line of qweight words per word row). A block writes only
+  // its own columns, so blocks run in parallel and the bytes do not depend on the thread count.
+  constexpr int64_t kColumnsPerBlock = 16;
+  RETURN_IF_ERROR(
+      ForBlocks(engine, (out + kColumnsPerBlock - 1) / kColumnsPerBlock, [&](int64_t blk) {
+        const int64_t o0 = blk * kColumnsPerBlock, o1 = std::min(out, o0 + kColumnsPerBlock);
+        const uint8_t* codes = q.codes.data();
+        if (!perm && b != 3) {
+          if (b == 2) PackColumns<2>(codes, in, out, o0, o1, flip, qweight);
+          if (b == 4) PackColumns<4>(codes, in, out, o0, o1, flip, qweight);
+          if (b == 8) PackColumns<8>(codes, in, out, o0, o1, flip, qweight);
+          return;
+        }
+        // 3 bits (codes across word edges) or desc_act (permuted columns): field by field.
+        for (int64_t o = o0; o < o1; ++o) {
+          const uint8_t* row = codes + o * in;
+          for (int64_t c = 0; c < in; ++c) {
+            const uint32_t u = static_cast<uint32_t>(CodeOfByte(row[inv[c]], f)) + shift;
+            PutBits(qweight + o, out, c * b, b, u & Mask(b));
+          }
+        }
+      }));
 
   const int64_t zw = out * b / 32;
   std::vector<uint32_t> qzeros(groups * zw, 0u);
@@ -610,20 +739,28 @@ absl::StatusOr<std::vector<PackedTensor>> PackGptq(const QuantizedTensor& q,
     }
   }
 
+  // One block per group row; the first error in (group, output) order wins, as serially.
   std::vector<uint16_t> scales(groups * out);
-  for (int64_t g = 0; g < groups; ++g) {
+  std::vector<absl::Status> scale_errors(groups);
+  RETURN_IF_ERROR(ForBlocks(engine, groups, [&](int64_t g) {
     for (int64_t o = 0; o < out; ++o) {
       const float s = q.scales[o * groups + g];
       if (!std::isfinite(s)) {
-        return absl::InternalError(absl::StrCat("tensor ", base, ": scale ", s, " at row ", o,
-                                                " group ", g, " is not finite"));
+        scale_errors[g] = absl::InternalError(absl::StrCat(
+            "tensor ", base, ": scale ", s, " at row ", o, " group ", g, " is not finite"));
+        return;
       }
-      ASSIGN_OR_RETURN(scales[g * out + o], ToHalfChecked(s, base_name, "scale", o * groups + g));
+      scales[g * out + o] = FloatToHalf(s);
+      if (!std::isfinite(HalfToFloat(scales[g * out + o]))) {  // ToHalfChecked words the error
+        scale_errors[g] = ToHalfChecked(s, base_name, "scale", o * groups + g).status();
+        return;
+      }
     }
-  }
+  }));
+  for (const absl::Status& e : scale_errors) RETURN_IF_ERROR(e);
 
   std::vector<PackedTensor> result;
-  result.push_back(MakeTensor(base + ".qweight", ElemType::kI32, {in * b / 32, out}, qweight));
+  result.push_back(std::move(qweight_tensor));
   result.push_back(MakeTensor(base + ".qzeros", ElemType::kI32, {groups, zw}, qzeros));
   result.push_back(MakeTensor(base + ".scales", ElemType::kF16, {groups, out}, scales));
   result.push_back(MakeTensor(base + ".g_idx", ElemType::kI32, {in}, g_idx));
@@ -632,6 +769,19 @@ absl::StatusOr<std::vector<PackedTensor>> PackGptq(const QuantizedTensor& q,
     result.push_back(MakeTensor(base + ".bias", ElemType::kF16, {out}, bias));
   }
   return result;
+}
+
+absl::StatusOr<std::vector<PackedTensor>> PackGptq(const QuantizedTensor& q,
+                                                   std::string_view base_name,
+                                                   const GptqPackOptions& options) {
+  return PackGptqWith(q, base_name, options, nullptr);
+}
+
+absl::StatusOr<std::vector<PackedTensor>> PackGptq(const QuantizedTensor& q,
+                                                   std::string_view base_name,
+                                                   const GptqPackOptions& options,
+                                                   const Engine& engine) {
+  return PackGptqWith(q, base_name, options, &engine);
 }
 
 absl::StatusOr<GptqUnpacked> UnpackGptq(absl::Span<const PackedTensor> tensors,

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/dtype.h"
+#include "core/engine.h"
 #include "core/quant_config.h"
 #include "core/quantize.h"
 
@@ -48,6 +49,10 @@ inline int IncPackFactor(int bits) { return 32 / bits; }
 absl::StatusOr<std::vector<PackedTensor>> PackInc(const QuantizedTensor& q,
                                                   std::string_view base_name,
                                                   int compression_dim = 1);
+/// The same, run over blocks of rows in `engine`'s arena (same bytes for any thread count).
+absl::StatusOr<std::vector<PackedTensor>> PackInc(const QuantizedTensor& q,
+                                                  std::string_view base_name, int compression_dim,
+                                                  const Engine& engine);
 
 /// Inverse of PackInc: reads <base>.qweight, <base>.scales and (int asym) <base>.qzeros from
 /// `tensors` for a [rows, cols] weight quantized with `config` (dtype, bits, scheme, group_size
@@ -115,6 +120,12 @@ struct GptqPackOptions {
 absl::StatusOr<std::vector<PackedTensor>> PackGptq(const QuantizedTensor& q,
                                                    std::string_view base_name,
                                                    const GptqPackOptions& options = {});
+/// The same, run over blocks of output columns in `engine`'s arena (same bytes for any thread
+/// count).
+absl::StatusOr<std::vector<PackedTensor>> PackGptq(const QuantizedTensor& q,
+                                                   std::string_view base_name,
+                                                   const GptqPackOptions& options,
+                                                   const Engine& engine);
 
 /// Options of UnpackGptq: what the checkpoint's quantization_config says about the layer.
 struct GptqUnpackOptions {

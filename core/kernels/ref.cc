@@ -133,15 +133,39 @@ const KernelTable& ReferenceKernels() {
   return table;
 }
 
-RowErrorStats ComputeRowError(const float* __restrict orig, const float* __restrict approx,
-                              int64_t n) {
+// Summed in kErrorLanes interleaved lanes (element i goes to lane i % kErrorLanes), combined
+// in lane order: independent chains that the compiler vectorizes without reordering any sum,
+// so every clone below (and any thread count) gives the same bits. -ffp-contract=off keeps
+// the AVX clones from fusing into FMAs.
+constexpr int64_t kErrorLanes = 16;
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) RowErrorStats ComputeRowError(
+    const float* __restrict orig, const float* __restrict approx, int64_t n) {
+  double sse[kErrorLanes] = {}, sum_sq[kErrorLanes] = {};
+  float max_abs[kErrorLanes] = {};
+  int64_t i = 0;
+  for (; i + kErrorLanes <= n; i += kErrorLanes) {
+    for (int64_t j = 0; j < kErrorLanes; ++j) {
+      const double o = orig[i + j];
+      const double d = o - static_cast<double>(approx[i + j]);
+      sse[j] += d * d;
+      sum_sq[j] += o * o;
+      const float a = static_cast<float>(std::fabs(d));
+      max_abs[j] = max_abs[j] < a ? a : max_abs[j];
+    }
+  }
+  for (int64_t j = 0; i + j < n; ++j) {
+    const double o = orig[i + j];
+    const double d = o - static_cast<double>(approx[i + j]);
+    sse[j] += d * d;
+    sum_sq[j] += o * o;
+    max_abs[j] = std::max(max_abs[j], static_cast<float>(std::fabs(d)));
+  }
   RowErrorStats s;
-  for (int64_t i = 0; i < n; ++i) {
-    const double o = orig[i];
-    const double d = o - static_cast<double>(approx[i]);
-    s.sse += d * d;
-    s.sum_sq += o * o;
-    s.max_abs = std::max(s.max_abs, static_cast<float>(std::fabs(d)));
+  for (int64_t j = 0; j < kErrorLanes; ++j) {
+    s.sse += sse[j];
+    s.sum_sq += sum_sq[j];
+    s.max_abs = std::max(s.max_abs, max_abs[j]);
   }
   return s;
 }

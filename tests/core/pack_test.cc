@@ -5,12 +5,15 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
+#include <numeric>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/engine.h"
 #include "core/gptq_config.h"
 #include "core/kernels/kernel_params.h"
 #include "tests/testing/status_matchers.h"
@@ -321,6 +324,30 @@ TEST(PackIncTest, OneBitSymCodesStayZeroAndOne) {
 // INC layout: errors
 // ---------------------------------------------------------------------------------------------
 
+TEST(PackIncTest, EngineGivesTheSerialBytesForAnyThreadCount) {
+  auto engine = Engine::Create({.threads = 3, .kernels = ""});
+  ASSERT_THAT(engine, IsOk());
+  for (int bits = 1; bits <= 8; ++bits) {
+    for (Scheme scheme : {Scheme::kSym, Scheme::kAsym}) {
+      for (int compression_dim : {0, 1}) {
+        SCOPED_TRACE(::testing::Message() << "bits " << bits << " " << SchemeName(scheme)
+                                          << " compression_dim " << compression_dim);
+        // Enough rows for several blocks of word rows, and rows not a multiple of 32/bits.
+        const QuantizedTensor q = RandomQ(IntConfig(bits, scheme, 16), 1501, 48, 40 + bits);
+        auto serial = PackInc(q, kName, compression_dim);
+        auto parallel = PackInc(q, kName, compression_dim, **engine);
+        ASSERT_THAT(serial, IsOk());
+        ASSERT_THAT(parallel, IsOk());
+        ASSERT_EQ(parallel->size(), serial->size());
+        for (size_t i = 0; i < serial->size(); ++i) {
+          EXPECT_EQ((*parallel)[i].shape, (*serial)[i].shape);
+          EXPECT_TRUE((*parallel)[i].data == (*serial)[i].data) << (*serial)[i].name;
+        }
+      }
+    }
+  }
+}
+
 TEST(PackIncTest, Errors) {
   QuantizedTensor q = RandomQ(IntConfig(4, Scheme::kAsym, 4), 3, 8, 5);
   EXPECT_THAT(PackInc(q, kName, 2),
@@ -509,6 +536,51 @@ TEST(PackGptqTest, MatchesAutoGptqPackOnRandomCodes) {
       }
     }
   }
+}
+
+TEST(PackGptqTest, EngineGivesTheSerialBytesForAnyThreadCount) {
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (int threads : {1, 3}) {
+    auto e = Engine::Create({.threads = threads, .kernels = ""});
+    ASSERT_THAT(e, IsOk());
+    engines.push_back(*std::move(e));
+  }
+  for (int bits : {2, 3, 4, 8}) {
+    for (Scheme scheme : {Scheme::kSym, Scheme::kAsym}) {
+      for (bool permuted : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << "bits " << bits << " " << SchemeName(scheme)
+                                          << (permuted ? " permuted" : ""));
+        // 72 outputs: four whole blocks of 16 columns and a partial one (2 and 3 bits need
+        // multiples of 16 and 32).
+        const int64_t out = bits == 3 ? 96 : bits == 2 ? 80 : 72;
+        const int64_t in = 256;
+        QuantizedTensor q = RandomQ(IntConfig(bits, scheme, 64), out, in, 5 + bits);
+        GptqPackOptions opts = WithFormat(GptqFormat::kV2);
+        if (permuted) {
+          opts.perm.resize(in);
+          std::iota(opts.perm.begin(), opts.perm.end(), 0);
+          std::shuffle(opts.perm.begin(), opts.perm.end(), std::mt19937(bits));
+        }
+        auto serial = PackGptq(q, kName, opts);
+        ASSERT_THAT(serial, IsOk());
+        for (const auto& engine : engines) {
+          auto parallel = PackGptq(q, kName, opts, *engine);
+          ASSERT_THAT(parallel, IsOk());
+          ASSERT_EQ(parallel->size(), serial->size());
+          for (size_t i = 0; i < serial->size(); ++i) {
+            EXPECT_EQ((*parallel)[i].name, (*serial)[i].name);
+            EXPECT_EQ((*parallel)[i].shape, (*serial)[i].shape);
+            EXPECT_TRUE((*parallel)[i].data == (*serial)[i].data) << (*serial)[i].name;
+          }
+        }
+      }
+    }
+  }
+  // A code out of range is still named exactly (the fast scan only says whether one exists).
+  QuantizedTensor bad = RandomQ(IntConfig(4, Scheme::kSym, 64), 72, 256, 3);
+  bad.codes[70 * 256 + 9] = 8;
+  EXPECT_THAT(PackGptq(bad, kName, {}, *engines.back()),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("code 8 at element 17929")));
 }
 
 TEST(PackGptqTest, TwoAndEightBitWords) {
