@@ -1,13 +1,15 @@
 // Bounding the bytes a server holds for its streams: a global budget shared by all streams and a
-// per-stream one. Accounted bytes are tensor data received and not yet consumed (input buffers)
-// plus output bytes queued for writing; the core's transient working memory is not counted.
+// per-stream one. Accounted bytes are tensor data received and not yet consumed (input buffers),
+// codes kept for packing with the packed outputs made from them, and output bytes queued for
+// writing; the core's transient working memory is not counted.
 //
 // The rules (docs/PROTOCOL.md, "Memory and backpressure"):
 //  * A tensor that must be buffered whole reserves its total_bytes when its header arrives,
-//    before any of its data is read. The reservation is granted when it fits both budgets, or
-//    when it does not fit but the stream (resp. the whole server) holds nothing else: a tensor
-//    larger than a budget but under max_tensor_bytes still progresses, alone. Until granted, the
-//    stream reads nothing more (backpressure).
+//    before any of its data is read; a row-streamed tensor with a packed output reserves its
+//    codes and packed outputs (TensorJob::reserve_bytes) the same way. The reservation is granted
+//    when it fits both budgets, or when it does not fit but the stream (resp. the whole server)
+//    holds nothing else: a tensor larger than a budget but under max_tensor_bytes still progresses,
+//    alone. Until granted, the stream reads nothing more (backpressure).
 //  * Row-streamed and passed-through tensors are accounted chunk by chunk as they arrive; the
 //    stream issues its next read only while it is under its own budget and the server under the
 //    global one, or when it holds nothing that will be released without more input (so a row

@@ -200,7 +200,7 @@ void QuantizeReactor::Advance(Wakeups& wake) {
     read_done_ = false;
     ConsumeRead();
   }
-  if (state_ == State::kAwaitMemory && memory_.TryReserve(open_.job->total_bytes(), waiter_)) {
+  if (state_ == State::kAwaitMemory && memory_.TryReserve(open_.job->reserve_bytes(), waiter_)) {
     state_ = State::kReceiving;
     if (open_.job->total_bytes() == 0) CompleteTensor();
   }
@@ -376,16 +376,16 @@ void QuantizeReactor::OnHeader(const v1::TensorHeader& header) {
   open_ = OpenTensor{};
   open_.job =
       TensorJob::Plan(header, session_, *svc_.engine, &cancel_, svc_.options->output_chunk_bytes);
-  switch (open_.job->mode()) {
-    case TensorJob::Mode::kFailed:
-      state_ = State::kDraining;
-      break;
-    case TensorJob::Mode::kBuffered:
-      state_ = State::kAwaitMemory;  // Advance reserves the whole tensor before reading on
-      return;
-    default:
-      state_ = State::kReceiving;
-      break;
+  if (open_.job->mode() == TensorJob::Mode::kFailed) {
+    state_ = State::kDraining;
+  } else if (open_.job->mode() == TensorJob::Mode::kBuffered || open_.job->reserve_bytes() > 0) {
+    // Advance reserves what the tensor will hold (the whole input, or the codes kept for
+    // packing) before reading on: a stream never holds more than it has been granted, apart
+    // from the one message per stream of memory_budget.h.
+    state_ = State::kAwaitMemory;
+    return;
+  } else {
+    state_ = State::kReceiving;
   }
   if (open_.job->total_bytes() == 0) CompleteTensor();
 }

@@ -52,7 +52,7 @@ class QuantizeReactor final
   enum class State {
     kAwaitConfig,  ///< nothing received yet
     kAwaitHeader,  ///< between tensors
-    kAwaitMemory,  ///< a whole-tensor reservation waits for the budget; no reads meanwhile
+    kAwaitMemory,  ///< a tensor's header-time reservation waits for the budget; no reads
     kReceiving,    ///< chunks of an accepted tensor
     kDraining,     ///< chunks of a tensor that already failed: counted and dropped
     kClosing,      ///< the client half-closed: finishing work and writes, then the summary

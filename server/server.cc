@@ -8,6 +8,7 @@
 #include "core/engine.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "server/auth.h"
@@ -24,6 +25,9 @@ namespace rtnq::server {
 namespace {
 
 constexpr char kServiceName[] = "rtnq.v1.Quantizer";
+// What gRPC's own buffers may take (see the resource quota in Start): the fixed overhead above
+// --memory_budget_bytes.
+constexpr int64_t kTransportQuotaBytes = int64_t{128} << 20;
 
 absl::Status ValidateOptions(const ServerOptions& o) {
   auto positive = [](const char* flag, int64_t v) -> absl::Status {
@@ -93,6 +97,14 @@ absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOption
   builder.AddListeningPort(o.listen, *creds, &srv->port_);
   builder.RegisterService(srv->service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
+  // gRPC buffers what clients send before the reactors read it (up to each stream's HTTP/2
+  // flow-control window, which BDP probing grows to megabytes): with many streams held back by
+  // the memory budget that buffering, not the budget, bounded memory. A resource quota makes
+  // the transport shrink its windows under pressure, so its buffering stays near a fixed size
+  // whatever the number of streams.
+  grpc::ResourceQuota quota("rtnq-server-transport");
+  quota.Resize(kTransportQuotaBytes);
+  builder.SetResourceQuota(quota);
   srv->server_ = builder.BuildAndStart();
   if (srv->server_ == nullptr || srv->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on --listen \"", o.listen, "\""));

@@ -130,11 +130,21 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
       q.rows = plan->rows;
       q.cols = plan->cols;
       q.group_size = EffectiveGroupSize(config.group_size, plan->cols);
+      if (o.codes) {
+        // Kept: 1 code byte per element plus f32 scales (and i32 zeros). Packed outputs are
+        // never larger than the codes they pack plus padding of one int32 word per row/column
+        // (and GPTQ's g_idx, 4 bytes per column): bounded by kept + 8 * (rows + cols).
+        const int64_t groups = plan->rows * job->rows_->groups_per_row();
+        const int64_t kept = plan->rows * plan->cols + groups * 4 * (IsIntAsym(config) ? 2 : 1);
+        job->reserve_bytes_ = 2 * kept + 8 * (plan->rows + plan->cols);
+        job->held_ = job->reserve_bytes_;  // released when the tensor finishes or fails
+      }
     }
     return job;
   }
   job->mode_ = Mode::kBuffered;
   job->step_bytes_ = job->total_bytes_;
+  job->reserve_bytes_ = job->total_bytes_;
   return job;
 }
 
@@ -295,14 +305,16 @@ absl::Status TensorJob::StreamRows(std::vector<std::string>& chunks, JobStep& st
   const bool packed = form == v1::OUTPUT_FORM_PACKED_INC || form == v1::OUTPUT_FORM_PACKED_GPTQ;
   if (packed) {
     QuantizedTensor& q = packed_codes_;
+    if (q.codes.capacity() == 0 && !out.codes.empty()) {
+      // The codes were reserved whole at the header: allocate them once, never by doubling.
+      const int64_t groups = q.rows * rows_->groups_per_row();
+      q.codes.reserve(q.rows * q.cols);
+      q.scales.reserve(groups);
+      if (!out.zeros.empty()) q.zeros.reserve(groups);
+    }
     q.codes.insert(q.codes.end(), out.codes.begin(), out.codes.end());
     q.scales.insert(q.scales.end(), out.scales.begin(), out.scales.end());
     q.zeros.insert(q.zeros.end(), out.zeros.begin(), out.zeros.end());
-    // The codes kept for packing stay accounted, in place of the input bytes they came from.
-    const int64_t kept =
-        static_cast<int64_t>(out.codes.size() + 4 * out.scales.size() + 4 * out.zeros.size());
-    held_ += kept;
-    step.released_bytes -= kept;
     return absl::OkStatus();
   }
   if (!header_sent_) EmitHeader(step, true, "", StreamedOutputs());
@@ -374,8 +386,8 @@ JobStep TensorJob::DoFinishStreamed(std::vector<std::string>& chunks) {
     Fail(step, metrics.status());
     return step;
   }
-  // Everything still accounted (the codes kept for packing) goes back now; the outputs are
-  // accounted by the stream as they are queued.
+  // Everything still accounted (the reservation for the codes and the packed outputs) goes back
+  // with this step; the output messages are accounted by the stream as they are queued.
   step.released_bytes += held_;
   held_ = 0;
   const v1::OutputForm form = session_->output_form;
@@ -384,9 +396,9 @@ JobStep TensorJob::DoFinishStreamed(std::vector<std::string>& chunks) {
     if (!session_->metrics_only) {
       absl::StatusOr<std::vector<PackedTensor>> packed =
           form == v1::OUTPUT_FORM_PACKED_INC
-              ? PackInc(packed_codes_, PackBaseName(name_), session_->compression_dim)
+              ? PackInc(packed_codes_, PackBaseName(name_), session_->compression_dim, *engine_)
               : PackGptq(packed_codes_, PackBaseName(name_),
-                         GptqPackOptions{session_->gptq_format, {}, nullptr});
+                         GptqPackOptions{session_->gptq_format, {}, nullptr}, *engine_);
       if (!packed.ok()) {
         Fail(step, packed.status());
         return step;
@@ -399,6 +411,7 @@ JobStep TensorJob::DoFinishStreamed(std::vector<std::string>& chunks) {
       EmitHeader(step, true, "", outputs);
       for (size_t i = 0; i < packed->size(); ++i) {
         EmitBytes(step, i, 0, (*packed)[i].data.data(), (*packed)[i].data.size());
+        std::vector<uint8_t>().swap((*packed)[i].data);  // packed + messages stay in the bound
       }
     }
   }
@@ -459,9 +472,9 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
       std::vector<PackedTensor> packed;
       if (!session_->metrics_only) {
         auto p = session_->output_form == v1::OUTPUT_FORM_PACKED_INC
-                     ? PackInc(q, PackBaseName(name_), session_->compression_dim)
+                     ? PackInc(q, PackBaseName(name_), session_->compression_dim, *engine_)
                      : PackGptq(q, PackBaseName(name_),
-                                GptqPackOptions{session_->gptq_format, {}, nullptr});
+                                GptqPackOptions{session_->gptq_format, {}, nullptr}, *engine_);
         if (!p.ok()) {
           Fail(step, p.status());
           return step;

@@ -57,6 +57,11 @@ class TensorJob {
   /// The dtype label for metrics ("invalid" when the dtype string was not understood).
   const std::string& dtype_label() const { return dtype_label_; }
   int64_t total_bytes() const { return total_bytes_; }
+  /// Bytes the stream must reserve when the header arrives, before reading any data: the whole
+  /// input of a kBuffered tensor; for a row-streamed tensor with a packed output, the codes kept
+  /// until its end plus a bound on the packed outputs built from them (so packing never runs
+  /// beyond the budget); 0 when the data is accounted chunk by chunk only.
+  int64_t reserve_bytes() const { return reserve_bytes_; }
   /// Pending bytes worth a step of their own (one row for row streaming).
   int64_t step_bytes() const { return step_bytes_; }
   /// The header-time error of a kFailed job.
@@ -92,6 +97,7 @@ class TensorJob {
   int64_t total_bytes_ = 0;
   std::optional<uint32_t> expected_crc_;
   int64_t step_bytes_ = 1;
+  int64_t reserve_bytes_ = 0;
   absl::Status header_error_;
   std::shared_ptr<const Session> session_;
   const Engine* engine_ = nullptr;
@@ -105,7 +111,7 @@ class TensorJob {
   std::unique_ptr<RowStreamQuantizer> rows_;
   QuantizedTensor packed_codes_;  // codes accumulated for a packed output form
   std::string carry_;             // a partial row waiting for the rest of its bytes
-  int64_t held_ = 0;              // input bytes received and not yet released
+  int64_t held_ = 0;              // bytes accounted to this job (input, reservation) not released
   int64_t echo_offset_ = 0;
   Crc32c crc_;
   bool header_sent_ = false;

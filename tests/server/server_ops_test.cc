@@ -41,11 +41,58 @@ std::vector<v1::QuantizeRequest> Session(const v1::SessionConfig& config,
   return out;
 }
 
-TEST(ConcurrencyTest, SixteenStreamsUnderASmallBudgetGiveTheSameBytesAsOne) {
+// Runs every session on its own stream, all at once.
+std::vector<SessionResult> RunConcurrently(int port,
+                                           const std::vector<std::vector<v1::QuantizeRequest>>& s) {
+  std::vector<SessionResult> results(s.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < s.size(); ++i) {
+    threads.emplace_back([&, i] {
+      auto stub = Stub(port);
+      results[i] = RunSession(*stub, s[i]);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return results;
+}
+
+// A 4 MiB global budget, for many streams to contend for.
+ServerOptions SmallBudget(int64_t stream_budget, int64_t max_message) {
   ServerOptions o = TestOptions();
   o.memory_budget_bytes = 4 << 20;
-  o.stream_budget_bytes = 1 << 20;
-  o.max_message_bytes = (256 << 10) + 1024;
+  o.stream_budget_bytes = stream_budget;
+  o.max_message_bytes = max_message;
+  return o;
+}
+
+// The bound of memory_budget.h: the budget plus one message per stream; all released at the end.
+void ExpectWithinBudget(const RtnqServer& server, const ServerOptions& o, int streams) {
+  ::testing::Test::RecordProperty("peak_inflight_bytes", std::to_string(server.memory().peak()));
+  EXPECT_LE(server.memory().peak(), o.memory_budget_bytes + streams * o.max_message_bytes);
+  EXPECT_EQ(server.memory().used(), 0);
+}
+
+// Each concurrent result is complete and byte-identical to the same session run alone.
+void ExpectSameAsAlone(int port, const std::vector<std::vector<v1::QuantizeRequest>>& sessions,
+                       const std::vector<SessionResult>& concurrent, int tensors_per_session) {
+  auto stub = Stub(port);
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(concurrent[i].status.ok()) << concurrent[i].status.error_message();
+    EXPECT_EQ(concurrent[i].order_error, "");
+    ASSERT_TRUE(concurrent[i].summary.has_value());
+    EXPECT_EQ(concurrent[i].summary->tensors_ok(), tensors_per_session);
+    const SessionResult alone = RunSession(*stub, sessions[i]);
+    ASSERT_TRUE(alone.status.ok());
+    for (const auto& [name, t] : alone.tensors) {
+      ASSERT_TRUE(concurrent[i].tensors.count(name));
+      EXPECT_TRUE(concurrent[i].tensors.at(name).outputs == t.outputs) << name;
+    }
+  }
+}
+
+TEST(ConcurrencyTest, SixteenStreamsUnderASmallBudgetGiveTheSameBytesAsOne) {
+  const ServerOptions o = SmallBudget(1 << 20, (256 << 10) + 1024);
   auto server = StartServer(o);
   ASSERT_NE(server, nullptr);
   constexpr int kStreams = 16;
@@ -64,33 +111,36 @@ TEST(ConcurrencyTest, SixteenStreamsUnderASmallBudgetGiveTheSameBytesAsOne) {
     }
     sessions.push_back(Session(config, tensors, 200 << 10));
   }
-  std::vector<SessionResult> concurrent(kStreams);
-  std::vector<std::thread> threads;
+  const std::vector<SessionResult> concurrent = RunConcurrently(server->port(), sessions);
+  ExpectWithinBudget(*server, o, kStreams);
+  ExpectSameAsAlone(server->port(), sessions, concurrent, 4);
+}
+
+// Row-streamed tensors with a packed output keep their codes until the tensor ends. Those codes
+// (and the packed outputs) are reserved at the header like a whole tensor, so many streams
+// cannot pile up codes beyond the budget (each stream here would keep 0.6 MiB: 10 MiB in all).
+TEST(ConcurrencyTest, ManyPackedGptqStreamsStayWithinTheBudget) {
+  const ServerOptions o = SmallBudget(4 << 20, (64 << 10) + 1024);
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  constexpr int kStreams = 16;
+  std::vector<std::vector<v1::QuantizeRequest>> sessions;
   for (int i = 0; i < kStreams; ++i) {
-    threads.emplace_back([&, i] {
-      auto stub = Stub(server->port());
-      concurrent[i] = RunSession(*stub, sessions[i]);
-    });
-  }
-  for (auto& t : threads) t.join();
-  RecordProperty("peak_inflight_bytes", std::to_string(server->memory().peak()));
-  // The bound of memory_budget.h: the budget plus one message per stream.
-  EXPECT_LE(server->memory().peak(), o.memory_budget_bytes + kStreams * o.max_message_bytes);
-  EXPECT_EQ(server->memory().used(), 0);
-  auto stub = Stub(server->port());
-  for (int i = 0; i < kStreams; ++i) {
-    SCOPED_TRACE(i);
-    ASSERT_TRUE(concurrent[i].status.ok()) << concurrent[i].status.error_message();
-    EXPECT_EQ(concurrent[i].order_error, "");
-    ASSERT_TRUE(concurrent[i].summary.has_value());
-    EXPECT_EQ(concurrent[i].summary->tensors_ok(), 4);
-    const SessionResult alone = RunSession(*stub, sessions[i]);
-    ASSERT_TRUE(alone.status.ok());
-    for (const auto& [name, t] : alone.tensors) {
-      ASSERT_TRUE(concurrent[i].tensors.count(name));
-      EXPECT_TRUE(concurrent[i].tensors.at(name).outputs == t.outputs) << name;
+    v1::SessionConfig config;
+    config.set_output_form(v1::OUTPUT_FORM_PACKED_GPTQ);
+    config.mutable_default_config()->set_bits(4);
+    config.mutable_default_config()->set_group_size(32);
+    std::vector<Tensor> tensors;
+    for (int k = 0; k < 2; ++k) {
+      tensors.push_back(
+          RandomTensor(absl::StrCat("s", i, ".t", k, ".weight"), "F32", {512, 1024}, i * 10 + k));
     }
+    sessions.push_back(Session(config, tensors, 64 << 10));
   }
+  const std::vector<SessionResult> concurrent = RunConcurrently(server->port(), sessions);
+  // Reservations never overcommit; the only excess is memory_budget.h's one message per stream.
+  ExpectWithinBudget(*server, o, kStreams);
+  ExpectSameAsAlone(server->port(), sessions, concurrent, 2);
 }
 
 TEST(ConcurrencyTest, ATensorLargerThanTheBudgetsStillCompletes) {
@@ -100,10 +150,12 @@ TEST(ConcurrencyTest, ATensorLargerThanTheBudgetsStillCompletes) {
   auto server = StartServer(o);
   ASSERT_NE(server, nullptr);
   auto stub = Stub(server->port());
-  for (int group_dim : {1, 0}) {  // row-streamed, then buffered whole
-    SCOPED_TRACE(group_dim);
+  // Row-streamed, buffered whole, and row-streamed with its codes reserved for packing.
+  for (int variant : {1, 0, 2}) {
+    SCOPED_TRACE(variant);
     v1::SessionConfig config;
-    config.mutable_default_config()->set_group_dim(group_dim);
+    config.mutable_default_config()->set_group_dim(variant == 0 ? 0 : 1);
+    if (variant == 2) config.set_output_form(v1::OUTPUT_FORM_PACKED_GPTQ);
     const SessionResult r = RunSession(
         *stub, Session(config, {RandomTensor("big.weight", "F32", {1024, 1024}, 1)}, 1 << 20));
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();
@@ -147,6 +199,12 @@ TEST(CancelTest, BufferedTensorReleasesItsReservation) {
   v1::SessionConfig buffered;
   buffered.mutable_default_config()->set_group_dim(0);
   CancelMidTensor(buffered, false);
+}
+
+TEST(CancelTest, PackedTensorReleasesItsCodesReservation) {
+  v1::SessionConfig packed;  // row-streamed, its codes reserved at the header
+  packed.set_output_form(v1::OUTPUT_FORM_PACKED_GPTQ);
+  CancelMidTensor(packed, false);
 }
 
 TEST(CancelTest, RunningQuantizationIsCancelled) {

@@ -219,5 +219,28 @@ TEST(TensorJobTest, PlansTheRightMode) {
   EXPECT_THAT(failed->header_error(), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(TensorJobTest, ReservesWhatItWillHoldBeforeReading) {
+  auto engine = Engine::Create(EngineOptions{1, ""});
+  ASSERT_THAT(engine, IsOk());
+  std::atomic<bool> cancel{false};
+  auto plan = [&](const v1::SessionConfig& config) {
+    v1::TensorHeader h = HeaderRequest("t.weight", "F32", {8, 64}, 2048).header();
+    return TensorJob::Plan(h, *SessionFromProto(config), **engine, &cancel, 1 << 20);
+  };
+  v1::SessionConfig plain;  // fake quant streams out: chunks are accounted as they arrive
+  EXPECT_EQ(plan(plain)->reserve_bytes(), 0);
+  v1::SessionConfig dim0;
+  dim0.mutable_default_config()->set_group_dim(0);
+  EXPECT_EQ(plan(dim0)->reserve_bytes(), 2048);  // the whole input
+  v1::SessionConfig gptq;
+  gptq.set_output_form(v1::OUTPUT_FORM_PACKED_GPTQ);
+  auto packed = plan(gptq);
+  ASSERT_EQ(packed->mode(), TensorJob::Mode::kRowStream);
+  // At least the codes kept until the end (1 byte per element) and packed outputs as large.
+  EXPECT_GE(packed->reserve_bytes(), 2 * 8 * 64);
+  gptq.set_metrics_only(true);  // nothing is kept for packing
+  EXPECT_EQ(plan(gptq)->reserve_bytes(), 0);
+}
+
 }  // namespace
 }  // namespace rtnq::server::testing
