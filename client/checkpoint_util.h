@@ -46,9 +46,6 @@ struct ErrorStats {
 };
 ErrorStats CompareFloats(const std::vector<float>& ref, const std::vector<float>& approx);
 
-/// Reads a whole file; errors carry the errno code and name the path.
-absl::StatusOr<std::string> ReadFileToString(const std::string& path);
-
 /// "812 B", "1.5 KiB", "3.20 MiB", "1.07 GiB".
 std::string HumanBytes(uint64_t bytes);
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/checkpoint_util.h"
 #include "core/config_json.h"
+#include "core/file_io.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {

@@ -15,6 +15,30 @@ absl::Status ErrnoError(int err, std::string_view op, std::string_view path) {
   return absl::ErrnoToStatus(err, absl::StrCat(std::string(op), " ", std::string(path)));
 }
 
+absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, "open", path);
+  std::string out;
+  char buf[1 << 16];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return ErrnoError(err, "read", path);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > max_bytes) {
+      ::close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(path, ": larger than ", max_bytes, " bytes"));
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
 absl::Status PwriteAll(int fd, const void* data, size_t size, uint64_t offset,
                        std::string_view path) {
   const char* p = static_cast<const char*>(data);

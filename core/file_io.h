@@ -2,12 +2,19 @@
 // all-or-nothing file replacement.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace rtnq {
+
+/// The whole file at `path`. Errors come from ErrnoError (a missing file is NotFound naming the
+/// path); a file longer than `max_bytes` is InvalidArgument "<path>: larger than N bytes".
+absl::StatusOr<std::string> ReadFileToString(const std::string& path,
+                                             uint64_t max_bytes = UINT64_MAX);
 
 /// Status for a failed POSIX call: canonical code from `err` (ENOENT -> NotFound,
 /// EACCES -> PermissionDenied, ...) and a message "<op> <path>: <strerror>".

@@ -23,29 +23,10 @@ using nlohmann::json;
 
 constexpr uint64_t kMaxIndexSize = 100'000'000;
 
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, "open", path);
-  std::string out;
-  char buf[1 << 16];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return ErrnoError(err, "read", path);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > kMaxIndexSize) {
-      ::close(fd);
-      return absl::InvalidArgumentError(
-          absl::StrCat("shard index ", path, ": larger than ", kMaxIndexSize, " bytes"));
-    }
-  }
-  ::close(fd);
-  return out;
+absl::StatusOr<std::string> ReadIndexFile(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFileToString(path, kMaxIndexSize);
+  if (text.ok() || text.status().code() != absl::StatusCode::kInvalidArgument) return text;
+  return absl::InvalidArgumentError(absl::StrCat("shard index ", text.status().message()));
 }
 
 std::string DirOf(const std::string& path) {
@@ -93,7 +74,7 @@ absl::StatusOr<ShardedCheckpoint> ShardedCheckpoint::OpenIndex(const std::string
   auto bad = [&](absl::string_view rule) {
     return absl::InvalidArgumentError(absl::StrCat("shard index ", index_path, ": ", rule));
   };
-  ASSIGN_OR_RETURN(std::string text, ReadSmallFile(index_path));
+  ASSIGN_OR_RETURN(std::string text, ReadIndexFile(index_path));
   json index;
   try {
     index = json::parse(text);

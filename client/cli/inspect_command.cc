@@ -10,6 +10,7 @@
 #include "client/cli/command.h"
 #include "client/cli/flags.h"
 #include "client/manifest.h"
+#include "core/file_io.h"
 #include "core/quant_config.h"
 #include "core/safetensors_header.h"
 #include "nlohmann/json.hpp"

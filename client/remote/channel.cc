@@ -3,25 +3,23 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "core/file_io.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
 namespace {
 
 absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", what, " file ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (text.ok()) return text;
+  return absl::Status(text.status().code(),
+                      absl::StrCat("cannot read ", what, " file: ", text.status().message()));
 }
 
 // Resolves one "host:port" (or "[v6]:port") entry of a comma list to a numeric address.

@@ -12,6 +12,7 @@
 #include "client/quantize_run.h"
 #include "client/remote/remote_backend.h"
 #include "core/engine.h"
+#include "core/file_io.h"
 #include "core/synth_checkpoint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -19,6 +19,7 @@
 #include "client/local_backend.h"
 #include "client/manifest.h"
 #include "core/engine.h"
+#include "core/file_io.h"
 #include "core/safetensors.h"
 #include "core/safetensors_writer.h"
 #include "core/sharded_checkpoint.h"
