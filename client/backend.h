@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,9 @@ struct TensorRequest {
   ElemType dtype = ElemType::kF32;
   std::vector<int64_t> shape;
   absl::Span<const uint8_t> data;
+  /// CRC32C of `data` when the caller has it already (the resume journal needs it too): the
+  /// remote backend sends it in the tensor header and computes it only when it is missing.
+  std::optional<uint32_t> crc32c;
 };
 
 /// Per-tensor quality and timing.

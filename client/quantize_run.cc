@@ -327,8 +327,9 @@ class Run {
       progress_.TensorDone(r);
       return absl::OkStatus();
     }
+    const uint32_t input_crc = ComputeCrc32c(t.data.data(), t.data.size());
     absl::StatusOr<TensorResult> result =
-        session.Quantize(TensorRequest{t.name, t.dtype, t.shape, t.data});
+        session.Quantize(TensorRequest{t.name, t.dtype, t.shape, t.data, input_crc});
     if (!result.ok()) return NameTensor(result.status(), t.name);
     if (!result->quantized || result->outputs.size() != p.outputs.size()) {
       return absl::InternalError(absl::StrCat(
@@ -338,7 +339,7 @@ class Run {
     }
     JournalEntry entry;
     entry.tensor = t.name;
-    entry.input_crc32c = ComputeCrc32c(t.data.data(), t.data.size());
+    entry.input_crc32c = input_crc;
     for (size_t k = 0; k < p.outputs.size(); ++k) {
       const PackedTensor& out = result->outputs[k];
       const TensorSpec& want = p.outputs[k];

@@ -66,6 +66,10 @@ class RemoteSession : public Session {
   absl::StatusOr<TensorResult> Quantize(const TensorRequest& tensor) override {
     absl::Status last;
     const int max_attempts = std::max(1, options_.max_attempts);
+    // Once per tensor, not per attempt.
+    const uint32_t crc = tensor.crc32c.has_value()
+                             ? *tensor.crc32c
+                             : ComputeCrc32c(tensor.data.data(), tensor.data.size());
     for (int attempt = 1; attempt <= max_attempts; ++attempt) {
       if (attempt > 1) Backoff(attempt);
       if (stream_ == nullptr) {
@@ -76,7 +80,7 @@ class RemoteSession : public Session {
         }
       }
       deadline_.Arm(ctx_.get());
-      Attempt a = Send(tensor);
+      Attempt a = Send(tensor, crc);
       const bool fired = deadline_.Disarm() || std::exchange(deadline_fired_, false);
       if (fired && !a.result.ok()) {
         a.result = absl::DeadlineExceededError(
@@ -180,14 +184,14 @@ class RemoteSession : public Session {
     std::this_thread::sleep_for(std::chrono::duration<double>(s * jitter(rng_)));
   }
 
-  Attempt Send(const TensorRequest& t) {
+  Attempt Send(const TensorRequest& t, uint32_t crc) {
     v1::QuantizeRequest req;
     auto* h = req.mutable_header();
     h->set_name(t.name);
     h->set_dtype(ElemTypeName(t.dtype));
     for (int64_t d : t.shape) h->add_shape(d);
     h->set_total_bytes(static_cast<int64_t>(t.data.size()));
-    h->set_crc32c(ComputeCrc32c(t.data.data(), t.data.size()));
+    h->set_crc32c(crc);
     if (!stream_->Write(req)) return {FinishBroken(), false};
     const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, options_.chunk_bytes));
     for (size_t off = 0; off < t.data.size(); off += chunk) {

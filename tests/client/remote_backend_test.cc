@@ -33,7 +33,8 @@ TensorRequest Request(const Tensor& t) {
   return TensorRequest{t.name,
                        *ParseElemType(t.dtype),
                        t.shape,
-                       {reinterpret_cast<const uint8_t*>(t.data.data()), t.data.size()}};
+                       {reinterpret_cast<const uint8_t*>(t.data.data()), t.data.size()},
+                       std::nullopt};
 }
 
 std::string BaseName(const std::string& name) {
