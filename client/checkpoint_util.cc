@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/file_io.h"
+#include "core/pack.h"
+#include "core/quantize.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -76,21 +78,12 @@ absl::StatusOr<std::vector<float>> ToFloats(const TensorInfo& t) {
   return out;
 }
 
-std::vector<uint8_t> ToF16Bytes(const TensorInfo& t) {
-  std::vector<uint8_t> out(static_cast<size_t>(t.num_elements) * 2);
-  const uint8_t* p = t.data.data();
-  for (int64_t i = 0; i < t.num_elements; ++i) {
-    uint16_t h;
-    if (t.dtype == ElemType::kF32) {
-      float f;
-      std::memcpy(&f, p + 4 * i, 4);
-      h = FloatToHalf(f);
-    } else {
-      std::memcpy(&h, p + 2 * i, 2);
-      if (t.dtype == ElemType::kBF16) h = FloatToHalf(Bf16ToFloat(h));
-    }
-    std::memcpy(out.data() + 2 * i, &h, 2);
-  }
+absl::StatusOr<std::vector<uint8_t>> GptqBiasBytes(const TensorInfo& t) {
+  ASSIGN_OR_RETURN(
+      const std::vector<uint16_t> half,
+      BiasToHalf(TensorInput{t.name, t.dtype, t.shape, t.data}, t.num_elements, LayerName(t.name)));
+  std::vector<uint8_t> out(half.size() * 2);
+  std::memcpy(out.data(), half.data(), out.size());
   return out;
 }
 

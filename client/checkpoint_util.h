@@ -34,9 +34,9 @@ std::vector<const TensorInfo*> FileOrder(const ShardedCheckpoint& c);
 /// The tensor's values as float32 (F32, F16 or BF16; InvalidArgument otherwise).
 absl::StatusOr<std::vector<float>> ToFloats(const TensorInfo& t);
 
-/// The tensor's values as float16 bytes (F32, F16 or BF16; round to nearest even). GPTQ stores
-/// the bias of a quantized layer this way.
-std::vector<uint8_t> ToF16Bytes(const TensorInfo& t);
+/// A quantized layer's bias as GPTQ stores it: float16 bytes, converted by the core's BiasToHalf
+/// (a 1-D float tensor; a value float16 cannot hold is an error naming the tensor).
+absl::StatusOr<std::vector<uint8_t>> GptqBiasBytes(const TensorInfo& t);
 
 /// Signal-to-noise ratio in dB of `approx` against `ref` (+inf when equal) and the mean squared
 /// error; sizes must match.

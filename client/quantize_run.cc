@@ -316,7 +316,7 @@ class Run {
     r.bytes_in = t.data.size();
     if (p.decision.action != TensorAction::kQuantize) {
       if (p.bias_to_f16) {
-        const std::vector<uint8_t> f16 = ToF16Bytes(t);
+        ASSIGN_OR_RETURN(const std::vector<uint8_t> f16, GptqBiasBytes(t));
         RETURN_IF_ERROR(w.WriteTensor(t.name, f16));
         r.bytes_out = f16.size();
       } else {

@@ -200,9 +200,15 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
     } else if (s->dtype != want || s->shape != t->shape) {
       problem = absl::StrCat("changed from ", ElemTypeName(want), " ", ShapeString(t->shape),
                              " to ", ElemTypeName(s->dtype), " ", ShapeString(s->shape));
-    } else if (f16_bias
-                   ? ToF16Bytes(*t) != std::vector<uint8_t>(s->data.begin(), s->data.end())
-                   : !std::equal(s->data.begin(), s->data.end(), t->data.begin(), t->data.end())) {
+    } else if (f16_bias) {
+      absl::StatusOr<std::vector<uint8_t>> want_bytes = GptqBiasBytes(*t);
+      if (!want_bytes.ok()) {
+        problem = std::string(want_bytes.status().message());
+      } else if (!std::equal(s->data.begin(), s->data.end(), want_bytes->begin(),
+                             want_bytes->end())) {
+        problem = "bytes differ from the original";
+      }
+    } else if (!std::equal(s->data.begin(), s->data.end(), t->data.begin(), t->data.end())) {
       problem = "bytes differ from the original";
     }
     if (problem.empty()) {

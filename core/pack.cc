@@ -416,6 +416,8 @@ absl::StatusOr<uint16_t> ToHalfChecked(float v, std::string_view name, std::stri
   return h;
 }
 
+}  // namespace
+
 absl::StatusOr<std::vector<uint16_t>> BiasToHalf(const TensorInput& bias, int64_t out,
                                                  std::string_view name) {
   const std::string prefix = absl::StrCat("tensor ", Str(name), ": bias ", bias.name, " ");
@@ -451,6 +453,8 @@ absl::StatusOr<std::vector<uint16_t>> BiasToHalf(const TensorInput& bias, int64_
   }
   return half;
 }
+
+namespace {
 
 // The GPTQ tensors of one layer, checked for dtype and mutually consistent shapes.
 struct GptqTensors {

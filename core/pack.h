@@ -106,6 +106,12 @@ struct GptqPackOptions {
   const TensorInput* bias = nullptr;
 };
 
+/// A GPTQ layer's bias as float16 bits (the layout stores it as F16): `bias` must be [out] of
+/// F32, F16 (copied bit for bit) or BF16; a finite value that float16 cannot hold is
+/// InvalidArgument naming layer `name`, the bias and the index.
+absl::StatusOr<std::vector<uint16_t>> BiasToHalf(const TensorInput& bias, int64_t out,
+                                                 std::string_view name);
+
 /// Packs `q` in the GPTQ layout:
 ///   <base>.qweight I32 [in*bits/32, out]: codes (sym shifted by +2^(b-1) to unsigned) as one
 ///     little-endian bit stream per output column along the input dimension, element 0 lowest;
