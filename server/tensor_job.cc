@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "core/dtype.h"
 #include "core/kernels/kernel_params.h"
+#include "core/output_plan.h"
 #include "core/pack.h"
 #include "proto/quant_config_conversion.h"
 #include "server/status_mapping.h"
@@ -20,15 +21,6 @@ namespace {
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
-}
-
-// INC and GPTQ name packed tensors after the layer: "a.b.fc1.weight" -> "a.b.fc1".
-std::string PackBaseName(const std::string& tensor_name) {
-  constexpr absl::string_view kSuffix = ".weight";
-  if (absl::EndsWith(tensor_name, kSuffix) && tensor_name.size() > kSuffix.size()) {
-    return tensor_name.substr(0, tensor_name.size() - kSuffix.size());
-  }
-  return tensor_name;
 }
 
 bool IsIntAsym(const QuantConfig& c) {
@@ -396,8 +388,8 @@ JobStep TensorJob::DoFinishStreamed(std::vector<std::string>& chunks) {
     if (!session_->metrics_only) {
       absl::StatusOr<std::vector<PackedTensor>> packed =
           form == v1::OUTPUT_FORM_PACKED_INC
-              ? PackInc(packed_codes_, PackBaseName(name_), session_->compression_dim, *engine_)
-              : PackGptq(packed_codes_, PackBaseName(name_),
+              ? PackInc(packed_codes_, LayerName(name_), session_->compression_dim, *engine_)
+              : PackGptq(packed_codes_, LayerName(name_),
                          GptqPackOptions{session_->gptq_format, {}, nullptr}, *engine_);
       if (!packed.ok()) {
         Fail(step, packed.status());
@@ -472,8 +464,8 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
       std::vector<PackedTensor> packed;
       if (!session_->metrics_only) {
         auto p = session_->output_form == v1::OUTPUT_FORM_PACKED_INC
-                     ? PackInc(q, PackBaseName(name_), session_->compression_dim, *engine_)
-                     : PackGptq(q, PackBaseName(name_),
+                     ? PackInc(q, LayerName(name_), session_->compression_dim, *engine_)
+                     : PackGptq(q, LayerName(name_),
                                 GptqPackOptions{session_->gptq_format, {}, nullptr}, *engine_);
         if (!p.ok()) {
           Fail(step, p.status());

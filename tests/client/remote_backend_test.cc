@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/engine.h"
+#include "core/output_plan.h"
 #include "core/pack.h"
 #include "core/quantize.h"
 #include "gmock/gmock.h"
@@ -35,14 +36,6 @@ TensorRequest Request(const Tensor& t) {
                        t.shape,
                        {reinterpret_cast<const uint8_t*>(t.data.data()), t.data.size()},
                        std::nullopt};
-}
-
-std::string BaseName(const std::string& name) {
-  const std::string suffix = ".weight";
-  if (name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix) {
-    return name.substr(0, name.size() - suffix.size());
-  }
-  return name;
 }
 
 // The core's outputs (name, bytes) for `t` under `spec`, computed in-process.
@@ -81,8 +74,8 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> CoreOutputs(const Tens
   }
   auto packed =
       spec.format == OutputFormat::kInc
-          ? PackInc(*q, BaseName(t.name), spec.compression_dim)
-          : PackGptq(*q, BaseName(t.name), GptqPackOptions{(*session)->gptq_format, {}, nullptr});
+          ? PackInc(*q, LayerName(t.name), spec.compression_dim)
+          : PackGptq(*q, LayerName(t.name), GptqPackOptions{(*session)->gptq_format, {}, nullptr});
   EXPECT_TRUE(packed.ok()) << packed.status();
   for (auto& p : *packed) out.push_back({p.name, p.data});
   return out;
