@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <random>
@@ -61,7 +63,16 @@ const std::vector<uint8_t>& Weights(int shape_index, ElemType dtype) {
 const Engine& EngineWith(int threads) {
   static std::unique_ptr<Engine> engines[2];
   auto& e = engines[threads == 1 ? 0 : 1];
-  if (!e) e = std::move(*Engine::Create({.threads = threads, .kernels = ""}));
+  if (!e) {
+    // RTNQ_BENCH_KERNELS=reference|avx2|avx512 measures a table other than the CPU's best.
+    const char* forced = std::getenv("RTNQ_BENCH_KERNELS");
+    auto created = Engine::Create({.threads = threads, .kernels = forced ? forced : ""});
+    if (!created.ok()) {
+      std::fprintf(stderr, "%s\n", created.status().ToString().c_str());
+      std::exit(2);
+    }
+    e = std::move(*created);
+  }
   return *e;
 }
 
@@ -187,8 +198,8 @@ void BM_Kernel(benchmark::State& state) {
       for (int64_t r = b * per_block; r < std::min(s.rows, (b + 1) * per_block); ++r) {
         const float* x = pass.AsFloat(buf.data() + r * row_bytes, scratch);
         if (mse) {
-          pass.kernels->row_loss(x, s.cols, pass.group_size, pass.params, ratios.data(), 40,
-                                 loss.data());
+          pass.kernels->row_loss_fast(x, s.cols, pass.group_size, pass.params, ratios.data(), 40,
+                                      loss.data());
         }
         pass.Quantize(x, codes.data() + r * s.cols, scales.data() + r * pass.groups_per_row,
                       zeros.data() + r * pass.groups_per_row, nullptr);

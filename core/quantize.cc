@@ -1,7 +1,6 @@
 #include "core/quantize.h"
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -9,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/clip_search.h"
 #include "core/double_quant.h"
 #include "core/row_pass.h"
 #include "core/status_macros.h"
@@ -87,46 +87,6 @@ struct WorkMatrix {
   std::vector<float> transposed;  // owns the data for group_dim 0
   int64_t row_bytes() const { return cols * ElemSize(dtype); }
 };
-
-// Spec "MSE clip search": 40 ratios 1 - i/200, mean squared error over the whole tensor, the
-// first strictly smallest wins. Every ratio is evaluated per row while the row is in cache.
-absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const WorkMatrix& m,
-                                      const Engine& engine, const std::atomic<bool>* cancel,
-                                      FirstBad& bad) {
-  constexpr int kRatios = 40;
-  std::array<float, kRatios> ratios;
-  for (int i = 0; i < kRatios; ++i) ratios[i] = static_cast<float>(1.0 - i / 200.0);
-  const int64_t per_block = RowsPerBlock(m.cols);
-  const int64_t blocks = (m.rows + per_block - 1) / per_block;
-  std::vector<std::array<double, kRatios>> partial(blocks);
-  RETURN_IF_ERROR(engine.ParallelFor(
-      blocks,
-      [&](int64_t b) {
-        RowScratch& scratch = ThreadScratch(m.cols);
-        partial[b].fill(0.0);
-        const int64_t end = std::min(m.rows, (b + 1) * per_block);
-        for (int64_t r = b * per_block; r < end; ++r) {
-          const float* x = pass.AsFloat(m.data + r * m.row_bytes(), scratch);
-          if (int64_t c = RowPass::FirstNonFinite(x, m.cols); c >= 0) {
-            bad.Record(r * m.cols + c);
-            continue;
-          }
-          pass.kernels->row_loss(x, m.cols, pass.group_size, pass.params, ratios.data(), kRatios,
-                                 partial[b].data());
-        }
-      },
-      cancel));
-  std::array<double, kRatios> total{};
-  for (const auto& p : partial) {
-    for (int k = 0; k < kRatios; ++k) total[k] += p[k];
-  }
-  const double n = static_cast<double>(m.rows) * static_cast<double>(m.cols);
-  int best = 0;
-  for (int k = 1; k < kRatios; ++k) {
-    if (total[k] / n < total[best] / n) best = k;
-  }
-  return ratios[best];
-}
 
 QuantizedTensor PassThrough(const TensorInput& input, const QuantConfig& config,
                             const QuantizeOptions& options, std::string reason, int64_t elements) {
@@ -304,7 +264,8 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
   };
 
   if (config.enable_mse_search) {
-    ASSIGN_OR_RETURN(pass.quantile, SearchClipRatio(pass, m, engine, options.cancel, bad));
+    ASSIGN_OR_RETURN(pass.quantile,
+                     internal::SearchClipRatio(pass, m.data, m.rows, engine, options.cancel, bad));
     if (bad.found()) return nonfinite_result();
   }
 

@@ -194,6 +194,11 @@ struct V256 {
     const D hi = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
     return _mm256_fmadd_pd(hi, hi, _mm256_fmadd_pd(lo, lo, acc));
   }
+  static F Fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static D AddWidened(D acc, F v) {
+    return _mm256_add_pd(_mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(v))),
+                         _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+  }
 };
 
 // ---- conversions ----------------------------------------------------------------------------
@@ -282,9 +287,15 @@ void FloatToF16256(const float* __restrict in, int64_t n, uint16_t* __restrict o
 }  // namespace
 
 const KernelTable& Avx2Kernels() {
-  static const KernelTable table = {
-      "avx2",         simd::QuantRow<V256>, simd::RowLoss<V256>, simd::DequantRow<V256>,
-      Bf16ToFloat256, F16ToFloat256,        FloatToBf16256,      FloatToF16256};
+  static const KernelTable table = {"avx2",
+                                    simd::QuantRow<V256>,
+                                    simd::RowLoss<V256, false>,
+                                    simd::RowLoss<V256, true>,
+                                    simd::DequantRow<V256>,
+                                    Bf16ToFloat256,
+                                    F16ToFloat256,
+                                    FloatToBf16256,
+                                    FloatToF16256};
   return table;
 }
 

@@ -160,6 +160,11 @@ struct V512 {
     const D hi = _mm512_cvtps_pd(High256(d));
     return _mm512_fmadd_pd(hi, hi, _mm512_fmadd_pd(lo, lo, acc));
   }
+  static F Fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static D AddWidened(D acc, F v) {
+    return _mm512_add_pd(_mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(v))),
+                         _mm512_cvtps_pd(High256(v)));
+  }
 };
 
 // ---- conversions ----------------------------------------------------------------------------
@@ -260,9 +265,15 @@ void FloatToF16512(const float* __restrict in, int64_t n, uint16_t* __restrict o
 }  // namespace
 
 const KernelTable& Avx512Kernels() {
-  static const KernelTable table = {
-      "avx512",       simd::QuantRow<V512>, simd::RowLoss<V512>, simd::DequantRow<V512>,
-      Bf16ToFloat512, F16ToFloat512,        FloatToBf16512,      FloatToF16512};
+  static const KernelTable table = {"avx512",
+                                    simd::QuantRow<V512>,
+                                    simd::RowLoss<V512, false>,
+                                    simd::RowLoss<V512, true>,
+                                    simd::DequantRow<V512>,
+                                    Bf16ToFloat512,
+                                    F16ToFloat512,
+                                    FloatToBf16512,
+                                    FloatToF16512};
   return table;
 }
 

@@ -25,6 +25,15 @@ using RowLossFn = void (*)(const float* __restrict x, int64_t n, int64_t group_s
                            const KernelParams& p, const float* __restrict quantiles, int nq,
                            double* __restrict loss);
 
+/// row_loss_fast: the same losses with each square formed and summed in float32 (FMA) over at most
+/// kFastLossTerms roundings per partial sum before the partial sums are added in double. So
+/// |fast - exact| <= kFastLossRelError * exact + n * kFastLossAbsError per quantile (the second
+/// term covers float32 underflow), and the result is not finite if a square overflows float32.
+/// The MSE search ranks ratios with it and falls back to row_loss when two are within the bound.
+constexpr int kFastLossTerms = 40;
+constexpr double kFastLossRelError = 0x1p-18;  // > 41 * 2^-24
+constexpr double kFastLossAbsError = 0x1p-140;
+
 /// Dequantizes a row from codes with given (possibly double-quantized) scales and zero points.
 using DequantRowFn = void (*)(const uint8_t* __restrict codes, int64_t n, int64_t group_size,
                               const KernelParams& p, const float* __restrict scales,
@@ -47,6 +56,7 @@ struct KernelTable {
   std::string_view name;  ///< "reference", "avx2" or "avx512"
   QuantRowFn quant_row;
   RowLossFn row_loss;
+  RowLossFn row_loss_fast;  ///< the reference table's is row_loss itself (exact)
   DequantRowFn dequant_row;
   ToFloatFn bf16_to_float;
   ToFloatFn f16_to_float;

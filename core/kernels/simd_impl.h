@@ -22,7 +22,8 @@
 //   and ReduceLanes(v[kLanes], op) (lane j = op over v[j]); ToInt/ToFloat/AndI;
 //   StoreCodes/StoreCodes4/StoreCodesPartial (the low byte of each int32 lane),
 //   LoadCodes{U8,I8}[Partial]; Tab/MakeTab/Lookup and TabI/MakeTabI/LookupI (16-entry tables),
-//   AddIfGreater, SelectIfNaN; ZeroD/AddD/AddSquares/ReduceAdd; kReciprocalLoss.
+//   AddIfGreater, SelectIfNaN; ZeroD/AddD/AddSquares/ReduceAdd; Fma (float) and AddWidened
+//   (float lanes added to a double vector, for row_loss_fast); kReciprocalLoss.
 #pragma once
 
 #include <algorithm>
@@ -373,6 +374,10 @@ void QuantRow(const float* __restrict x, int64_t n, int64_t group_size, const Ke
 
 constexpr int kLossBlock = 64;    // quantiles per pass over the row
 constexpr int64_t kSlice = 1024;  // elements of a long group evaluated for all quantiles
+// row_loss_fast: groups of one register block (parameters for all of them are kept in L1), and
+// the bound on float32 roundings per lane before widening to double (kFastLossRelError).
+constexpr int kFastBlockGroups = 16;
+static_assert(kFastBlockGroups / 2 + 1 <= kFastLossTerms);
 
 /// Per-group constants of every quantile of a block, as arrays over the quantile index.
 struct LossParams {
@@ -498,14 +503,11 @@ inline typename V::F TableError(typename V::F x, const TableRegs<V>& t, float s)
   return V::Sub(x, V::Mul(V::Lookup(t.values, idx), scale));
 }
 
-/// Adds the squared errors of NV vectors xs for quantile k to the NA accumulators acc (vector
-/// j to acc[j % NA]: independent chains for long groups). The last vector is limited to `keep`
-/// lanes when kMasked.
-template <class V, KernelMode kMode, int NV, int NA, bool kMasked>
-inline void GroupSquares(const typename V::F* xs, typename V::M keep, const LossParams& lp, int k,
-                         const KernelParams& p, const TableRegs<V>* t, typename V::D* acc) {
-  using F = typename V::F;
-  F err[NV];
+/// x - dequantized(x) for the NV vectors xs of one group and quantile k; the last vector is
+/// limited to `keep` lanes (the others zero) when kMasked.
+template <class V, KernelMode kMode, int NV, bool kMasked>
+inline void GroupErrors(const typename V::F* xs, typename V::M keep, const LossParams& lp, int k,
+                        const KernelParams& p, const TableRegs<V>* t, typename V::F* err) {
   if constexpr (kMode == KernelMode::kTable) {
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) err[j] = TableError<V>(xs[j], *t, lp.scale[k]);
@@ -518,8 +520,30 @@ inline void GroupSquares(const typename V::F* xs, typename V::M keep, const Loss
     }
   }
   if constexpr (kMasked) err[NV - 1] = V::ZeroOutside(err[NV - 1], keep);
+}
+
+/// Adds the squared errors of NV vectors xs for quantile k to the NA accumulators acc (vector
+/// j to acc[j % NA]: independent chains for long groups). The last vector is limited to `keep`
+/// lanes when kMasked. Exact: every square is formed and summed in double.
+template <class V, KernelMode kMode, int NV, int NA, bool kMasked>
+inline void GroupSquares(const typename V::F* xs, typename V::M keep, const LossParams& lp, int k,
+                         const KernelParams& p, const TableRegs<V>* t, typename V::D* acc) {
+  typename V::F err[NV];
+  GroupErrors<V, kMode, NV, kMasked>(xs, keep, lp, k, p, t, err);
 #pragma GCC unroll 8
   for (int j = 0; j < NV; ++j) acc[j % NA] = V::AddSquares(acc[j % NA], err[j]);
+}
+
+/// The fast twin of GroupSquares: squares summed in float32 (FMA) into the NA float
+/// accumulators fa; the caller widens them into double after at most kFastLossTerms squares
+/// per lane.
+template <class V, KernelMode kMode, int NV, int NA, bool kMasked>
+inline void GroupSquaresF(const typename V::F* xs, typename V::M keep, const LossParams& lp, int k,
+                          const KernelParams& p, const TableRegs<V>* t, typename V::F* fa) {
+  typename V::F err[NV];
+  GroupErrors<V, kMode, NV, kMasked>(xs, keep, lp, k, p, t, err);
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; ++j) fa[j % NA] = V::Fma(err[j], err[j], fa[j % NA]);
 }
 
 /// Loss of a row whose groups (all but possibly a shorter last one) are NV full vectors: each
@@ -546,14 +570,56 @@ void LossRegisterGroups(const float* x, int64_t n, int64_t group_size, const Ker
   }
 }
 
+/// LossRegisterGroups' fast twin: blocks of up to kFastBlockGroups / NV groups have their
+/// parameters computed first; then, per quantile, the block's squares are summed in float32
+/// (kFastBlockGroups / 2 per lane and accumulator, plus one addition) and widened into the
+/// double accumulator once.
+template <class V, KernelMode kMode, int NV>
+void LossRegisterGroupsFast(const float* x, int64_t n, int64_t group_size, const KernelParams& p,
+                            const float* quantiles, int m, const TableRegs<V>* t, LossParams* lps,
+                            typename V::D* acc) {
+  using F = typename V::F;
+  constexpr int L = V::kLanes;
+  constexpr int kBlock = kFastBlockGroups / NV;
+  const int64_t groups = n / group_size;
+  for (int64_t g0 = 0; g0 < groups; g0 += kBlock) {
+    const int nb = static_cast<int>(std::min<int64_t>(kBlock, groups - g0));
+    const float* xb = x + g0 * group_size;
+    for (int b = 0; b < nb; ++b) {
+      const float* g = xb + b * group_size;
+      F mn = V::Load(g), mx = mn;
+#pragma GCC unroll 8
+      for (int j = 1; j < NV; ++j) {
+        mn = V::Min(mn, V::Load(g + j * L));
+        mx = V::Max(mx, V::Load(g + j * L));
+      }
+      ComputeLossParams<V>(V::ReduceMin(mn), V::ReduceMax(mx), p, quantiles, m, lps[b]);
+    }
+    for (int k = 0; k < m; ++k) {
+      F fa[2] = {V::Set1(0.0f), V::Set1(0.0f)};
+      for (int b = 0; b < nb; ++b) {
+        F xs[NV];
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) xs[j] = V::Load(xb + b * group_size + j * L);
+        GroupSquaresF<V, kMode, NV, NV == 1 ? 1 : 2, false>(xs, V::NoLanes(), lps[b], k, p, t,
+                                                            NV == 1 ? &fa[b & 1] : fa);
+      }
+      acc[k] = V::AddWidened(acc[k], V::Add(fa[0], fa[1]));
+    }
+  }
+}
+
 /// Loss of one group of any length: slices of up to kSlice elements (L1-resident) for every
 /// quantile, four vectors at a time into four accumulators; a partial last vector is masked.
-template <class V, KernelMode kMode>
+/// kFast sums each slice's squares in float32 and widens them into double once per slice.
+template <class V, KernelMode kMode, bool kFast>
 void LossAnyGroup(const float* g, int64_t len, const KernelParams& p, const float* quantiles, int m,
                   const TableRegs<V>* t, LossParams& lp, typename V::D* acc) {
   using F = typename V::F;
   using D = typename V::D;
   constexpr int L = V::kLanes;
+  // Per lane of the widened sum: kSlice / (4 * L) + 3 + 1 squares, then 3 additions.
+  static_assert(!kFast || kSlice / (4 * L) + 7 <= kFastLossTerms, "slice too long for float sums");
   float mn, mx;
   GroupMinMax<V>(g, len, mn, mx);
   ComputeLossParams<V>(mn, mx, p, quantiles, m, lp);
@@ -564,30 +630,47 @@ void LossAnyGroup(const float* g, int64_t len, const KernelParams& p, const floa
     const int rem = static_cast<int>(sl - full);
     const F tail[1] = {V::LoadPartial(s + full, rem, V::Set1(0.0f))};
     for (int k = 0; k < m; ++k) {
-      D a[4] = {acc[k], V::ZeroD(), V::ZeroD(), V::ZeroD()};
-      int64_t i = 0;
-      for (; i + 4 * L <= full; i += 4 * L) {
-        const F xs[4] = {V::Load(s + i), V::Load(s + i + L), V::Load(s + i + 2 * L),
-                         V::Load(s + i + 3 * L)};
-        GroupSquares<V, kMode, 4, 4, false>(xs, V::NoLanes(), lp, k, p, t, a);
+      if constexpr (kFast) {
+        const F zero = V::Set1(0.0f);
+        F a[4] = {zero, zero, zero, zero};
+        int64_t i = 0;
+        for (; i + 4 * L <= full; i += 4 * L) {
+          const F xs[4] = {V::Load(s + i), V::Load(s + i + L), V::Load(s + i + 2 * L),
+                           V::Load(s + i + 3 * L)};
+          GroupSquaresF<V, kMode, 4, 4, false>(xs, V::NoLanes(), lp, k, p, t, a);
+        }
+        for (; i < full; i += L) {
+          const F xs[1] = {V::Load(s + i)};
+          GroupSquaresF<V, kMode, 1, 1, false>(xs, V::NoLanes(), lp, k, p, t, a);
+        }
+        if (rem) GroupSquaresF<V, kMode, 1, 1, true>(tail, V::FirstN(rem), lp, k, p, t, a + 1);
+        acc[k] = V::AddWidened(acc[k], V::Add(V::Add(a[0], a[1]), V::Add(a[2], a[3])));
+      } else {
+        D a[4] = {acc[k], V::ZeroD(), V::ZeroD(), V::ZeroD()};
+        int64_t i = 0;
+        for (; i + 4 * L <= full; i += 4 * L) {
+          const F xs[4] = {V::Load(s + i), V::Load(s + i + L), V::Load(s + i + 2 * L),
+                           V::Load(s + i + 3 * L)};
+          GroupSquares<V, kMode, 4, 4, false>(xs, V::NoLanes(), lp, k, p, t, a);
+        }
+        for (; i < full; i += L) {
+          const F xs[1] = {V::Load(s + i)};
+          GroupSquares<V, kMode, 1, 1, false>(xs, V::NoLanes(), lp, k, p, t, a);
+        }
+        if (rem) GroupSquares<V, kMode, 1, 1, true>(tail, V::FirstN(rem), lp, k, p, t, a);
+        acc[k] = V::AddD(V::AddD(a[0], a[1]), V::AddD(a[2], a[3]));
       }
-      for (; i < full; i += L) {
-        const F xs[1] = {V::Load(s + i)};
-        GroupSquares<V, kMode, 1, 1, false>(xs, V::NoLanes(), lp, k, p, t, a);
-      }
-      if (rem) GroupSquares<V, kMode, 1, 1, true>(tail, V::FirstN(rem), lp, k, p, t, a);
-      acc[k] = V::AddD(V::AddD(a[0], a[1]), V::AddD(a[2], a[3]));
     }
   }
 }
 
-template <class V, KernelMode kMode>
+template <class V, KernelMode kMode, bool kFast>
 void RowLossMode(const float* __restrict x, int64_t n, int64_t group_size, const KernelParams& p,
                  const float* __restrict quantiles, int nq, double* __restrict loss) {
   using D = typename V::D;
   constexpr int L = V::kLanes;
   D acc[kLossBlock];
-  LossParams lp;
+  LossParams lps[kFast ? kFastBlockGroups : 1];
   std::optional<TableRegs<V>> table;
   if constexpr (kMode == KernelMode::kTable) table.emplace(*p.table);
   const TableRegs<V>* t = table ? &*table : nullptr;
@@ -596,19 +679,32 @@ void RowLossMode(const float* __restrict x, int64_t n, int64_t group_size, const
     const float* qs = quantiles + k0;
     for (int k = 0; k < m; ++k) acc[k] = V::ZeroD();
     bool in_registers = true;
-    if (group_size == L) {
-      LossRegisterGroups<V, kMode, 1>(x, n, group_size, p, qs, m, t, lp, acc);
-    } else if (group_size == 2 * L) {
-      LossRegisterGroups<V, kMode, 2>(x, n, group_size, p, qs, m, t, lp, acc);
-    } else if (group_size == 4 * L) {
-      LossRegisterGroups<V, kMode, 4>(x, n, group_size, p, qs, m, t, lp, acc);
+    if constexpr (kFast) {
+      if (group_size == L) {
+        LossRegisterGroupsFast<V, kMode, 1>(x, n, group_size, p, qs, m, t, lps, acc);
+      } else if (group_size == 2 * L) {
+        LossRegisterGroupsFast<V, kMode, 2>(x, n, group_size, p, qs, m, t, lps, acc);
+      } else if (group_size == 4 * L) {
+        LossRegisterGroupsFast<V, kMode, 4>(x, n, group_size, p, qs, m, t, lps, acc);
+      } else {
+        in_registers = false;
+      }
     } else {
-      in_registers = false;
+      if (group_size == L) {
+        LossRegisterGroups<V, kMode, 1>(x, n, group_size, p, qs, m, t, lps[0], acc);
+      } else if (group_size == 2 * L) {
+        LossRegisterGroups<V, kMode, 2>(x, n, group_size, p, qs, m, t, lps[0], acc);
+      } else if (group_size == 4 * L) {
+        LossRegisterGroups<V, kMode, 4>(x, n, group_size, p, qs, m, t, lps[0], acc);
+      } else {
+        in_registers = false;
+      }
     }
     // Groups left: all, or only a shorter last one.
     const int64_t done = in_registers ? n / group_size * group_size : 0;
     for (int64_t start = done; start < n; start += group_size) {
-      LossAnyGroup<V, kMode>(x + start, std::min(group_size, n - start), p, qs, m, t, lp, acc);
+      LossAnyGroup<V, kMode, kFast>(x + start, std::min(group_size, n - start), p, qs, m, t, lps[0],
+                                    acc);
     }
     for (int k = 0; k < m; ++k) loss[k0 + k] += V::ReduceAdd(acc[k]);
   }
@@ -616,18 +712,18 @@ void RowLossMode(const float* __restrict x, int64_t n, int64_t group_size, const
 
 /// RowLossFn for ISA V. Per quantile, the squared errors of the whole row go to one double
 /// vector accumulator that is summed into loss[k] at the end (ref sums per group slice; the
-/// results agree to double round-off).
-template <class V>
+/// results agree to double round-off). kFast: see KernelTable::row_loss_fast.
+template <class V, bool kFast>
 void RowLoss(const float* __restrict x, int64_t n, int64_t group_size, const KernelParams& p,
              const float* __restrict quantiles, int nq, double* __restrict loss) {
   switch (p.mode) {
     case KernelMode::kAsym:
-      return RowLossMode<V, KernelMode::kAsym>(x, n, group_size, p, quantiles, nq, loss);
+      return RowLossMode<V, KernelMode::kAsym, kFast>(x, n, group_size, p, quantiles, nq, loss);
     case KernelMode::kSym:
     case KernelMode::kSymFullRange:
-      return RowLossMode<V, KernelMode::kSym>(x, n, group_size, p, quantiles, nq, loss);
+      return RowLossMode<V, KernelMode::kSym, kFast>(x, n, group_size, p, quantiles, nq, loss);
     case KernelMode::kTable:
-      return RowLossMode<V, KernelMode::kTable>(x, n, group_size, p, quantiles, nq, loss);
+      return RowLossMode<V, KernelMode::kTable, kFast>(x, n, group_size, p, quantiles, nq, loss);
   }
 }
 

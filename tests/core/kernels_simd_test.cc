@@ -468,6 +468,45 @@ TEST_P(SimdKernelsTest, RowLossMatchesReference) {
   EXPECT_GT(cases, 1000);
 }
 
+// row_loss_fast sums squares briefly in float32: within the documented bound of the exact
+// losses, on every row shape and data kind row_loss is checked on.
+TEST_P(SimdKernelsTest, RowLossFastWithinItsBound) {
+  std::mt19937 rng(4322);
+  const std::vector<float> ratios = MseRatios();
+  const int nq = static_cast<int>(ratios.size());
+  int cases = 0;
+  for (const Mode& mode : AllModes()) {
+    for (int64_t n : {1, 7, 16, 33, 65, 128, 300, 1025, 4096}) {
+      for (int64_t gs : {1, 3, 8, 16, 17, 32, 33, 64, 128, 4096}) {
+        if (gs > n && gs != 4096) continue;
+        for (Data kind : kAllData) {
+          const std::vector<float> x = MakeRow(kind, n, gs, mode.params, ratios[rng() % nq], rng);
+          std::vector<double> exact(nq, 0.0), fast(nq, 0.0);
+          ref_.row_loss(x.data(), n, gs, mode.params, ratios.data(), nq, exact.data());
+          simd_->row_loss_fast(x.data(), n, gs, mode.params, ratios.data(), nq, fast.data());
+          const std::string where = mode.name + " n=" + std::to_string(n) +
+                                    " gs=" + std::to_string(gs) + " data=" + DataName(kind);
+          for (int k = 0; k < nq; ++k) {
+            if (std::isnan(exact[k])) {
+              ASSERT_TRUE(std::isnan(fast[k])) << where << " k=" << k;
+              continue;
+            }
+            if (std::isinf(fast[k])) {  // a float32 partial sum overflowed, as documented
+              ASSERT_GT(exact[k], 1e38) << where << " k=" << k;
+              continue;
+            }
+            ASSERT_LE(std::fabs(fast[k] - exact[k]),
+                      kFastLossRelError * exact[k] + n * kFastLossAbsError)
+                << where << " k=" << k << " exact " << exact[k] << " fast " << fast[k];
+          }
+          ++cases;
+        }
+      }
+    }
+  }
+  EXPECT_GT(cases, 1000);
+}
+
 // More quantiles than one pass of the kernel holds, and arbitrary quantile values.
 TEST_P(SimdKernelsTest, RowLossManyQuantiles) {
   std::mt19937 rng(8);
