@@ -137,30 +137,42 @@ const KernelTable& ReferenceKernels() {
 // Summed in kErrorLanes interleaved lanes (element i goes to lane i % kErrorLanes), combined
 // in lane order: independent chains that the compiler vectorizes without reordering any sum,
 // so every clone below (and any thread count) gives the same bits. -ffp-contract=off keeps
-// the AVX clones from fusing into FMAs.
+// the AVX clones from fusing into FMAs. Within each block of kErrorBlock elements a lane sums
+// its 16 squares in float32 and then adds them to its double sum: the metrics are the exact
+// sums to within ~16 float32 roundings (relative 1e-6), at a third of the cost of widening
+// every element to double (these metrics were a third of QuantizeTensor's time).
 constexpr int64_t kErrorLanes = 16;
+constexpr int64_t kErrorBlock = 16 * kErrorLanes;
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) RowErrorStats ComputeRowError(
     const float* __restrict orig, const float* __restrict approx, int64_t n) {
   double sse[kErrorLanes] = {}, sum_sq[kErrorLanes] = {};
   float max_abs[kErrorLanes] = {};
-  int64_t i = 0;
-  for (; i + kErrorLanes <= n; i += kErrorLanes) {
-    for (int64_t j = 0; j < kErrorLanes; ++j) {
-      const double o = orig[i + j];
-      const double d = o - static_cast<double>(approx[i + j]);
-      sse[j] += d * d;
-      sum_sq[j] += o * o;
-      const float a = static_cast<float>(std::fabs(d));
-      max_abs[j] = max_abs[j] < a ? a : max_abs[j];
+  for (int64_t b = 0; b < n; b += kErrorBlock) {
+    const int64_t end = std::min(n, b + kErrorBlock);
+    float block_sse[kErrorLanes] = {}, block_sq[kErrorLanes] = {};
+    int64_t i = b;
+    for (; i + kErrorLanes <= end; i += kErrorLanes) {
+      for (int64_t j = 0; j < kErrorLanes; ++j) {
+        const float o = orig[i + j];
+        const float d = o - approx[i + j];
+        block_sse[j] += d * d;
+        block_sq[j] += o * o;
+        const float a = std::fabs(d);
+        max_abs[j] = max_abs[j] < a ? a : max_abs[j];
+      }
     }
-  }
-  for (int64_t j = 0; i + j < n; ++j) {
-    const double o = orig[i + j];
-    const double d = o - static_cast<double>(approx[i + j]);
-    sse[j] += d * d;
-    sum_sq[j] += o * o;
-    max_abs[j] = std::max(max_abs[j], static_cast<float>(std::fabs(d)));
+    for (int64_t j = 0; i + j < end; ++j) {
+      const float o = orig[i + j];
+      const float d = o - approx[i + j];
+      block_sse[j] += d * d;
+      block_sq[j] += o * o;
+      max_abs[j] = std::max(max_abs[j], std::fabs(d));
+    }
+    for (int64_t j = 0; j < kErrorLanes; ++j) {
+      sse[j] += block_sse[j];
+      sum_sq[j] += block_sq[j];
+    }
   }
   RowErrorStats s;
   for (int64_t j = 0; j < kErrorLanes; ++j) {
