@@ -10,9 +10,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/dtype.h"
+#include "core/huge_pages.h"
 #include "core/kernels/kernel_params.h"
 #include "core/output_plan.h"
 #include "core/pack.h"
+#include "core/status_macros.h"
 #include "proto/quant_config_conversion.h"
 #include "server/status_mapping.h"
 
@@ -260,47 +262,55 @@ absl::Status TensorJob::CheckCrc() const {
 }
 
 absl::Status TensorJob::StreamRows(std::vector<std::string>& chunks, JobStep& step) {
-  const int64_t row_bytes = rows_->row_bytes();
-  const int64_t available = static_cast<int64_t>(carry_.size()) + SumSizes(chunks);
-  const int64_t whole = available / row_bytes * row_bytes;
-  if (whole == 0) {
-    for (auto& c : chunks) carry_.append(c);
-    return absl::OkStatus();
-  }
-  // One contiguous block of whole rows; the common case (a chunk of whole rows, nothing
-  // carried) needs no copy.
-  std::string block;
-  if (carry_.empty() && chunks.size() == 1 && static_cast<int64_t>(chunks[0].size()) == whole) {
-    block = std::move(chunks[0]);
-  } else {
-    block.reserve(whole);
-    block.append(carry_);
-    std::string rest;
-    for (auto& c : chunks) {
-      const size_t take = std::min<size_t>(c.size(), whole - block.size());
-      block.append(c, 0, take);
-      rest.append(c, take, std::string::npos);
-      std::string().swap(c);  // free as we go: a block never needs two copies
+  const size_t row_bytes = static_cast<size_t>(rows_->row_bytes());
+  // Whole rows are quantized where they lie in the received chunk; only a row split across
+  // chunks is assembled in carry_ (so at most one row per stream is ever copied).
+  for (std::string& chunk : chunks) {
+    absl::string_view rest = chunk;
+    if (!carry_.empty()) {
+      const size_t take = std::min(row_bytes - carry_.size(), rest.size());
+      carry_.append(rest.data(), take);
+      rest.remove_prefix(take);
+      if (carry_.size() == row_bytes) {
+        RETURN_IF_ERROR(QuantizeRows(carry_, step));
+        carry_.clear();
+      }
     }
-    carry_ = std::move(rest);
+    const size_t whole = rest.size() / row_bytes * row_bytes;
+    if (whole > 0) {
+      RETURN_IF_ERROR(QuantizeRows(rest.substr(0, whole), step));
+      rest.remove_prefix(whole);
+    }
+    if (!rest.empty()) {
+      carry_.reserve(row_bytes);
+      carry_.append(rest.data(), rest.size());
+    }
+    std::string().swap(chunk);  // free as we go
   }
   chunks.clear();
-  if (carry_.empty()) carry_.shrink_to_fit();
+  return absl::OkStatus();
+}
 
+absl::Status TensorJob::QuantizeRows(absl::string_view rows, JobStep& step) {
+  const int64_t row_bytes = rows_->row_bytes();
+  const int64_t n = static_cast<int64_t>(rows.size());
   RowBlockOutput out;
-  const auto* data = reinterpret_cast<const uint8_t*>(block.data());
-  if (absl::Status s = rows_->AddRows({data, block.size()}, out); !s.ok()) return s;
-  held_ -= whole;
-  step.released_bytes += whole;
+  const auto* data = reinterpret_cast<const uint8_t*>(rows.data());
+  if (absl::Status s = rows_->AddRows({data, rows.size()}, out); !s.ok()) return s;
+  held_ -= n;
+  step.released_bytes += n;
 
   const v1::OutputForm form = session_->output_form;
   const bool packed = form == v1::OUTPUT_FORM_PACKED_INC || form == v1::OUTPUT_FORM_PACKED_GPTQ;
   if (packed) {
     QuantizedTensor& q = packed_codes_;
     if (q.codes.capacity() == 0 && !out.codes.empty()) {
-      // The codes were reserved whole at the header: allocate them once, never by doubling.
+      // The codes were reserved whole at the header: allocate them once, never by doubling,
+      // in huge pages where the kernel allows (a page fault per 4 KiB of a large tensor's codes
+      // cost the server more than quantizing them).
       const int64_t groups = q.rows * rows_->groups_per_row();
       q.codes.reserve(q.rows * q.cols);
+      AdviseHugePages(q.codes.data(), q.codes.capacity());
       q.scales.reserve(groups);
       if (!out.zeros.empty()) q.zeros.reserve(groups);
     }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "core/crc32c.h"
 #include "core/engine.h"
 #include "core/quantize.h"
@@ -79,6 +80,8 @@ class TensorJob {
   JobStep DoFinishStreamed(std::vector<std::string>& chunks);
   // Runs rows through the row quantizer; whole rows only, the rest stays in carry_.
   absl::Status StreamRows(std::vector<std::string>& chunks, JobStep& step);
+  // Quantizes whole rows and keeps (packed forms) or emits their outputs.
+  absl::Status QuantizeRows(absl::string_view rows, JobStep& step);
 
   void Fail(JobStep& step, const absl::Status& status);
   void EmitHeader(JobStep& step, bool quantized, const std::string& skip_reason,

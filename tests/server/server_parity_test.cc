@@ -401,6 +401,25 @@ TEST_F(ServiceTest, ALargeRowStreamedTensorMatchesTheCore) {
   EXPECT_EQ(server_->memory().used(), 0);
 }
 
+TEST_F(ServiceTest, RowsSpanningSeveralChunksMatchTheCore) {
+  // Rows of 4000 bytes in chunks of 1500: every row is assembled from two or three chunks, and
+  // chunks hold a row's end, whole rows (never here) and the next row's start.
+  for (v1::OutputForm form : {v1::OUTPUT_FORM_FAKE_QUANT, v1::OUTPUT_FORM_PACKED_INC}) {
+    v1::SessionConfig config;
+    config.set_output_form(form);
+    std::vector<Tensor> tensors{RandomTensor("wide.weight", "F32", {9, 1000}, 12),
+                                RandomTensor("next.weight", "F32", {5, 1000}, 13)};
+    std::vector<v1::QuantizeRequest> requests{ConfigRequest(config)};
+    for (const Tensor& t : tensors) {
+      for (auto& r : TensorRequests(t, 1500)) requests.push_back(std::move(r));
+    }
+    const SessionResult result = RunSession(*stub_, requests);
+    auto engine = Engine::Create(EngineOptions{2, ""});
+    ExpectMatchesCore(result, tensors, config, **engine);
+    EXPECT_EQ(server_->memory().used(), 0);
+  }
+}
+
 TEST_F(ServiceTest, GetServerInfo) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
