@@ -522,28 +522,49 @@ inline void GroupErrors(const typename V::F* xs, typename V::M keep, const LossP
   if constexpr (kMasked) err[NV - 1] = V::ZeroOutside(err[NV - 1], keep);
 }
 
-/// Adds the squared errors of NV vectors xs for quantile k to the NA accumulators acc (vector
-/// j to acc[j % NA]: independent chains for long groups). The last vector is limited to `keep`
-/// lanes when kMasked. Exact: every square is formed and summed in double.
-template <class V, KernelMode kMode, int NV, int NA, bool kMasked>
-inline void GroupSquares(const typename V::F* xs, typename V::M keep, const LossParams& lp, int k,
-                         const KernelParams& p, const TableRegs<V>* t, typename V::D* acc) {
-  typename V::F err[NV];
-  GroupErrors<V, kMode, NV, kMasked>(xs, keep, lp, k, p, t, err);
-#pragma GCC unroll 8
-  for (int j = 0; j < NV; ++j) acc[j % NA] = V::AddSquares(acc[j % NA], err[j]);
+/// acc + e * e: exactly in double (V::D accumulators), or in float32 with one rounding (V::F).
+template <class V>
+inline typename V::D AddSquare(typename V::D acc, typename V::F e) {
+  return V::AddSquares(acc, e);
+}
+template <class V>
+inline typename V::F AddSquare(typename V::F acc, typename V::F e) {
+  return V::Fma(e, e, acc);
 }
 
-/// The fast twin of GroupSquares: squares summed in float32 (FMA) into the NA float
-/// accumulators fa; the caller widens them into double after at most kFastLossTerms squares
-/// per lane.
-template <class V, KernelMode kMode, int NV, int NA, bool kMasked>
-inline void GroupSquaresF(const typename V::F* xs, typename V::M keep, const LossParams& lp, int k,
-                          const KernelParams& p, const TableRegs<V>* t, typename V::F* fa) {
+/// Adds the squared errors of NV vectors xs for quantile k to the NA accumulators acc (vector
+/// j to acc[j % NA]: independent chains for long groups). The last vector is limited to `keep`
+/// lanes when kMasked. Double accumulators (A = V::D) are exact: every square is formed and
+/// summed in double. Float accumulators (A = V::F, row_loss_fast) sum the squares in float32
+/// (FMA); their caller widens them into double after at most kFastLossTerms roundings per lane.
+template <class V, KernelMode kMode, int NV, int NA, bool kMasked, class A>
+inline void GroupSquares(const typename V::F* xs, typename V::M keep, const LossParams& lp, int k,
+                         const KernelParams& p, const TableRegs<V>* t, A* acc) {
   typename V::F err[NV];
   GroupErrors<V, kMode, NV, kMasked>(xs, keep, lp, k, p, t, err);
 #pragma GCC unroll 8
-  for (int j = 0; j < NV; ++j) fa[j % NA] = V::Fma(err[j], err[j], fa[j % NA]);
+  for (int j = 0; j < NV; ++j) acc[j % NA] = AddSquare<V>(acc[j % NA], err[j]);
+}
+
+/// The squared errors of one slice of a group (`full` elements in whole vectors, then `rem` in
+/// `tail`) for quantile k, four vectors at a time into the four accumulators a.
+template <class V, KernelMode kMode, class A>
+inline void SliceSquares(const float* s, int64_t full, int rem, const typename V::F* tail,
+                         const LossParams& lp, int k, const KernelParams& p, const TableRegs<V>* t,
+                         A* a) {
+  using F = typename V::F;
+  constexpr int L = V::kLanes;
+  int64_t i = 0;
+  for (; i + 4 * L <= full; i += 4 * L) {
+    const F xs[4] = {V::Load(s + i), V::Load(s + i + L), V::Load(s + i + 2 * L),
+                     V::Load(s + i + 3 * L)};
+    GroupSquares<V, kMode, 4, 4, false>(xs, V::NoLanes(), lp, k, p, t, a);
+  }
+  for (; i < full; i += L) {
+    const F xs[1] = {V::Load(s + i)};
+    GroupSquares<V, kMode, 1, 1, false>(xs, V::NoLanes(), lp, k, p, t, a);
+  }
+  if (rem) GroupSquares<V, kMode, 1, 1, true>(tail, V::FirstN(rem), lp, k, p, t, a + 1);
 }
 
 /// Loss of a row whose groups (all but possibly a shorter last one) are NV full vectors: each
@@ -601,8 +622,8 @@ void LossRegisterGroupsFast(const float* x, int64_t n, int64_t group_size, const
         F xs[NV];
 #pragma GCC unroll 8
         for (int j = 0; j < NV; ++j) xs[j] = V::Load(xb + b * group_size + j * L);
-        GroupSquaresF<V, kMode, NV, NV == 1 ? 1 : 2, false>(xs, V::NoLanes(), lps[b], k, p, t,
-                                                            NV == 1 ? &fa[b & 1] : fa);
+        GroupSquares<V, kMode, NV, NV == 1 ? 1 : 2, false>(xs, V::NoLanes(), lps[b], k, p, t,
+                                                           NV == 1 ? &fa[b & 1] : fa);
       }
       acc[k] = V::AddWidened(acc[k], V::Add(fa[0], fa[1]));
     }
@@ -633,31 +654,11 @@ void LossAnyGroup(const float* g, int64_t len, const KernelParams& p, const floa
       if constexpr (kFast) {
         const F zero = V::Set1(0.0f);
         F a[4] = {zero, zero, zero, zero};
-        int64_t i = 0;
-        for (; i + 4 * L <= full; i += 4 * L) {
-          const F xs[4] = {V::Load(s + i), V::Load(s + i + L), V::Load(s + i + 2 * L),
-                           V::Load(s + i + 3 * L)};
-          GroupSquaresF<V, kMode, 4, 4, false>(xs, V::NoLanes(), lp, k, p, t, a);
-        }
-        for (; i < full; i += L) {
-          const F xs[1] = {V::Load(s + i)};
-          GroupSquaresF<V, kMode, 1, 1, false>(xs, V::NoLanes(), lp, k, p, t, a);
-        }
-        if (rem) GroupSquaresF<V, kMode, 1, 1, true>(tail, V::FirstN(rem), lp, k, p, t, a + 1);
+        SliceSquares<V, kMode>(s, full, rem, tail, lp, k, p, t, a);
         acc[k] = V::AddWidened(acc[k], V::Add(V::Add(a[0], a[1]), V::Add(a[2], a[3])));
       } else {
         D a[4] = {acc[k], V::ZeroD(), V::ZeroD(), V::ZeroD()};
-        int64_t i = 0;
-        for (; i + 4 * L <= full; i += 4 * L) {
-          const F xs[4] = {V::Load(s + i), V::Load(s + i + L), V::Load(s + i + 2 * L),
-                           V::Load(s + i + 3 * L)};
-          GroupSquares<V, kMode, 4, 4, false>(xs, V::NoLanes(), lp, k, p, t, a);
-        }
-        for (; i < full; i += L) {
-          const F xs[1] = {V::Load(s + i)};
-          GroupSquares<V, kMode, 1, 1, false>(xs, V::NoLanes(), lp, k, p, t, a);
-        }
-        if (rem) GroupSquares<V, kMode, 1, 1, true>(tail, V::FirstN(rem), lp, k, p, t, a);
+        SliceSquares<V, kMode>(s, full, rem, tail, lp, k, p, t, a);
         acc[k] = V::AddD(V::AddD(a[0], a[1]), V::AddD(a[2], a[3]));
       }
     }
