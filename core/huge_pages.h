@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 namespace rtnq {
 
@@ -10,5 +11,17 @@ namespace rtnq {
 /// instead of per 4 KiB. Only a hint: does nothing for small buffers, where THP is disabled,
 /// or off Linux.
 void AdviseHugePages(const void* p, size_t bytes);
+
+/// Resizes `v` (empty: its old contents are not kept) to `n` value-initialized elements in
+/// memory advised with AdviseHugePages before the zeroing touches it. For the large per-tensor
+/// outputs: above glibc's mmap threshold (32 MiB) every allocation gets fresh pages, and their
+/// 4 KiB page faults cost more than the quantization that fills them.
+template <class T>
+void ResizeInHugePages(std::vector<T>& v, size_t n) {
+  std::vector<T>().swap(v);
+  v.reserve(n);
+  AdviseHugePages(v.data(), n * sizeof(T));
+  v.resize(n);
+}
 
 }  // namespace rtnq

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/engine.h"
+#include "core/huge_pages.h"
 #include "core/kernels/kernel_params.h"
 #include "core/status_macros.h"
 
@@ -706,7 +707,7 @@ static absl::StatusOr<std::vector<PackedTensor>> PackGptqWith(const QuantizedTen
 
   // Written in place in the output tensor (no copy of the largest buffer); zeroed for PutBits.
   PackedTensor qweight_tensor{base + ".qweight", ElemType::kI32, {in * b / 32, out}, {}};
-  qweight_tensor.data.resize(in * b / 32 * out * sizeof(uint32_t));
+  ResizeInHugePages(qweight_tensor.data, in * b / 32 * out * sizeof(uint32_t));
   uint32_t* const qweight = reinterpret_cast<uint32_t*>(qweight_tensor.data.data());
   const uint32_t shift = sym ? static_cast<uint32_t>(sym_zero) : 0u;
   const uint64_t flip = sym ? Bytes(static_cast<uint64_t>(sym_zero)) : 0u;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "core/clip_search.h"
 #include "core/double_quant.h"
+#include "core/huge_pages.h"
 #include "core/row_pass.h"
 #include "core/status_macros.h"
 
@@ -274,13 +275,14 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
   const bool asym = pass.params.mode == KernelMode::kAsym;
   const int64_t G = pass.groups_per_row;
   const int out_esize = ElemSize(input.dtype);
-  std::vector<uint8_t> codes(keep_codes ? elements : 0);
+  std::vector<uint8_t> codes;
+  ResizeInHugePages(codes, keep_codes ? elements : 0);
   std::vector<float> scales(m.rows * G);
   std::vector<int32_t> zeros(asym ? m.rows * G : 0);
   // Fake output in the work layout: the result itself unless it must be transposed back.
   std::vector<uint8_t> work_fake_storage;
   std::vector<uint8_t>& work_fake = transposed ? work_fake_storage : out.fake;
-  if (options.fake_quant) work_fake.resize(elements * out_esize);
+  if (options.fake_quant) ResizeInHugePages(work_fake, elements * out_esize);
   std::vector<RowErrorStats> stats(m.rows);
 
   // Dequantized rows become fake output and metrics here (after double quant when enabled).
