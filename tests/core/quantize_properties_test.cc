@@ -300,9 +300,14 @@ TEST(Dequantize, CodesAndScalesReproduceTheFakeValuesExactly) {
   }
 }
 
-TEST(Metrics, MatchAnIndependentComputation) {
+// Metrics against double sums, for ordinary weights and for weights whose squares overflow
+// (1e25) or underflow (1e-25) float32.
+class Metrics : public ::testing::TestWithParam<float> {};
+
+TEST_P(Metrics, MatchAnIndependentComputation) {
   auto engine = MakeEngine(2);
-  const std::vector<float> w = HeavyTailed(33 * 65, 1);
+  std::vector<float> w = HeavyTailed(33 * 65, 1);
+  for (float& x : w) x *= GetParam();
   QuantizedTensor q = MustQuantize(F32Input("w", {33, 65}, w), QuantConfig{}, *engine);
   const std::vector<float> f = AsFloats(q.fake);
   double sse = 0, ss = 0, mx = 0;
@@ -319,6 +324,8 @@ TEST(Metrics, MatchAnIndependentComputation) {
   EXPECT_NEAR(q.metrics.snr_db, 10 * std::log10(ss / sse), 1e-4);
   EXPECT_FLOAT_EQ(q.metrics.max_abs_error, mx);
 }
+
+INSTANTIATE_TEST_SUITE_P(Magnitudes, Metrics, ::testing::Values(1.0f, 1e25f, 1e-25f));
 
 }  // namespace
 }  // namespace rtnq
