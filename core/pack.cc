@@ -756,7 +756,7 @@ static absl::StatusOr<std::vector<PackedTensor>> PackGptqWith(const QuantizedTen
         return;
       }
       scales[g * out + o] = FloatToHalf(s);
-      if (!std::isfinite(HalfToFloat(scales[g * out + o]))) {  // ToHalfChecked words the error
+      if ((scales[g * out + o] & 0x7c00u) == 0x7c00u) {  // overflowed; ToHalfChecked words it
         scale_errors[g] = ToHalfChecked(s, base_name, "scale", o * groups + g).status();
         return;
       }
