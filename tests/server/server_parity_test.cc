@@ -388,35 +388,37 @@ TEST_F(ServiceTest, ConfigJsonSessionMatchesTheCore) {
   EXPECT_EQ(result.started->default_config().bits(), 8);
 }
 
-TEST_F(ServiceTest, ALargeRowStreamedTensorMatchesTheCore) {
-  // 8 MiB of F32 in 1 MiB chunks: rows are quantized while later chunks still arrive.
+// Sends `tensors` in one session in chunks of `chunk` bytes; the results must be the core's and
+// the server's memory budget must be whole again afterwards.
+void ExpectChunkedSessionMatchesCore(v1::Quantizer::Stub& stub, const RtnqServer& server,
+                                     v1::OutputForm form, const std::vector<Tensor>& tensors,
+                                     size_t chunk) {
   v1::SessionConfig config;
-  config.set_output_form(v1::OUTPUT_FORM_FAKE_QUANT);
-  std::vector<Tensor> tensors{RandomTensor("big.weight", "F32", {512, 4096}, 11)};
+  config.set_output_form(form);
   std::vector<v1::QuantizeRequest> requests{ConfigRequest(config)};
-  for (auto& r : TensorRequests(tensors[0], 1 << 20)) requests.push_back(std::move(r));
-  const SessionResult result = RunSession(*stub_, requests);
+  for (const Tensor& t : tensors) {
+    for (auto& r : TensorRequests(t, chunk)) requests.push_back(std::move(r));
+  }
+  const SessionResult result = RunSession(stub, requests);
   auto engine = Engine::Create(EngineOptions{2, ""});
   ExpectMatchesCore(result, tensors, config, **engine);
-  EXPECT_EQ(server_->memory().used(), 0);
+  EXPECT_EQ(server.memory().used(), 0);
+}
+
+TEST_F(ServiceTest, ALargeRowStreamedTensorMatchesTheCore) {
+  // 8 MiB of F32 in 1 MiB chunks: rows are quantized while later chunks still arrive.
+  ExpectChunkedSessionMatchesCore(*stub_, *server_, v1::OUTPUT_FORM_FAKE_QUANT,
+                                  {RandomTensor("big.weight", "F32", {512, 4096}, 11)}, 1 << 20);
 }
 
 TEST_F(ServiceTest, RowsSpanningSeveralChunksMatchTheCore) {
   // Rows of 4000 bytes in chunks of 1500: every row is assembled from two or three chunks, and
-  // chunks hold a row's end, whole rows (never here) and the next row's start.
+  // chunks hold a row's end and the next row's start.
   for (v1::OutputForm form : {v1::OUTPUT_FORM_FAKE_QUANT, v1::OUTPUT_FORM_PACKED_INC}) {
-    v1::SessionConfig config;
-    config.set_output_form(form);
-    std::vector<Tensor> tensors{RandomTensor("wide.weight", "F32", {9, 1000}, 12),
-                                RandomTensor("next.weight", "F32", {5, 1000}, 13)};
-    std::vector<v1::QuantizeRequest> requests{ConfigRequest(config)};
-    for (const Tensor& t : tensors) {
-      for (auto& r : TensorRequests(t, 1500)) requests.push_back(std::move(r));
-    }
-    const SessionResult result = RunSession(*stub_, requests);
-    auto engine = Engine::Create(EngineOptions{2, ""});
-    ExpectMatchesCore(result, tensors, config, **engine);
-    EXPECT_EQ(server_->memory().used(), 0);
+    ExpectChunkedSessionMatchesCore(*stub_, *server_, form,
+                                    {RandomTensor("wide.weight", "F32", {9, 1000}, 12),
+                                     RandomTensor("next.weight", "F32", {5, 1000}, 13)},
+                                    1500);
   }
 }
 
