@@ -28,7 +28,8 @@ using RowLossFn = void (*)(const float* __restrict x, int64_t n, int64_t group_s
 /// row_loss_fast: the same losses with each square formed and summed in float32 (FMA) over at most
 /// kFastLossTerms roundings per partial sum before the partial sums are added in double. So
 /// |fast - exact| <= kFastLossRelError * exact + n * kFastLossAbsError per quantile (the second
-/// term covers float32 underflow), and the result is not finite if a square overflows float32.
+/// term covers float32 underflow; the margin over 41 * 2^-24 also covers both versions' double
+/// summation), and the result is not finite if a float32 partial sum overflows.
 /// The MSE search ranks ratios with it and falls back to row_loss when two are within the bound.
 constexpr int kFastLossTerms = 40;
 constexpr double kFastLossRelError = 0x1p-18;  // > 41 * 2^-24
