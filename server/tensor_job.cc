@@ -254,6 +254,11 @@ std::vector<v1::OutputTensor> TensorJob::StreamedOutputs() const {
   return out;
 }
 
+void TensorJob::HashData(const std::string& chunk) {
+  // The CRC32C is only compared with the header's; without one there is nothing to compute.
+  if (expected_crc_.has_value()) crc_.Update(chunk.data(), chunk.size());
+}
+
 absl::Status TensorJob::CheckCrc() const {
   if (!expected_crc_.has_value() || crc_.value() == *expected_crc_) return absl::OkStatus();
   return absl::DataLossError(absl::StrFormat(
@@ -309,8 +314,7 @@ absl::Status TensorJob::QuantizeRows(absl::string_view rows, JobStep& step) {
       // in huge pages where the kernel allows (a page fault per 4 KiB of a large tensor's codes
       // cost the server more than quantizing them).
       const int64_t groups = q.rows * rows_->groups_per_row();
-      q.codes.reserve(q.rows * q.cols);
-      AdviseHugePages(q.codes.data(), q.codes.capacity());
+      ReserveInHugePages(q.codes, q.rows * q.cols);
       q.scales.reserve(groups);
       if (!out.zeros.empty()) q.zeros.reserve(groups);
     }
@@ -340,10 +344,7 @@ JobStep TensorJob::DoAddData(std::vector<std::string>& chunks, bool last) {
     Fail(step, absl::OkStatus());  // releases what it holds; the error already went out
     return step;
   }
-  // The CRC32C is only compared with the header's; without one there is nothing to compute.
-  if (expected_crc_.has_value()) {
-    for (const auto& c : chunks) crc_.Update(c.data(), c.size());
-  }
+  for (const auto& c : chunks) HashData(c);
   if (mode_ == Mode::kEcho) {
     if (!header_sent_) EmitHeader(step, false, skip_reason_, StreamedOutputs());
     for (auto& c : chunks) {
@@ -431,7 +432,7 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
   std::vector<uint8_t> data;
   data.reserve(total_bytes_);
   for (auto& c : chunks) {
-    if (expected_crc_.has_value()) crc_.Update(c.data(), c.size());
+    HashData(c);
     data.insert(data.end(), c.begin(), c.end());
     std::string().swap(c);  // free as we go: the tensor never needs two whole copies
   }

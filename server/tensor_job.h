@@ -89,6 +89,7 @@ class TensorJob {
   void EmitBytes(JobStep& step, uint32_t index, int64_t offset, const void* data, size_t size);
   void EmitMetrics(JobStep& step, const TensorMetrics& m, TensorOutcome outcome);
   std::vector<v1::OutputTensor> StreamedOutputs() const;
+  void HashData(const std::string& chunk);  // into crc_, when the header carries a CRC
   absl::Status CheckCrc() const;
 
   // The plan (fixed after Plan).

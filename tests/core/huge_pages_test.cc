@@ -22,6 +22,15 @@ TEST(HugePages, ResizeGivesZeroedElementsAndDropsOldContents) {
   EXPECT_TRUE(v.empty());
 }
 
+TEST(HugePages, ReserveGivesAnEmptyVectorWithCapacity) {
+  std::vector<uint8_t> v(3, 9);
+  ReserveInHugePages(v, size_t{5} << 20);
+  EXPECT_TRUE(v.empty());
+  EXPECT_GE(v.capacity(), size_t{5} << 20);
+  v.insert(v.end(), 1000, 7);  // appending stays within the reservation
+  EXPECT_EQ(v[999], 7);
+}
+
 TEST(HugePages, AdviceOnSmallOrEmptyRangesIsHarmless) {
   AdviseHugePages(nullptr, 0);
   std::vector<uint8_t> small(100, 1);
