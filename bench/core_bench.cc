@@ -195,11 +195,17 @@ void BM_Kernel(benchmark::State& state) {
     (void)engine.ParallelFor((s.rows + per_block - 1) / per_block, [&](int64_t b) {
       internal::RowScratch& scratch = internal::ThreadScratch(s.cols);
       std::array<double, 40> loss{};
+      RoughLossTerms terms;
       for (int64_t r = b * per_block; r < std::min(s.rows, (b + 1) * per_block); ++r) {
         const float* x = pass.AsFloat(buf.data() + r * row_bytes, scratch);
         if (mse) {
-          pass.kernels->row_loss_fast(x, s.cols, pass.group_size, pass.params, ratios.data(), 40,
-                                      loss.data());
+          if (pass.kernels->row_loss_rough) {
+            pass.kernels->row_loss_rough(x, s.cols, pass.group_size, pass.params, ratios.data(), 40,
+                                         loss.data(), &terms);
+          } else {
+            pass.kernels->row_loss(x, s.cols, pass.group_size, pass.params, ratios.data(), 40,
+                                   loss.data());
+          }
         }
         pass.Quantize(x, codes.data() + r * s.cols, scales.data() + r * pass.groups_per_row,
                       zeros.data() + r * pass.groups_per_row, nullptr);

@@ -2,29 +2,42 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
+#include <limits>
+#include <numeric>
 
 #include "core/status_macros.h"
 
 namespace rtnq::internal {
 namespace {
 
-// Each ratio's squared errors summed over the matrix with `loss_fn`: per row block in parallel,
-// the blocks combined in order (the same sums for any thread count).
-absl::StatusOr<RatioLosses> SumLosses(RowLossFn loss_fn, const RowPass& pass, const uint8_t* data,
-                                      int64_t rows, const Engine& engine,
-                                      const std::atomic<bool>* cancel, FirstBad& bad) {
+// One pass's per-ratio totals (indexed like the ratios, only the candidates filled) and the
+// rough kernel's bound terms.
+struct PassSums {
+  RatioLosses loss{};
+  RoughLossTerms terms;
+};
+
+// Sums `row_fn(x, quantiles, nq, loss, terms)` over the matrix for the ratios `candidates`: per
+// row block in parallel, the blocks combined in order (the same sums for any thread count).
+template <class RowFn>
+absl::StatusOr<PassSums> SumLosses(RowFn row_fn, const std::vector<int>& candidates,
+                                   const RowPass& pass, const uint8_t* data, int64_t rows,
+                                   const Engine& engine, const std::atomic<bool>* cancel,
+                                   FirstBad& bad) {
   const std::array<float, kClipRatios> ratios = ClipRatios();
+  std::vector<float> quantiles;
+  for (int k : candidates) quantiles.push_back(ratios[k]);
+  const int nq = static_cast<int>(quantiles.size());
   const int64_t cols = pass.cols;
   const int64_t row_bytes = cols * ElemSize(pass.in_dtype);
   const int64_t per_block = RowsPerBlock(cols);
   const int64_t blocks = (rows + per_block - 1) / per_block;
-  std::vector<RatioLosses> partial(blocks);
+  std::vector<double> partial(blocks * nq, 0.0);
+  std::vector<RoughLossTerms> partial_terms(blocks);
   RETURN_IF_ERROR(engine.ParallelFor(
       blocks,
       [&](int64_t b) {
         RowScratch& scratch = ThreadScratch(cols);
-        partial[b].fill(0.0);
         const int64_t end = std::min(rows, (b + 1) * per_block);
         for (int64_t r = b * per_block; r < end; ++r) {
           const float* x = pass.AsFloat(data + r * row_bytes, scratch);
@@ -32,16 +45,17 @@ absl::StatusOr<RatioLosses> SumLosses(RowLossFn loss_fn, const RowPass& pass, co
             bad.Record(r * cols + c);
             continue;
           }
-          loss_fn(x, cols, pass.group_size, pass.params, ratios.data(), kClipRatios,
-                  partial[b].data());
+          row_fn(x, quantiles.data(), nq, partial.data() + b * nq, &partial_terms[b]);
         }
       },
       cancel));
-  RatioLosses total{};
-  for (const auto& p : partial) {
-    for (int k = 0; k < kClipRatios; ++k) total[k] += p[k];
+  PassSums sums;
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int i = 0; i < nq; ++i) sums.loss[candidates[i]] += partial[b * nq + i];
+    sums.terms.sum_sq += partial_terms[b].sum_sq;
+    sums.terms.scale_abs += partial_terms[b].scale_abs;
   }
-  return total;
+  return sums;
 }
 
 }  // namespace
@@ -52,26 +66,26 @@ std::array<float, kClipRatios> ClipRatios() {
   return r;
 }
 
-int BestRatio(const RatioLosses& total, double elements) {
-  int best = 0;
-  for (int k = 1; k < kClipRatios; ++k) {
+int BestRatio(const std::vector<int>& candidates, const RatioLosses& total, double elements) {
+  int best = candidates.front();
+  for (int k : candidates) {
     if (total[k] / elements < total[best] / elements) best = k;
   }
   return best;
 }
 
-bool RankingUncertain(const RatioLosses& fast, int best, double elements) {
-  for (double l : fast) {
-    if (!std::isfinite(l)) return true;
+std::vector<int> Contenders(const std::vector<int>& candidates, const RatioLosses& approx,
+                            const RatioLosses& bound) {
+  double lowest_high = std::numeric_limits<double>::infinity();
+  for (int k : candidates) {
+    if (!std::isfinite(approx[k]) || !std::isfinite(bound[k])) return candidates;
+    lowest_high = std::min(lowest_high, approx[k] + bound[k]);
   }
-  // exact = fast + err with |err| <= rel * exact + slack, so exact lies within
-  // fast +/- (rel * fast * (1 + 2 rel) + slack); 1.01 covers the (1 + 2 rel) generously.
-  const double slack = elements * kFastLossAbsError;
-  auto bound = [&](double l) { return 1.01 * kFastLossRelError * l + slack; };
-  for (int k = 0; k < kClipRatios; ++k) {
-    if (k != best && fast[k] - bound(fast[k]) <= fast[best] + bound(fast[best])) return true;
+  std::vector<int> kept;
+  for (int k : candidates) {
+    if (approx[k] - bound[k] <= lowest_high * (1 + 0x1p-40)) kept.push_back(k);
   }
-  return false;
+  return kept;
 }
 
 absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, int64_t rows,
@@ -79,15 +93,47 @@ absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, 
                                       FirstBad& bad) {
   const double elements = static_cast<double>(rows) * static_cast<double>(pass.cols);
   const KernelTable& kernels = *pass.kernels;
-  ASSIGN_OR_RETURN(RatioLosses total,
-                   SumLosses(kernels.row_loss_fast, pass, data, rows, engine, cancel, bad));
-  int best = BestRatio(total, elements);
-  if (!bad.found() && kernels.row_loss_fast != kernels.row_loss &&
-      RankingUncertain(total, best, elements)) {
-    ASSIGN_OR_RETURN(total, SumLosses(kernels.row_loss, pass, data, rows, engine, cancel, bad));
-    best = BestRatio(total, elements);
+  const int64_t cols = pass.cols, group_size = pass.group_size;
+  const KernelParams& params = pass.params;
+  std::vector<int> candidates(kClipRatios);
+  std::iota(candidates.begin(), candidates.end(), 0);
+  RatioLosses bound{};
+  if (kernels.row_loss_rough != nullptr) {
+    ASSIGN_OR_RETURN(
+        PassSums rough,
+        SumLosses(
+            [&](const float* x, const float* q, int nq, double* loss, RoughLossTerms* terms) {
+              kernels.row_loss_rough(x, cols, group_size, params, q, nq, loss, terms);
+            },
+            candidates, pass, data, rows, engine, cancel, bad));
+    if (bad.found()) return 1.0f;
+    for (int k : candidates) bound[k] = RoughLossBound(rough.loss[k], rough.terms, elements);
+    candidates = Contenders(candidates, rough.loss, bound);
   }
-  return ClipRatios()[best];
+  if (candidates.size() > 1 && kernels.row_loss_fast != kernels.row_loss) {
+    ASSIGN_OR_RETURN(
+        PassSums fast,
+        SumLosses(
+            [&](const float* x, const float* q, int nq, double* loss, RoughLossTerms*) {
+              kernels.row_loss_fast(x, cols, group_size, params, q, nq, loss);
+            },
+            candidates, pass, data, rows, engine, cancel, bad));
+    if (bad.found()) return 1.0f;
+    // exact = fast + err with |err| <= rel * exact + slack, so exact lies within
+    // fast +/- (rel * fast * (1 + 2 rel) + slack); 1.01 covers the (1 + 2 rel) generously.
+    for (int k : candidates) {
+      bound[k] = 1.01 * kFastLossRelError * fast.loss[k] + elements * kFastLossAbsError;
+    }
+    candidates = Contenders(candidates, fast.loss, bound);
+  }
+  if (candidates.size() == 1) return ClipRatios()[candidates.front()];
+  ASSIGN_OR_RETURN(PassSums exact,
+                   SumLosses(
+                       [&](const float* x, const float* q, int nq, double* loss, RoughLossTerms*) {
+                         kernels.row_loss(x, cols, group_size, params, q, nq, loss);
+                       },
+                       candidates, pass, data, rows, engine, cancel, bad));
+  return ClipRatios()[BestRatio(candidates, exact.loss, elements)];
 }
 
 }  // namespace rtnq::internal

@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/engine.h"
@@ -19,18 +20,22 @@ using RatioLosses = std::array<double, kClipRatios>;
 /// 1 - i/200 for i = 0..39, computed in double and rounded to float32.
 std::array<float, kClipRatios> ClipRatios();
 
-/// Index of the first ratio whose mean loss (total / elements) is strictly the smallest.
-int BestRatio(const RatioLosses& total, double elements);
+/// Among the ratio indices `candidates` (ascending), the first whose mean loss
+/// (total[k] / elements) is strictly the smallest.
+int BestRatio(const std::vector<int>& candidates, const RatioLosses& total, double elements);
 
-/// True when the ranking of `fast` (sums by a table's row_loss_fast over `elements`) might differ
-/// from the exact losses' ranking: some loss is not finite, or another ratio lies within the fast
-/// sums' error bound (kFastLossRelError, kFastLossAbsError) of the best one.
-bool RankingUncertain(const RatioLosses& fast, int best, double elements);
+/// The candidates whose exact loss may still be the smallest, given losses `approx` with
+/// |approx[k] - exact[k]| <= bound[k]: those whose lower end reaches the smallest upper end
+/// (every candidate when a value or bound is not finite). A candidate left out has an exact
+/// total more than 2^-40 relatively above another's, so its mean is strictly larger too.
+std::vector<int> Contenders(const std::vector<int>& candidates, const RatioLosses& approx,
+                            const RatioLosses& bound);
 
-/// The chosen ratio for the `rows` rows of `pass` starting at `data` (rows of
-/// pass.cols elements of pass.in_dtype). Ranks the ratios with the kernels' fast losses and
-/// computes the exact ones only when RankingUncertain, so the choice is always the exact losses'.
-/// A row with NaN/Inf is recorded in `bad` (and the result is then meaningless).
+/// The chosen ratio for the `rows` rows of `pass` starting at `data` (rows of pass.cols elements
+/// of pass.in_dtype). Up to three passes over the matrix, each for the ratios the previous one
+/// could not rule out: the kernels' rough losses for all 40 ratios, their fast losses, and the
+/// exact losses. The choice is always the exact losses'. A row with NaN/Inf is recorded in `bad`
+/// (and the result is then meaningless).
 absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, int64_t rows,
                                       const Engine& engine, const std::atomic<bool>* cancel,
                                       FirstBad& bad);

@@ -2,10 +2,12 @@
 // Compiled with per-file -mavx2 -mfma -mf16c; reached only through dispatch.cc after a CPU check.
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 
 #include "core/kernels/simd_impl.h"
+#include "core/kernels/simd_rough_loss.h"
 #include "core/kernels/simd_tables.h"
 
 namespace rtnq {
@@ -16,6 +18,20 @@ __m256i FirstNMask(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(n)),
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+
+// For each 8-bit lane mask, the indices of its set lanes in order, then 8 (clear the lane).
+constexpr std::array<std::array<uint8_t, 8>, 256> MakeCompressIndex() {
+  std::array<std::array<uint8_t, 8>, 256> t{};
+  for (int m = 0; m < 256; ++m) {
+    int n = 0;
+    for (int i = 0; i < 8; ++i) {
+      if (m >> i & 1) t[m][n++] = static_cast<uint8_t>(i);
+    }
+    while (n < 8) t[m][n++] = 8;
+  }
+  return t;
+}
+constexpr std::array<std::array<uint8_t, 8>, 256> kCompressIndex = MakeCompressIndex();
 
 struct V256 {
   static constexpr int kLanes = 8;
@@ -195,6 +211,46 @@ struct V256 {
     return _mm256_fmadd_pd(hi, hi, _mm256_fmadd_pd(lo, lo, acc));
   }
   static F Fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static uint32_t MaskBits(M m) { return static_cast<uint32_t>(_mm256_movemask_ps(m)); }
+  // 1 / v within 1.07 u: vrcpps (1.5 * 2^-12) and two Newton steps.
+  static F Recip(F v) {
+    const F one = _mm256_set1_ps(1.0f);
+    F r = _mm256_rcp_ps(v);
+    r = _mm256_fmadd_ps(r, _mm256_fnmadd_ps(v, r, one), r);
+    return _mm256_fmadd_ps(r, _mm256_fnmadd_ps(v, r, one), r);
+  }
+  // The lanes selected by `bits`, in order, then zeros (a permutation from kCompressIndex, whose
+  // index 8 marks the lanes to clear).
+  static F Compress(F v, uint32_t bits) {
+    const __m256i idx = _mm256_cvtepu8_epi32(
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kCompressIndex[bits].data())));
+    const F moved = _mm256_permutevar8x32_ps(v, idx);
+    return _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7))),
+                            moved);
+  }
+  static float ReduceAddF(F v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+  // r[i] lane j <- r[j] lane i: pairs, quadruples, then 128-bit halves.
+  static void Transpose(F* r) {
+    F t[8], q[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      q[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      q[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      q[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      q[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[i] = _mm256_permute2f128_ps(q[i], q[i + 4], 0x20);
+      r[i + 4] = _mm256_permute2f128_ps(q[i], q[i + 4], 0x31);
+    }
+  }
   static D AddWidened(D acc, F v) {
     return _mm256_add_pd(_mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(v))),
                          _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
@@ -291,6 +347,7 @@ const KernelTable& Avx2Kernels() {
                                     simd::QuantRow<V256>,
                                     simd::RowLoss<V256, false>,
                                     simd::RowLoss<V256, true>,
+                                    simd::RowLossRough<V256>,
                                     simd::DequantRow<V256>,
                                     Bf16ToFloat256,
                                     F16ToFloat256,

@@ -1,15 +1,17 @@
 // AVX-512 (F, BW, VL, DQ) kernels: simd_impl.h over 16-lane vectors, plus the conversions.
 // Compiled with per-file -mavx512* flags; reached only through dispatch.cc after a CPU check.
 // GCC 12 reports its own _mm512_undefined_* placeholders inside these headers as maybe
-// uninitialized (GCC PR 105593, fixed in 13); the pragma covers only the header's lines.
+// (maybe) uninitialized (GCC PR 105593, fixed in 13); the pragma covers only the header's lines.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
 #include <cstdint>
 
 #include "core/kernels/simd_impl.h"
+#include "core/kernels/simd_rough_loss.h"
 #include "core/kernels/simd_tables.h"
 
 namespace rtnq {
@@ -161,6 +163,47 @@ struct V512 {
     return _mm512_fmadd_pd(hi, hi, _mm512_fmadd_pd(lo, lo, acc));
   }
   static F Fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static uint32_t MaskBits(M m) { return m; }
+  // 1 / v within 1.07 u: vrcp14ps (2^-14) and one Newton step.
+  static F Recip(F v) {
+    const F r = _mm512_rcp14_ps(v);
+    return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(v, r, _mm512_set1_ps(1.0f)), r);
+  }
+  // The lanes selected by `bits`, in order, then zeros.
+  static F Compress(F v, uint32_t bits) {
+    return _mm512_maskz_compress_ps(static_cast<__mmask16>(bits), v);
+  }
+  static float ReduceAddF(F v) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), High256(v));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+  // r[i] lane j <- r[j] lane i: pairs of floats, then of doubles, then 128-bit blocks twice.
+  static void Transpose(F* r) {
+    F t[16];
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    auto pd = [](F v) { return _mm512_castps_pd(v); };
+    for (int i = 0; i < 16; i += 4) {
+      r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[i]), pd(t[i + 2])));
+      r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[i]), pd(t[i + 2])));
+      r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[i + 1]), pd(t[i + 3])));
+      r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[i + 1]), pd(t[i + 3])));
+    }
+    for (int h = 0; h < 16; h += 8) {
+      for (int i = 0; i < 4; ++i) {
+        t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0x88);
+        t[h + 4 + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0xdd);
+      }
+    }
+    for (int i = 0; i < 8; ++i) {
+      r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+      r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+    }
+  }
   static D AddWidened(D acc, F v) {
     return _mm512_add_pd(_mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(v))),
                          _mm512_cvtps_pd(High256(v)));
@@ -269,6 +312,7 @@ const KernelTable& Avx512Kernels() {
                                     simd::QuantRow<V512>,
                                     simd::RowLoss<V512, false>,
                                     simd::RowLoss<V512, true>,
+                                    simd::RowLossRough<V512>,
                                     simd::DequantRow<V512>,
                                     Bf16ToFloat512,
                                     F16ToFloat512,

@@ -35,6 +35,26 @@ constexpr int kFastLossTerms = 40;
 constexpr double kFastLossRelError = 0x1p-18;  // > 41 * 2^-24
 constexpr double kFastLossAbsError = 0x1p-140;
 
+/// What row_loss_rough's error bound needs besides the losses, summed over the rows it was given.
+struct RoughLossTerms {
+  double sum_sq = 0;     ///< sum of x^2 over the elements it evaluated
+  double scale_abs = 0;  ///< sum over its groups of max over the quantiles |scale| * sum |x|
+};
+
+/// row_loss_rough: the losses for the MSE search's first ranking, about twice as fast as
+/// row_loss_fast: codes from x * (1/s) without checking for near ties, errors as
+/// s * (y - code) with y = x * (1/s), squares summed in float32 (at most 40 roundings) before
+/// double. Adds to loss[k] and to *terms. RoughLossBound() bounds |rough - exact| for a sum of
+/// such losses; float-4 dtypes and groups with extreme scales are evaluated as row_loss_fast.
+using RowLossRoughFn = void (*)(const float* __restrict x, int64_t n, int64_t group_size,
+                                const KernelParams& p, const float* __restrict quantiles, int nq,
+                                double* __restrict loss, RoughLossTerms* terms);
+
+/// An upper bound of |rough - exact| where `rough` is one quantile's sum of row_loss_rough
+/// losses over `elements` elements, `terms` the terms summed by the same calls and `exact` the
+/// same quantile's row_loss sum. Why it holds is in rough_loss_bound.cc.
+double RoughLossBound(double rough, const RoughLossTerms& terms, double elements);
+
 /// Dequantizes a row from codes with given (possibly double-quantized) scales and zero points.
 using DequantRowFn = void (*)(const uint8_t* __restrict codes, int64_t n, int64_t group_size,
                               const KernelParams& p, const float* __restrict scales,
@@ -57,7 +77,8 @@ struct KernelTable {
   std::string_view name;  ///< "reference", "avx2" or "avx512"
   QuantRowFn quant_row;
   RowLossFn row_loss;
-  RowLossFn row_loss_fast;  ///< the reference table's is row_loss itself (exact)
+  RowLossFn row_loss_fast;        ///< the reference table's is row_loss itself (exact)
+  RowLossRoughFn row_loss_rough;  ///< nullptr in the reference table (its losses are exact)
   DequantRowFn dequant_row;
   ToFloatFn bf16_to_float;
   ToFloatFn f16_to_float;

@@ -128,9 +128,9 @@ void FloatToF16Ref(const float* __restrict in, int64_t n, uint16_t* __restrict o
 }  // namespace
 
 const KernelTable& ReferenceKernels() {
-  static const KernelTable table = {"reference",   QuantRowRef,    RowLossRef,
-                                    RowLossRef,    DequantRowRef,  Bf16ToFloatRef,
-                                    F16ToFloatRef, FloatToBf16Ref, FloatToF16Ref};
+  static const KernelTable table = {"reference",    QuantRowRef,   RowLossRef,     RowLossRef,
+                                    nullptr,        DequantRowRef, Bf16ToFloatRef, F16ToFloatRef,
+                                    FloatToBf16Ref, FloatToF16Ref};
   return table;
 }
 

@@ -507,6 +507,52 @@ TEST_P(SimdKernelsTest, RowLossFastWithinItsBound) {
   EXPECT_GT(cases, 1000);
 }
 
+// row_loss_rough: within RoughLossBound of the exact losses on every row shape and data kind
+// (ties included, where x * (1/s) and x / s round apart), and the bound is tight enough to rank
+// ordinary weights: a small fraction of the loss.
+TEST_P(SimdKernelsTest, RowLossRoughWithinItsBound) {
+  std::mt19937 rng(4323);
+  const std::vector<float> ratios = MseRatios();
+  const int nq = static_cast<int>(ratios.size());
+  int cases = 0;
+  for (const Mode& mode : AllModes()) {
+    for (int64_t n : {1, 7, 16, 33, 65, 128, 300, 1025, 4096}) {
+      for (int64_t gs : {1, 3, 8, 16, 17, 32, 33, 64, 100, 128, 129, 256, 4096}) {
+        if (gs > n && gs != 4096) continue;
+        for (Data kind : kAllData) {
+          const std::vector<float> x = MakeRow(kind, n, gs, mode.params, ratios[rng() % nq], rng);
+          std::vector<double> exact(nq, 0.0), rough(nq, 0.0);
+          RoughLossTerms terms;
+          ref_.row_loss(x.data(), n, gs, mode.params, ratios.data(), nq, exact.data());
+          simd_->row_loss_rough(x.data(), n, gs, mode.params, ratios.data(), nq, rough.data(),
+                                &terms);
+          const std::string where = mode.name + " n=" + std::to_string(n) +
+                                    " gs=" + std::to_string(gs) + " data=" + DataName(kind);
+          for (int k = 0; k < nq; ++k) {
+            if (std::isnan(exact[k])) {
+              ASSERT_TRUE(std::isnan(rough[k])) << where << " k=" << k;
+              continue;
+            }
+            if (std::isinf(rough[k])) {  // a float32 partial sum overflowed, as documented
+              ASSERT_GT(exact[k], 1e38) << where << " k=" << k;
+              continue;
+            }
+            const double bound = RoughLossBound(rough[k], terms, static_cast<double>(n));
+            ASSERT_LE(std::fabs(rough[k] - exact[k]), bound)
+                << where << " k=" << k << " exact " << exact[k] << " rough " << rough[k];
+            if (kind == Data::kNormal && n >= 1024 && gs >= 32 && mode.params.bits == 4 &&
+                mode.params.mode != KernelMode::kTable) {
+              EXPECT_LE(bound, 1e-4 * exact[k]) << where << " k=" << k;
+            }
+          }
+          ++cases;
+        }
+      }
+    }
+  }
+  EXPECT_GT(cases, 1000);
+}
+
 // More quantiles than one pass of the kernel holds, and arbitrary quantile values.
 TEST_P(SimdKernelsTest, RowLossManyQuantiles) {
   std::mt19937 rng(8);
