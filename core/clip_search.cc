@@ -90,7 +90,10 @@ std::vector<int> Contenders(const std::vector<int>& candidates, const RatioLosse
 
 absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, int64_t rows,
                                       const Engine& engine, const std::atomic<bool>* cancel,
-                                      FirstBad& bad) {
+                                      FirstBad& bad, ClipSearchTrace* trace) {
+  ClipSearchTrace local;
+  if (trace == nullptr) trace = &local;
+  *trace = ClipSearchTrace{};
   const double elements = static_cast<double>(rows) * static_cast<double>(pass.cols);
   const KernelTable& kernels = *pass.kernels;
   const int64_t cols = pass.cols, group_size = pass.group_size;
@@ -106,9 +109,11 @@ absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, 
               kernels.row_loss_rough(x, cols, group_size, params, q, nq, loss, terms);
             },
             candidates, pass, data, rows, engine, cancel, bad));
+    ++trace->passes;
     if (bad.found()) return 1.0f;
     for (int k : candidates) bound[k] = RoughLossBound(rough.loss[k], rough.terms, elements);
     candidates = Contenders(candidates, rough.loss, bound);
+    trace->rough_contenders = static_cast<int>(candidates.size());
   }
   if (candidates.size() > 1 && kernels.row_loss_fast != kernels.row_loss) {
     ASSIGN_OR_RETURN(
@@ -118,6 +123,7 @@ absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, 
               kernels.row_loss_fast(x, cols, group_size, params, q, nq, loss);
             },
             candidates, pass, data, rows, engine, cancel, bad));
+    ++trace->passes;
     if (bad.found()) return 1.0f;
     // exact = fast + err with |err| <= rel * exact + slack, so exact lies within
     // fast +/- (rel * fast * (1 + 2 rel) + slack); 1.01 covers the (1 + 2 rel) generously.
@@ -133,6 +139,7 @@ absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, 
                          kernels.row_loss(x, cols, group_size, params, q, nq, loss);
                        },
                        candidates, pass, data, rows, engine, cancel, bad));
+  ++trace->passes;
   return ClipRatios()[BestRatio(candidates, exact.loss, elements)];
 }
 

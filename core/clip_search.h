@@ -31,6 +31,12 @@ int BestRatio(const std::vector<int>& candidates, const RatioLosses& total, doub
 std::vector<int> Contenders(const std::vector<int>& candidates, const RatioLosses& approx,
                             const RatioLosses& bound);
 
+/// What a search did, for tests and diagnostics.
+struct ClipSearchTrace {
+  int passes = 0;            ///< passes over the matrix: 1 (rough decided) to 3 (exact needed)
+  int rough_contenders = 0;  ///< ratios the rough pass could not rule out (0 if it did not run)
+};
+
 /// The chosen ratio for the `rows` rows of `pass` starting at `data` (rows of pass.cols elements
 /// of pass.in_dtype). Up to three passes over the matrix, each for the ratios the previous one
 /// could not rule out: the kernels' rough losses for all 40 ratios, their fast losses, and the
@@ -38,6 +44,6 @@ std::vector<int> Contenders(const std::vector<int>& candidates, const RatioLosse
 /// (and the result is then meaningless).
 absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, int64_t rows,
                                       const Engine& engine, const std::atomic<bool>* cancel,
-                                      FirstBad& bad);
+                                      FirstBad& bad, ClipSearchTrace* trace = nullptr);
 
 }  // namespace rtnq::internal

@@ -2,9 +2,11 @@
 // lead to the ratio the exact losses choose, falling back to the exact losses when unsure.
 #include "core/clip_search.h"
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <random>
+#include <vector>
 
 #include "core/quantize.h"
 #include "gtest/gtest.h"
@@ -125,6 +127,95 @@ TEST(SearchClipRatio, BestKernelsChooseWhatTheReferenceChooses) {
     }
   }
   EXPECT_GT(compared, 50);
+}
+
+// The exact choice for a float32 matrix: every ratio's exact loss (the SIMD row_loss, itself
+// tested against the reference twin), the first smallest mean.
+float ExactChoice(const KernelTable& kernels, const RowPass& pass, const float* w, int64_t rows) {
+  const std::array<float, kClipRatios> ratios = ClipRatios();
+  RatioLosses total{};
+  for (int64_t r = 0; r < rows; ++r) {
+    kernels.row_loss(w + r * pass.cols, pass.cols, pass.group_size, pass.params, ratios.data(),
+                     kClipRatios, total.data());
+  }
+  std::vector<int> all(kClipRatios);
+  for (int k = 0; k < kClipRatios; ++k) all[k] = k;
+  return ratios[BestRatio(all, total, static_cast<double>(rows * pass.cols))];
+}
+
+// Each of the three passes is where some search ends, and the choice is always the exact one:
+// ordinary int4 g32 weights are decided by the rough pass alone; int3 g64 and int8 per-channel
+// Laplace weights (flatter losses near the optimum) sometimes need the fast or the exact pass;
+// all-zero weights tie every ratio and need all three.
+TEST(SearchClipRatio, EachPassDecidesSomeSearchesAndAllAgreeWithTheExactChoice) {
+  auto engine = Engine::Create({.threads = 2, .kernels = ""});
+  ASSERT_THAT(engine, IsOk());
+  const KernelTable& kernels = (*engine)->kernels();
+  if (kernels.row_loss_rough == nullptr) GTEST_SKIP() << "no SIMD kernels on this CPU";
+  enum class Kind { kStudentT, kLaplace, kZeros };
+  struct Case {
+    const char* name;
+    int bits;
+    Scheme scheme;
+    int64_t group_size;
+    Kind kind;
+    int seeds;
+  };
+  const Case cases[] = {{"int4 asym g32 student-t", 4, Scheme::kAsym, 32, Kind::kStudentT, 4},
+                        {"int3 asym g64 laplace", 3, Scheme::kAsym, 64, Kind::kLaplace, 8},
+                        {"int8 sym per-channel laplace", 8, Scheme::kSym, -1, Kind::kLaplace, 8},
+                        {"int4 asym g32 zeros", 4, Scheme::kAsym, 32, Kind::kZeros, 1}};
+  const int64_t rows = 512, cols = 4096;
+  std::vector<float> w(rows * cols);
+  int ended_in[4] = {};
+  for (const Case& c : cases) {
+    QuantConfig cfg;
+    cfg.bits = c.bits;
+    cfg.scheme = c.scheme;
+    cfg.group_size = c.group_size;
+    RowPass pass;
+    pass.kernels = &kernels;
+    pass.params = MakeKernelParams(cfg);
+    pass.cols = cols;
+    pass.group_size = EffectiveGroupSize(cfg.group_size, cols);
+    pass.groups_per_row = GroupsPerRow(cols, pass.group_size);
+    for (int seed = 0; seed < c.seeds; ++seed) {
+      std::mt19937 rng(seed);
+      std::student_t_distribution<float> t(4.0f);
+      std::exponential_distribution<float> e(1.0f);
+      for (float& x : w) {
+        switch (c.kind) {
+          case Kind::kStudentT:
+            x = 0.02f * t(rng);
+            break;
+          case Kind::kLaplace:
+            x = (rng() % 2 ? 0.02f : -0.02f) * e(rng);
+            break;
+          case Kind::kZeros:
+            x = 0.0f;
+            break;
+        }
+      }
+      FirstBad bad;
+      ClipSearchTrace trace;
+      auto got = SearchClipRatio(pass, reinterpret_cast<const uint8_t*>(w.data()), rows, **engine,
+                                 nullptr, bad, &trace);
+      ASSERT_THAT(got, IsOk());
+      EXPECT_EQ(*got, ExactChoice(kernels, pass, w.data(), rows)) << c.name << " seed " << seed;
+      ASSERT_GE(trace.passes, 1);
+      ASSERT_LE(trace.passes, 3);
+      if (c.kind == Kind::kStudentT) {
+        EXPECT_EQ(trace.passes, 1) << c.name << " seed " << seed;
+      }
+      if (trace.passes > 1) {
+        EXPECT_GT(trace.rough_contenders, 1);
+      }
+      ++ended_in[trace.passes];
+    }
+  }
+  EXPECT_GT(ended_in[1], 0);
+  EXPECT_GT(ended_in[2], 0);
+  EXPECT_GT(ended_in[3], 0);
 }
 
 }  // namespace
