@@ -173,14 +173,8 @@ void BM_Kernel(benchmark::State& state) {
   const Engine& engine = EngineWith(state.range(3));
   const auto& buf = Weights(si, dtype);
   const Shape s = kShapes[si];
-  internal::RowPass pass;
-  pass.kernels = &engine.kernels();
-  pass.params = MakeKernelParams(cfg);
-  pass.quantile = 1.0f;
-  pass.cols = s.cols;
-  pass.group_size = EffectiveGroupSize(cfg.group_size, s.cols);
-  pass.groups_per_row = GroupsPerRow(s.cols, pass.group_size);
-  pass.in_dtype = dtype;
+  const internal::RowPass pass =
+      internal::RowPass::For(cfg, engine.kernels(), s.cols, dtype, ElemType::kF32);
   std::vector<uint8_t> codes(s.rows * s.cols);
   std::vector<float> scales(s.rows * pass.groups_per_row);
   std::vector<int32_t> zeros(scales.size());

@@ -236,15 +236,7 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
     m.data = input.data.data();
   }
 
-  RowPass pass;
-  pass.kernels = &engine.kernels();
-  pass.params = MakeKernelParams(config);
-  pass.quantile = static_cast<float>(config.quantile);
-  pass.cols = m.cols;
-  pass.group_size = EffectiveGroupSize(config.group_size, m.cols);
-  pass.groups_per_row = GroupsPerRow(m.cols, pass.group_size);
-  pass.in_dtype = m.dtype;
-  pass.out_dtype = input.dtype;
+  RowPass pass = RowPass::For(config, engine.kernels(), m.cols, m.dtype, input.dtype);
   out.group_size = pass.group_size;
 
   FirstBad bad;

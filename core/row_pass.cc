@@ -24,6 +24,20 @@ RowScratch& ThreadScratch(int64_t cols) {
   return scratch;
 }
 
+RowPass RowPass::For(const QuantConfig& config, const KernelTable& kernels, int64_t cols,
+                     ElemType in_dtype, ElemType out_dtype) {
+  RowPass pass;
+  pass.kernels = &kernels;
+  pass.params = MakeKernelParams(config);
+  pass.quantile = static_cast<float>(config.quantile);
+  pass.cols = cols;
+  pass.group_size = EffectiveGroupSize(config.group_size, cols);
+  pass.groups_per_row = GroupsPerRow(cols, pass.group_size);
+  pass.in_dtype = in_dtype;
+  pass.out_dtype = out_dtype;
+  return pass;
+}
+
 const float* RowPass::AsFloat(const uint8_t* in, RowScratch& scratch) const {
   // safetensors does not promise aligned offsets; misaligned rows are copied first.
   const auto addr = reinterpret_cast<uintptr_t>(in);

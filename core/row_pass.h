@@ -40,6 +40,11 @@ struct RowPass {
   ElemType in_dtype = ElemType::kF32;   ///< storage type of input rows
   ElemType out_dtype = ElemType::kF32;  ///< storage type of fake output rows
 
+  /// The pass for rows of `cols` elements of `in_dtype` quantized with `config` (a validated
+  /// config with dtype != fp32) by `kernels`, fake output stored as `out_dtype`.
+  static RowPass For(const QuantConfig& config, const KernelTable& kernels, int64_t cols,
+                     ElemType in_dtype, ElemType out_dtype);
+
   /// Returns row `in` (cols elements of in_dtype) as float32: the input itself for F32, else
   /// converted into scratch.x.
   const float* AsFloat(const uint8_t* in, RowScratch& scratch) const;

@@ -34,15 +34,8 @@ absl::StatusOr<std::unique_ptr<RowStreamQuantizer>> RowStreamQuantizer::Create(
                      "\": group_dim 0, MSE search, double quant and non-finite pass-through need "
                      "the whole tensor; use QuantizeTensor"));
   }
-  internal::RowPass pass;
-  pass.kernels = &engine.kernels();
-  pass.params = MakeKernelParams(config);
-  pass.quantile = static_cast<float>(config.quantile);
-  pass.cols = plan.cols;
-  pass.group_size = EffectiveGroupSize(config.group_size, plan.cols);
-  pass.groups_per_row = GroupsPerRow(plan.cols, pass.group_size);
-  pass.in_dtype = header.dtype;
-  pass.out_dtype = header.dtype;
+  const internal::RowPass pass =
+      internal::RowPass::For(config, engine.kernels(), plan.cols, header.dtype, header.dtype);
   return std::unique_ptr<RowStreamQuantizer>(
       new RowStreamQuantizer(engine, header.name, pass, plan.rows, options));
 }

@@ -173,12 +173,7 @@ TEST(SearchClipRatio, EachPassDecidesSomeSearchesAndAllAgreeWithTheExactChoice) 
     cfg.bits = c.bits;
     cfg.scheme = c.scheme;
     cfg.group_size = c.group_size;
-    RowPass pass;
-    pass.kernels = &kernels;
-    pass.params = MakeKernelParams(cfg);
-    pass.cols = cols;
-    pass.group_size = EffectiveGroupSize(cfg.group_size, cols);
-    pass.groups_per_row = GroupsPerRow(cols, pass.group_size);
+    const RowPass pass = RowPass::For(cfg, kernels, cols, ElemType::kF32, ElemType::kF32);
     for (int seed = 0; seed < c.seeds; ++seed) {
       std::mt19937 rng(seed);
       std::student_t_distribution<float> t(4.0f);
