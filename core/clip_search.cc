@@ -19,11 +19,13 @@ struct PassSums {
 
 // Sums `row_fn(x, quantiles, nq, loss, terms)` over the matrix for the ratios `candidates`: per
 // row block in parallel, the blocks combined in order (the same sums for any thread count).
+// Counts the pass in `trace`.
 template <class RowFn>
 absl::StatusOr<PassSums> SumLosses(RowFn row_fn, const std::vector<int>& candidates,
                                    const RowPass& pass, const uint8_t* data, int64_t rows,
                                    const Engine& engine, const std::atomic<bool>* cancel,
-                                   FirstBad& bad) {
+                                   FirstBad& bad, ClipSearchTrace& trace) {
+  ++trace.passes;
   const std::array<float, kClipRatios> ratios = ClipRatios();
   std::vector<float> quantiles;
   for (int k : candidates) quantiles.push_back(ratios[k]);
@@ -108,8 +110,7 @@ absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, 
             [&](const float* x, const float* q, int nq, double* loss, RoughLossTerms* terms) {
               kernels.row_loss_rough(x, cols, group_size, params, q, nq, loss, terms);
             },
-            candidates, pass, data, rows, engine, cancel, bad));
-    ++trace->passes;
+            candidates, pass, data, rows, engine, cancel, bad, *trace));
     if (bad.found()) return 1.0f;
     for (int k : candidates) bound[k] = RoughLossBound(rough.loss[k], rough.terms, elements);
     candidates = Contenders(candidates, rough.loss, bound);
@@ -122,8 +123,7 @@ absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, 
             [&](const float* x, const float* q, int nq, double* loss, RoughLossTerms*) {
               kernels.row_loss_fast(x, cols, group_size, params, q, nq, loss);
             },
-            candidates, pass, data, rows, engine, cancel, bad));
-    ++trace->passes;
+            candidates, pass, data, rows, engine, cancel, bad, *trace));
     if (bad.found()) return 1.0f;
     // exact = fast + err with |err| <= rel * exact + slack, so exact lies within
     // fast +/- (rel * fast * (1 + 2 rel) + slack); 1.01 covers the (1 + 2 rel) generously.
@@ -138,8 +138,7 @@ absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, 
                        [&](const float* x, const float* q, int nq, double* loss, RoughLossTerms*) {
                          kernels.row_loss(x, cols, group_size, params, q, nq, loss);
                        },
-                       candidates, pass, data, rows, engine, cancel, bad));
-  ++trace->passes;
+                       candidates, pass, data, rows, engine, cancel, bad, *trace));
   return ClipRatios()[BestRatio(candidates, exact.loss, elements)];
 }
 

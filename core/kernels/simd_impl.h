@@ -40,17 +40,15 @@ namespace rtnq::simd {
 // ---------------------------------------------------------------------------------------------
 // Group extremes
 
-/// Min and max of `len` >= 1 floats. A tail that does not fill a vector is covered by an
-/// overlapping load (min/max are idempotent) or, for groups shorter than a vector, by a partial
-/// load padded with the group's first element.
+/// Lane-wise min and max of `len` >= 1 floats (reduce the lanes for the group's). A tail that
+/// does not fill a vector is covered by an overlapping load (min/max are idempotent) or, for
+/// groups shorter than a vector, by a partial load padded with the group's first element.
 template <class V>
-inline void GroupMinMax(const float* g, int64_t len, float& mn, float& mx) {
+inline void GroupMinMaxLanes(const float* g, int64_t len, typename V::F& mn, typename V::F& mx) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
   if (len < L) {
-    const F v = V::LoadPartial(g, len, V::Set1(g[0]));
-    mn = V::ReduceMin(v);
-    mx = V::ReduceMax(v);
+    mn = mx = V::LoadPartial(g, len, V::Set1(g[0]));
     return;
   }
   F mn0 = V::Load(g), mx0 = mn0;
@@ -69,8 +67,17 @@ inline void GroupMinMax(const float* g, int64_t len, float& mn, float& mx) {
     mn0 = V::Min(mn0, a);
     mx0 = V::Max(mx0, a);
   }
-  mn = V::ReduceMin(V::Min(mn0, mn1));
-  mx = V::ReduceMax(V::Max(mx0, mx1));
+  mn = V::Min(mn0, mn1);
+  mx = V::Max(mx0, mx1);
+}
+
+/// Min and max of `len` >= 1 floats.
+template <class V>
+inline void GroupMinMax(const float* g, int64_t len, float& mn, float& mx) {
+  typename V::F vmn, vmx;
+  GroupMinMaxLanes<V>(g, len, vmn, vmx);
+  mn = V::ReduceMin(vmn);
+  mx = V::ReduceMax(vmx);
 }
 
 /// The group's scale and zero point from its extremes, exactly as ref.cc's GroupScale.
@@ -140,8 +147,10 @@ struct ScaleLanes {
 /// operations on the same operands in the same order (std::min(a, b) = b < a ? b : a is
 /// V::Min(b, a), std::max(a, b) = a < b ? b : a is V::Max(b, a)), so every lane equals the
 /// scalar result bit for bit (IEEE operations are correctly rounded). The tests compare the
-/// scales this gives with the reference's.
-template <class V>
+/// scales this gives with the reference's. Without kZeroPoint (row_loss_rough, which derives
+/// it once per group and leaves out groups whose range is all zero) the asym zero point is
+/// returned as 0 and an all-zero asym range is not replaced.
+template <class V, bool kZeroPoint = true>
 inline ScaleLanes<V> ComputeScaleLanes(typename V::F mn, typename V::F mx, typename V::F q,
                                        const KernelParams& p) {
   using F = typename V::F;
@@ -154,6 +163,7 @@ inline ScaleLanes<V> ComputeScaleLanes(typename V::F mn, typename V::F mx, typen
   if (p.mode == KernelMode::kAsym) {
     F lo = V::Mul(V::Min(zero, mn), q);  // std::min(mn, 0.0f) * quantile
     F hi = V::Mul(V::Max(zero, mx), q);  // std::max(mx, 0.0f) * quantile
+    if constexpr (!kZeroPoint) return {V::Div(V::Sub(hi, lo), V::Set1(p.maxq)), zero};
     const typename V::M both_zero =
         V::And(V::template Cmp<_CMP_EQ_OQ>(lo, zero), V::template Cmp<_CMP_EQ_OQ>(hi, zero));
     lo = V::Select(both_zero, V::Set1(-1.0f), lo);

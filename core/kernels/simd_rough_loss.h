@@ -80,10 +80,7 @@ inline QuantileRange FindQuantileRange(const float* quantiles, int m) {
   return r;
 }
 
-/// Fills `rp` for int modes. Each scale follows group_math.h's ComputeIntScale step for step in
-/// float32 (std::min(a, b) is V::Min(b, a), std::max(a, b) is V::Max(b, a)), so it equals the
-/// reference's bit for bit; only a group that is all zero at a quantile would differ (its range
-/// is replaced), and such lanes are not usable.
+/// Fills `rp` for int modes. The scales are ComputeScaleLanes', the reference's bit for bit.
 template <class V>
 void ComputeRoughParams(typename V::F mn, typename V::F mx, const KernelParams& p,
                         const float* quantiles, int m, QuantileRange range, RoughParams<V>& rp) {
@@ -92,19 +89,11 @@ void ComputeRoughParams(typename V::F mn, typename V::F mx, const KernelParams& 
   const F zero = V::Set1(0.0f), half = V::Set1(0.5f);
   const bool asym = p.mode == KernelMode::kAsym;
   const F amx = V::Abs(mx), amn = V::Abs(mn);
-  const F lo0 = V::Min(zero, mn), hi0 = V::Max(zero, mx);  // asym: std::min(mn, 0), max(mx, 0)
-  const F amax0 = V::Max(amn, amx);                        // sym: std::max(amx, amn)
-  // Sym with full range: scale amax / 2^(b-1), negated where |max| > |min|.
-  const F divisor = V::Set1(p.mode == KernelMode::kSymFullRange ? p.full_range_divisor : p.maxq);
-  const F sign =
-      p.mode == KernelMode::kSymFullRange
-          ? V::Select(V::template Cmp<_CMP_GT_OQ>(amx, amn), V::Set1(-1.0f), V::Set1(1.0f))
-          : V::Set1(1.0f);
+  // Asym range and sym absolute maximum before the quantile (as ComputeScaleLanes takes them).
+  const F lo0 = V::Min(zero, mn), hi0 = V::Max(zero, mx), amax0 = V::Max(amn, amx);
   F smallest_scale = zero, smallest_recip = zero, largest_scale = zero;
   for (int k = 0; k < m; ++k) {
-    const F q = V::Set1(quantiles[k]);
-    const F scale = asym ? V::Div(V::Sub(V::Mul(hi0, q), V::Mul(lo0, q)), divisor)
-                         : V::Mul(V::Div(V::Mul(amax0, q), divisor), sign);
+    const F scale = ComputeScaleLanes<V, false>(mn, mx, V::Set1(quantiles[k]), p).scale;
     const F recip = V::Recip(scale);
     V::Store(rp.q[k].recip, recip);
     V::Store(rp.q[k].scale_sq, V::Mul(scale, scale));
@@ -268,19 +257,6 @@ class RoughSums {
   int64_t blocks_ = 0;
   typename V::F sums_[kRoughQuantiles];
 };
-
-/// Lane-wise extremes of a group of `len` >= 1 elements (a partial vector padded with the
-/// group's first element).
-template <class V>
-inline void GroupMinMaxLanes(const float* g, int64_t len, typename V::F& mn, typename V::F& mx) {
-  constexpr int L = V::kLanes;
-  mn = mx = len >= L ? V::Load(g) : V::LoadPartial(g, len, V::Set1(g[0]));
-  for (int64_t i = L; i < len; i += L) {
-    const typename V::F x = i + L <= len ? V::Load(g + i) : V::Load(g + len - L);
-    mn = V::Min(mn, x);
-    mx = V::Max(mx, x);
-  }
-}
 
 /// Groups of at most kRoughLaneGroupMax elements, kLanes groups per block, one per lane.
 /// kSlots: the group size rounded up to whole vectors when known at compile time, else 0.
