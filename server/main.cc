@@ -23,7 +23,12 @@ const rtnq::server::ServerOptions kDefaults;
 
 ABSL_FLAG(std::string, listen, kDefaults.listen, "gRPC address host:port (port 0: any free port)");
 ABSL_FLAG(std::string, metrics_listen, kDefaults.metrics_listen,
-          "Prometheus /metrics address host:port; empty: no metrics endpoint");
+          "Prometheus /metrics address host:port (a bare port binds 127.0.0.1); empty: no "
+          "metrics endpoint");
+ABSL_FLAG(int, metrics_threads, kDefaults.metrics_threads,
+          "/metrics connections served at once (a slow client holds one until its timeout)");
+ABSL_FLAG(double, metrics_request_timeout, kDefaults.metrics_request_timeout_seconds,
+          "seconds a /metrics client has to send its whole request (and take the answer)");
 ABSL_FLAG(std::string, port_file, "",
           "after binding, write the gRPC port (one line) to this file, atomically");
 ABSL_FLAG(int, threads, kDefaults.threads, "quantization threads; 0 = all cores");
@@ -63,6 +68,8 @@ int main(int argc, char** argv) {
   rtnq::server::ServerOptions o;
   o.listen = absl::GetFlag(FLAGS_listen);
   o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  o.metrics_threads = absl::GetFlag(FLAGS_metrics_threads);
+  o.metrics_request_timeout_seconds = absl::GetFlag(FLAGS_metrics_request_timeout);
   o.threads = absl::GetFlag(FLAGS_threads);
   o.kernels = absl::GetFlag(FLAGS_kernels);
   o.max_tensor_bytes = absl::GetFlag(FLAGS_max_tensor_bytes);

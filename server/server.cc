@@ -47,6 +47,15 @@ absl::Status ValidateOptions(const ServerOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_message_bytes must be < 2 GiB, got ", o.max_message_bytes));
   }
+  if (o.metrics_threads <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics_threads must be > 0, got ", o.metrics_threads));
+  }
+  if (!(o.metrics_request_timeout_seconds >= 0.001 && o.metrics_request_timeout_seconds <= 3600)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics_request_timeout must be in [0.001, 3600] seconds, got ",
+                     o.metrics_request_timeout_seconds));
+  }
   if (o.idle_timeout_seconds < 0 || o.shutdown_grace_seconds < 0) {
     return absl::InvalidArgumentError("--idle_timeout and --shutdown_grace must be >= 0");
   }
@@ -110,7 +119,8 @@ absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOption
     return absl::UnavailableError(absl::StrCat("cannot listen on --listen \"", o.listen, "\""));
   }
   if (!o.metrics_listen.empty()) {
-    auto port = metrics->StartExposer(o.metrics_listen);
+    auto port = metrics->StartExposer(o.metrics_listen, o.metrics_threads,
+                                      o.metrics_request_timeout_seconds);
     if (!port.ok()) return port.status();
     srv->metrics_port_ = *port;
   }

@@ -8,10 +8,12 @@ namespace rtnq::server {
 
 /// Options of RtnqServer. The defaults are what `rtnq-server` runs with when no flag is given.
 struct ServerOptions {
-  std::string listen = "0.0.0.0:50051";  ///< gRPC address; port 0 picks a free port
-  std::string metrics_listen = "";       ///< Prometheus /metrics address; "" = no exposer
-  int threads = 0;                       ///< quantization threads; 0 = all cores
-  std::string kernels = "";              ///< "" = best for this CPU, or reference/avx2/avx512
+  std::string listen = "0.0.0.0:50051";        ///< gRPC address; port 0 picks a free port
+  std::string metrics_listen = "";             ///< Prometheus /metrics address; "" = no exposer
+  int metrics_threads = 16;                    ///< /metrics connections served at once
+  double metrics_request_timeout_seconds = 2;  ///< a /metrics request must arrive within this
+  int threads = 0;                             ///< quantization threads; 0 = all cores
+  std::string kernels = "";                    ///< "" = best for this CPU, or reference/avx2/avx512
 
   int64_t max_tensor_bytes = int64_t{4} << 30;       ///< larger tensors: RESOURCE_EXHAUSTED
   int64_t memory_budget_bytes = int64_t{2} << 30;    ///< in-flight bytes over all streams

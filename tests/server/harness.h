@@ -110,6 +110,28 @@ class InteractiveSession {
   bool ok_ = true;
 };
 
+/// A plain TCP connection to 127.0.0.1:port (for HTTP clients that misbehave), closed by the
+/// destructor. Sends and receives time out after 5 s.
+class RawConnection {
+ public:
+  explicit RawConnection(int port);
+  ~RawConnection();
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  bool connected() const { return fd_ >= 0; }
+  /// False when the bytes could not all be sent (e.g. the server closed the connection).
+  bool Send(const std::string& bytes);
+  /// Everything the server sends until it closes the connection or `seconds` pass.
+  std::string ReceiveAll(double seconds = 5);
+  /// True when the server has closed the connection (or reset it) within `seconds`, whatever it
+  /// sent first.
+  bool ClosedByServer(double seconds);
+
+ private:
+  int fd_ = -1;
+};
+
 /// GET http://127.0.0.1:port/metrics over a plain socket; the body (empty on failure).
 std::string ScrapeMetrics(int port);
 

@@ -392,6 +392,82 @@ TEST(MetricsTest, ScrapedCountersMove) {
   EXPECT_THAT(after, HasSubstr("rtnq_tensor_duration_seconds_bucket{le=\"0.001\"}"));
 }
 
+// Clients that connect to /metrics and then send their request slowly or never: each holds a
+// CivetWeb worker until --metrics_request_timeout ends it, so a scrape waits for at most about
+// ceil(slow clients / --metrics_threads) timeouts instead of being blocked. Below, at and well
+// beyond the worker count.
+TEST(MetricsTest, SlowClientsCannotBlockScrapes) {
+  ServerOptions o = TestOptions();
+  o.metrics_listen = "127.0.0.1:0";
+  o.metrics_threads = 2;
+  o.metrics_request_timeout_seconds = 0.5;
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  const int port = server->metrics_port();
+  const std::string request =
+      "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow\r\n\r\n";
+  for (int n : {1, 2, 3, 8}) {
+    SCOPED_TRACE(absl::StrCat(n, " slow clients"));
+    // Round robin: silent after connecting, half a request, and a byte every 50 ms (the whole
+    // request would take 2.6 s, five timeouts: only a total timeout stops it).
+    std::vector<std::unique_ptr<RawConnection>> slow;
+    std::vector<std::thread> tricklers;
+    std::vector<int> trickle_sent(n, 0);
+    for (int i = 0; i < n; ++i) {
+      slow.push_back(std::make_unique<RawConnection>(port));
+      RawConnection* c = slow.back().get();
+      EXPECT_TRUE(c->connected());
+      if (i % 3 == 1) {
+        EXPECT_TRUE(c->Send(request.substr(0, request.size() / 2)));
+      } else if (i % 3 == 2) {
+        tricklers.emplace_back([&, c, i] {
+          for (char ch : request) {
+            if (!c->Send(std::string(1, ch))) return;
+            ++trickle_sent[i];
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          }
+        });
+      }
+    }
+    const auto start = Clock::now();
+    const std::string body = ScrapeMetrics(port);
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    ::testing::Test::RecordProperty(absl::StrCat("scrape_seconds_", n), std::to_string(seconds));
+    EXPECT_THAT(body, HasSubstr("rtnq_build_info")) << "after " << seconds << " s";
+    // Every slow client is cut off, the trickle before it could finish its request.
+    for (int i = 0; i < n; ++i) EXPECT_TRUE(slow[i]->ClosedByServer(10)) << "client " << i;
+    for (auto& t : tricklers) t.join();
+    for (int i = 2; i < n; i += 3) {
+      EXPECT_LT(trickle_sent[i], static_cast<int>(request.size())) << "client " << i;
+    }
+  }
+  // A request asking for keep-alive is answered and its connection closed: no idle connection
+  // keeps a worker.
+  RawConnection keep(port);
+  ASSERT_TRUE(
+      keep.Send("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"));
+  EXPECT_THAT(keep.ReceiveAll(5), HasSubstr("rtnq_build_info"));
+  EXPECT_TRUE(keep.ClosedByServer(1));
+}
+
+TEST(MetricsTest, BarePortBindsLoopbackAndBadOptionsFailStart) {
+  EXPECT_EQ(MetricsBindAddress("9090"), "127.0.0.1:9090");
+  EXPECT_EQ(MetricsBindAddress(":9090"), "127.0.0.1:9090");
+  EXPECT_EQ(MetricsBindAddress("0.0.0.0:9090"), "0.0.0.0:9090");
+  EXPECT_EQ(MetricsBindAddress("[::1]:9090"), "[::1]:9090");
+  ServerOptions o = TestOptions();
+  o.metrics_listen = "0";
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  EXPECT_THAT(ScrapeMetrics(server->metrics_port()), HasSubstr("rtnq_build_info"));
+  o.metrics_threads = 0;
+  EXPECT_THAT(std::string(RtnqServer::Start(o).status().message()), HasSubstr("--metrics_threads"));
+  o.metrics_threads = 1;
+  o.metrics_request_timeout_seconds = 0;
+  EXPECT_THAT(std::string(RtnqServer::Start(o).status().message()),
+              HasSubstr("--metrics_request_timeout"));
+}
+
 grpc::health::v1::HealthCheckResponse::ServingStatus Health(int port, const std::string& service) {
   auto stub = grpc::health::v1::Health::NewStub(Connect(port));
   grpc::ClientContext ctx;
