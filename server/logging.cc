@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
@@ -22,6 +23,13 @@ absl::Status ConfigureLogging(absl::string_view level) {
   logger->set_level(parsed);
   spdlog::set_default_logger(logger);
   return absl::OkStatus();
+}
+
+std::string LogSafe(absl::string_view s, size_t max_bytes) {
+  // Non-ASCII bytes are escaped too: telling valid, printable UTF-8 from C1 controls, bidi
+  // overrides and broken sequences would take a Unicode table, and names are nearly all ASCII.
+  if (s.size() <= max_bytes) return absl::CHexEscape(s);
+  return absl::StrCat(absl::CHexEscape(s.substr(0, max_bytes)), "...[", s.size(), " bytes]");
 }
 
 }  // namespace rtnq::server

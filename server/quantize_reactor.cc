@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/server_context.h"
 #include "proto/quant_config_conversion.h"
+#include "server/logging.h"
 #include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
 
@@ -56,8 +57,9 @@ QuantizeReactor::QuantizeReactor(ServiceContext& svc, grpc::CallbackServerContex
 
 void QuantizeReactor::Refuse(const absl::Status& status, const char* reason) {
   svc_.metrics->Rejected(reason);
-  spdlog::warn("stream refused peer={} reason={} code={} message=\"{}\"", peer_, reason,
-               absl::StatusCodeToString(status.code()), std::string(status.message()));
+  spdlog::warn("stream refused peer={} reason={} code={} message=\"{}\"", LogSafe(peer_), reason,
+               absl::StatusCodeToString(status.code()),
+               LogSafe(status.message(), kMaxStatusMessageBytes));
   state_ = State::kDone;
   Finish(ToGrpcStatus(status));
 }
@@ -478,8 +480,9 @@ void QuantizeReactor::FinishNow(const absl::Status& status, Wakeups& wake) {
   spdlog::log(level,
               "stream end peer={} code={} tensors_ok={} tensors_skipped={} tensors_failed={} "
               "bytes_in={} bytes_out={} seconds={:.3f} message=\"{}\"",
-              peer_, absl::StatusCodeToString(status.code()), tensors_ok_, tensors_skipped_,
-              tensors_failed_, bytes_in_, bytes_out_, seconds, std::string(status.message()));
+              LogSafe(peer_), absl::StatusCodeToString(status.code()), tensors_ok_,
+              tensors_skipped_, tensors_failed_, bytes_in_, bytes_out_, seconds,
+              LogSafe(status.message(), kMaxStatusMessageBytes));
   Finish(ToGrpcStatus(status));
 }
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/string_view.h"
 #include "core/quant_config.h"
+#include "server/logging.h"
 #include "server/quantize_reactor.h"
 #include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
@@ -44,7 +45,7 @@ grpc::ServerUnaryReactor* QuantizerService::GetServerInfo(grpc::CallbackServerCo
     const char* reason =
         s.code() == absl::StatusCode::kUnauthenticated ? "unauthenticated" : "shutting_down";
     svc_.metrics->Rejected(reason);
-    spdlog::warn("GetServerInfo refused peer={} reason={}", ctx->peer(), reason);
+    spdlog::warn("GetServerInfo refused peer={} reason={}", LogSafe(ctx->peer()), reason);
     reactor->Finish(ToGrpcStatus(s));
     return reactor;
   }

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "proto/quant_config_conversion.h"
 #include "server/auth.h"
+#include "server/logging.h"
 #include "server/memory_budget.h"
 #include "server/session.h"
 #include "server/status_mapping.h"
@@ -36,6 +37,52 @@ TEST(StatusMappingTest, SameCodeAndTruncatedMessage) {
   EXPECT_EQ(g.error_code(), grpc::StatusCode::DATA_LOSS);
   EXPECT_EQ(g.error_message().size(), kMaxStatusMessageBytes);
   EXPECT_THAT(g.error_message(), ::testing::EndsWith("... [truncated]"));
+  // A cut never splits a UTF-8 character: "é" is two bytes, so the kept part has an even size.
+  std::string accents;
+  for (int i = 0; i < 1000; ++i) accents += "\xc3\xa9";
+  for (const std::string& m : {accents, "x" + accents}) {
+    const std::string cut = TruncateStatusMessage(m);
+    const size_t kept = cut.size() - std::string("... [truncated]").size();
+    EXPECT_LE(cut.size(), kMaxStatusMessageBytes);
+    EXPECT_EQ(cut.substr(0, kept), m.substr(0, kept));
+    EXPECT_EQ((kept - (m[0] == 'x')) % 2, 0u) << kept;
+  }
+}
+
+TEST(LogSafeTest, EscapesWhatCouldForgeOrCorruptALine) {
+  EXPECT_EQ(LogSafe("model.layers.0.mlp.up_proj.weight"), "model.layers.0.mlp.up_proj.weight");
+  // A newline cannot start a forged line, a quote cannot end the field.
+  EXPECT_EQ(LogSafe("a\n2026-01-01 info stream end code=OK"),
+            "a\\n2026-01-01 info stream end code=OK");
+  EXPECT_EQ(LogSafe("x\" y=\"1"), "x\\\" y=\\\"1");
+  EXPECT_EQ(LogSafe("back\\slash"), "back\\\\slash");
+  EXPECT_EQ(LogSafe("\r\t"), "\\r\\t");
+  // A hex digit after a \xNN escape is escaped too, so that it cannot extend the escape.
+  EXPECT_EQ(LogSafe(std::string("nul\0bell\a", 9)), "nul\\x00\\x62\\x65ll\\x07");
+  EXPECT_EQ(LogSafe("\x1b[31mred\x1b[0m"), "\\x1b[31mred\\x1b[0m");  // ANSI colour
+  EXPECT_EQ(LogSafe("\x7f"), "\\x7f");
+  EXPECT_EQ(LogSafe("\xc2\x9bJ"), "\\xc2\\x9bJ");         // C1 CSI, U+009B
+  EXPECT_EQ(LogSafe("\xe2\x80\xae"), "\\xe2\\x80\\xae");  // bidi override U+202E
+  EXPECT_EQ(LogSafe("\xff\xfe\xc3"), "\\xff\\xfe\\xc3");  // invalid UTF-8
+  for (const std::string& s : {std::string("\n\r\x1b\"\\\xff\x01", 7), std::string(300, '\n')}) {
+    const std::string out = LogSafe(s);
+    for (char c : out) {
+      EXPECT_TRUE(c >= 0x20 && c < 0x7f) << static_cast<int>(static_cast<unsigned char>(c));
+    }
+  }
+}
+
+TEST(LogSafeTest, BoundsTheLengthAndSaysSo) {
+  const std::string name(1 << 20, 'n');
+  const std::string out = LogSafe(name);
+  EXPECT_EQ(out, std::string(kMaxLoggedBytes, 'n') + "...[1048576 bytes]");
+  // The worst case, every byte escaped to four: bounded by 4 * max_bytes plus the marker.
+  const std::string worst = LogSafe(std::string(1 << 20, '\x01'), 100);
+  EXPECT_LE(worst.size(), 4 * 100 + 24u);
+  EXPECT_THAT(worst, ::testing::EndsWith("\\x01...[1048576 bytes]"));
+  EXPECT_EQ(LogSafe(std::string(kMaxLoggedBytes, 'a')), std::string(kMaxLoggedBytes, 'a'));
+  EXPECT_EQ(LogSafe(std::string(kMaxLoggedBytes + 1, 'a')),
+            std::string(kMaxLoggedBytes, 'a') + "...[257 bytes]");
 }
 
 class CountingWaiter : public BudgetWaiter {
