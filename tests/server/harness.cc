@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 
 namespace rtnq::server::testing {
@@ -186,6 +187,63 @@ SessionResult RunSession(v1::Quantizer::Stub& stub,
   while (stream->Read(&r)) collector.Add(r);
   writer.join();
   collector.result().status = stream->Finish();
+  return std::move(collector.result());
+}
+
+SessionResult RunRawSession(int port, const std::vector<std::string>& messages,
+                            const std::function<void(grpc::ClientContext&)>& setup) {
+  grpc::GenericStub stub(Connect(port));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  if (setup) setup(ctx);
+  grpc::CompletionQueue cq;
+  // One operation at a time: each is started and then awaited on the queue.
+  auto await = [&cq] {
+    void* tag = nullptr;
+    bool ok = false;
+    return cq.Next(&tag, &ok) && ok;
+  };
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
+      stub.PrepareCall(&ctx, "/rtnq.v1.Quantizer/Quantize", &cq);
+  call->StartCall(nullptr);
+  bool open = await();
+  for (const std::string& m : messages) {
+    if (!open) break;
+    grpc::Slice slice(m);
+    grpc::ByteBuffer buffer(&slice, 1);
+    call->Write(buffer, nullptr);
+    open = await();
+  }
+  if (open) {
+    call->WritesDone(nullptr);
+    await();
+  }
+  ResultCollector collector;
+  for (;;) {
+    grpc::ByteBuffer buffer;
+    call->Read(&buffer, nullptr);
+    if (!await()) break;
+    std::vector<grpc::Slice> slices;
+    std::string bytes;
+    if (buffer.Dump(&slices).ok()) {
+      for (const grpc::Slice& sl : slices) {
+        bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+      }
+    }
+    v1::QuantizeResponse r;
+    if (!r.ParseFromString(bytes)) {
+      if (collector.result().order_error.empty()) collector.result().order_error = "unparsable";
+      continue;
+    }
+    collector.Add(r);
+  }
+  grpc::Status status;
+  call->Finish(&status, nullptr);
+  await();
+  collector.result().status = status;
+  cq.Shutdown();
+  for (void* tag; cq.Next(&tag, &open);) {
+  }
   return std::move(collector.result());
 }
 

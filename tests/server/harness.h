@@ -74,6 +74,12 @@ SessionResult RunSession(v1::Quantizer::Stub& stub,
                          const std::vector<v1::QuantizeRequest>& requests,
                          const std::function<void(grpc::ClientContext&)>& setup = {});
 
+/// Like RunSession, but each request is given as the raw bytes of one gRPC message (a serialized
+/// QuantizeRequest, or bytes that are not one), so that a test can send what the generated stub
+/// would refuse to build. Writes everything, half-closes, then reads. Deadline 60 s.
+SessionResult RunRawSession(int port, const std::vector<std::string>& messages,
+                            const std::function<void(grpc::ClientContext&)>& setup = {});
+
 /// Accumulates responses into a SessionResult, checking their order.
 class ResultCollector {
  public:
