@@ -45,8 +45,20 @@ ABSL_FLAG(int64_t, max_message_bytes, kDefaults.max_message_bytes,
           "largest request message (chunk) accepted");
 ABSL_FLAG(int64_t, output_chunk_bytes, kDefaults.output_chunk_bytes,
           "data bytes per OutputChunk sent back");
+ABSL_FLAG(int64_t, max_reservation_bytes, kDefaults.max_reservation_bytes,
+          "largest reservation of one tensor (whole input or outputs when buffered, codes kept "
+          "for packing, one row); larger: RESOURCE_EXHAUSTED at its header; 0 = twice "
+          "--max_tensor_bytes");
 ABSL_FLAG(double, idle_timeout, kDefaults.idle_timeout_seconds,
-          "seconds a stream may wait on its client before it is ended; 0 = never");
+          "seconds a stream may wait on its client without any data moving before it is ended; "
+          "0 = never");
+ABSL_FLAG(double, min_bytes_per_second, kDefaults.min_bytes_per_second,
+          "while a client owes data (a tensor's chunks, results to receive), the average rate it "
+          "must keep, after --min_rate_grace; 0 = no minimum");
+ABSL_FLAG(double, min_rate_grace, kDefaults.min_rate_grace_seconds,
+          "seconds of allowance of the minimum rate (plus one --max_message_bytes at that rate)");
+ABSL_FLAG(double, max_stream_seconds, kDefaults.max_stream_seconds,
+          "seconds a stream may stay open; 0 = no limit");
 ABSL_FLAG(double, shutdown_grace, kDefaults.shutdown_grace_seconds,
           "seconds in-flight streams may take to finish after SIGTERM/SIGINT");
 ABSL_FLAG(std::string, tls_cert_file, "", "PEM certificate chain; empty: plaintext");
@@ -78,7 +90,11 @@ int main(int argc, char** argv) {
   o.max_streams = absl::GetFlag(FLAGS_max_streams);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.output_chunk_bytes = absl::GetFlag(FLAGS_output_chunk_bytes);
+  o.max_reservation_bytes = absl::GetFlag(FLAGS_max_reservation_bytes);
   o.idle_timeout_seconds = absl::GetFlag(FLAGS_idle_timeout);
+  o.min_bytes_per_second = absl::GetFlag(FLAGS_min_bytes_per_second);
+  o.min_rate_grace_seconds = absl::GetFlag(FLAGS_min_rate_grace);
+  o.max_stream_seconds = absl::GetFlag(FLAGS_max_stream_seconds);
   o.shutdown_grace_seconds = absl::GetFlag(FLAGS_shutdown_grace);
   o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   o.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);

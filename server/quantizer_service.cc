@@ -5,7 +5,7 @@
 #include "absl/strings/string_view.h"
 #include "core/quant_config.h"
 #include "server/logging.h"
-#include "server/quantize_reactor.h"
+#include "server/quantize_call.h"
 #include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
 
@@ -32,9 +32,9 @@ absl::Status QuantizerService::Admit(grpc::CallbackServerContext* ctx) const {
   return absl::OkStatus();
 }
 
-grpc::ServerBidiReactor<v1::QuantizeRequest, v1::QuantizeResponse>* QuantizerService::Quantize(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* QuantizerService::Quantize(
     grpc::CallbackServerContext* ctx) {
-  return QuantizeReactor::Create(svc_, ctx, Admit(ctx));
+  return new QuantizeCall(svc_, ctx, Admit(ctx));
 }
 
 grpc::ServerUnaryReactor* QuantizerService::GetServerInfo(grpc::CallbackServerContext* ctx,

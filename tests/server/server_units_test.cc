@@ -1,5 +1,5 @@
-// Unit tests of the server's small parts: CRC32C, status mapping, memory budget rules, token
-// auth, session conversion, the work pool and tensor planning.
+// Unit tests of the server's small parts: CRC32C, status mapping, token auth, session
+// conversion, the work pool and tensor planning (memory rules: memory_budget_test.cc).
 #include <atomic>
 #include <fstream>
 #include <memory>
@@ -11,7 +11,6 @@
 #include "proto/quant_config_conversion.h"
 #include "server/auth.h"
 #include "server/logging.h"
-#include "server/memory_budget.h"
 #include "server/session.h"
 #include "server/status_mapping.h"
 #include "server/tensor_job.h"
@@ -83,63 +82,6 @@ TEST(LogSafeTest, BoundsTheLengthAndSaysSo) {
   EXPECT_EQ(LogSafe(std::string(kMaxLoggedBytes, 'a')), std::string(kMaxLoggedBytes, 'a'));
   EXPECT_EQ(LogSafe(std::string(kMaxLoggedBytes + 1, 'a')),
             std::string(kMaxLoggedBytes, 'a') + "...[257 bytes]");
-}
-
-class CountingWaiter : public BudgetWaiter {
- public:
-  void OnMemoryAvailable() override { ++wakeups; }
-  int wakeups = 0;
-};
-
-TEST(MemoryBudgetTest, ReservesWithinTheLimitAndAloneBeyondIt) {
-  int64_t gauge = -1;
-  MemoryBudget b(100, [&](int64_t used) { gauge = used; });
-  EXPECT_TRUE(b.TryReserve(60));
-  EXPECT_EQ(gauge, 60);
-  EXPECT_FALSE(b.TryReserve(41));
-  EXPECT_TRUE(b.TryReserve(40));
-  Wakeups wake;
-  b.Release(100, wake);
-  EXPECT_EQ(b.used(), 0);
-  EXPECT_TRUE(b.TryReserve(500));  // larger than the budget, but nothing else is held
-  EXPECT_FALSE(b.TryReserve(1));
-  EXPECT_EQ(b.peak(), 500);
-  b.Release(500, wake);
-}
-
-TEST(MemoryBudgetTest, WaitersAreWokenOnceByTheNextRelease) {
-  MemoryBudget b(100);
-  auto waiter = std::make_shared<CountingWaiter>();
-  std::weak_ptr<BudgetWaiter> weak = waiter;
-  b.ForceReserve(100);
-  EXPECT_FALSE(b.Available(&weak));
-  EXPECT_FALSE(b.TryReserve(10, &weak));  // registered once, not twice
-  Wakeups wake;
-  b.Release(50, wake);
-  WakeAll(wake);
-  EXPECT_EQ(waiter->wakeups, 1);
-  b.Release(50, wake);
-  WakeAll(wake);
-  EXPECT_EQ(waiter->wakeups, 1);
-  EXPECT_TRUE(b.Available(&weak));
-}
-
-TEST(MemoryBudgetTest, StreamShareHasItsOwnLimit) {
-  MemoryBudget global(1000);
-  StreamMemory a(global, 100), b(global, 100);
-  auto w = std::make_shared<CountingWaiter>();
-  std::weak_ptr<BudgetWaiter> weak = w;
-  EXPECT_TRUE(a.TryReserve(80, weak));
-  EXPECT_FALSE(a.TryReserve(30, weak));  // over its own limit
-  EXPECT_TRUE(b.TryReserve(300, weak));  // oversize for the stream, but it holds nothing
-  EXPECT_TRUE(a.UnderLimits(weak));
-  a.ForceReserve(20);
-  EXPECT_FALSE(a.UnderLimits(weak));
-  Wakeups wake;
-  a.ReleaseAll(wake);
-  b.ReleaseAll(wake);
-  EXPECT_EQ(global.used(), 0);
-  EXPECT_EQ(global.peak(), 400);
 }
 
 TEST(TokenAuthTest, AcceptsOnlyTheBearerToken) {
@@ -247,7 +189,7 @@ TEST(TensorJobTest, PlansTheRightMode) {
   auto plan = [&](const v1::SessionConfig& config, const std::string& dtype,
                   std::vector<int64_t> shape, int64_t bytes) {
     v1::TensorHeader h = HeaderRequest("t.weight", dtype, shape, bytes).header();
-    return TensorJob::Plan(h, *SessionFromProto(config), **engine, &cancel, 1 << 20);
+    return TensorJob::Plan(h, *SessionFromProto(config), **engine, &cancel, PlanLimits{});
   };
   v1::SessionConfig plain;
   auto rows = plan(plain, "F32", {4, 64}, 1024);
@@ -264,29 +206,6 @@ TEST(TensorJobTest, PlansTheRightMode) {
   auto failed = plan(gptq, "F32", {8, 64}, 2048);
   EXPECT_EQ(failed->mode(), TensorJob::Mode::kFailed);
   EXPECT_THAT(failed->header_error(), StatusIs(absl::StatusCode::kInvalidArgument));
-}
-
-TEST(TensorJobTest, ReservesWhatItWillHoldBeforeReading) {
-  auto engine = Engine::Create(EngineOptions{1, ""});
-  ASSERT_THAT(engine, IsOk());
-  std::atomic<bool> cancel{false};
-  auto plan = [&](const v1::SessionConfig& config) {
-    v1::TensorHeader h = HeaderRequest("t.weight", "F32", {8, 64}, 2048).header();
-    return TensorJob::Plan(h, *SessionFromProto(config), **engine, &cancel, 1 << 20);
-  };
-  v1::SessionConfig plain;  // fake quant streams out: chunks are accounted as they arrive
-  EXPECT_EQ(plan(plain)->reserve_bytes(), 0);
-  v1::SessionConfig dim0;
-  dim0.mutable_default_config()->set_group_dim(0);
-  EXPECT_EQ(plan(dim0)->reserve_bytes(), 2048);  // the whole input
-  v1::SessionConfig gptq;
-  gptq.set_output_form(v1::OUTPUT_FORM_PACKED_GPTQ);
-  auto packed = plan(gptq);
-  ASSERT_EQ(packed->mode(), TensorJob::Mode::kRowStream);
-  // At least the codes kept until the end (1 byte per element) and packed outputs as large.
-  EXPECT_GE(packed->reserve_bytes(), 2 * 8 * 64);
-  gptq.set_metrics_only(true);  // nothing is kept for packing
-  EXPECT_EQ(plan(gptq)->reserve_bytes(), 0);
 }
 
 }  // namespace
