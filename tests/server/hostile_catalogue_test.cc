@@ -48,6 +48,8 @@ constexpr int64_t kStreamBudget = 512 << 10;         // --stream_budget_bytes
 constexpr int64_t kMemoryBudget = 2 << 20;           // --memory_budget_bytes
 constexpr int kMaxStreams = 8;                       // --max_streams
 constexpr double kIdleSeconds = 1;                   // --idle_timeout
+constexpr int64_t kMinRate = 256 << 10;              // --min_bytes_per_second
+constexpr double kMinRateGrace = 1;                  // --min_rate_grace
 constexpr char kToken[] = "catalogue-token";
 // A log line holds at most a 1 KiB message and a 256-byte peer, each escaped to 4x.
 constexpr size_t kMaxLogLine = 8 << 10;
@@ -107,6 +109,8 @@ ServerOptions CatalogueOptions(const std::string& token_file) {
   o.memory_budget_bytes = kMemoryBudget;
   o.max_streams = kMaxStreams;
   o.idle_timeout_seconds = kIdleSeconds;
+  o.min_bytes_per_second = kMinRate;
+  o.min_rate_grace_seconds = kMinRateGrace;
   o.auth_token_file = token_file;
   return o;
 }
@@ -172,6 +176,13 @@ v1::SessionConfig Json(const std::string& json) {
 v1::SessionConfig Patched(const std::function<void(v1::QuantConfigPatch&)>& f) {
   v1::SessionConfig c;
   f(*c.mutable_default_config());
+  return c;
+}
+
+// No outputs: the data-rate rule counts bytes in and out, so only the client's input moves.
+v1::SessionConfig MetricsOnly() {
+  v1::SessionConfig c;
+  c.set_metrics_only(true);
   return c;
 }
 
@@ -289,10 +300,26 @@ Attack Authorization(std::string authorization) {
   };
 }
 
-/// Opens a stream, sends `requests`, then every `period` seconds one more request from `drip`
-/// (until the server ends the stream or 10 s pass); the outcome is the stream's status.
-Attack Trickle(std::function<Requests()> requests, std::function<v1::QuantizeRequest()> drip,
-               double period) {
+/// What a trickling client sends at tick i; nothing: it half-closes and waits for the end.
+using Drip = std::function<Requests(int)>;
+
+Drip Forever(v1::QuantizeRequest r) {
+  return [r](int) { return Requests{r}; };
+}
+
+// `bytes` zero bytes per tick until `total` were sent.
+Drip Bytes(int64_t bytes, int64_t total) {
+  return [=](int i) {
+    const int64_t sent = i * bytes;
+    if (sent >= total) return Requests{};
+    return Requests{ChunkRequest(std::string(std::min(bytes, total - sent), '\0'))};
+  };
+}
+
+/// Opens a stream, sends `requests`, then every `period` seconds what `drip` gives, until the
+/// server ends the stream, the drip runs dry (then half-closes) or 10 s pass (then cancels).
+/// The outcome is the stream's status.
+Attack Trickle(std::function<Requests()> requests, Drip drip, double period) {
   return [=](Target& t) -> Outcome {
     auto stub = Stub(t.port());
     grpc::ClientContext ctx;
@@ -309,13 +336,48 @@ Attack Trickle(std::function<Requests()> requests, std::function<v1::QuantizeReq
     bool open = true;
     for (const auto& r : requests()) open = open && stream->Write(r);
     const auto start = Clock::now();
-    while (open && !ended && Since(start) < 10) {
+    for (int i = 0; open && !ended && Since(start) < 10; ++i) {
       WaitFor([&] { return ended.load(); }, period);
-      if (!ended) open = stream->Write(drip());
+      if (ended) break;
+      const Requests next = drip(i);
+      if (next.empty()) {
+        stream->WritesDone();
+        WaitFor([&] { return ended.load(); }, 10);
+        break;
+      }
+      for (const auto& r : next) open = open && stream->Write(r);
     }
     if (!ended) ctx.TryCancel();
     reader.join();
     return FromStatus(stream->Finish());
+  };
+}
+
+/// `n` streams that send an empty chunk every 0.2 s hold every slot: a stream opened beside
+/// them must be refused at once, and one opened after the server ended them (by its idle
+/// timeout) must be served. OK, or the first thing that went otherwise.
+Attack SlowLorisOnEverySlot(int n) {
+  return [=](Target& t) -> Outcome {
+    std::vector<std::thread> lorises;
+    std::vector<Outcome> ends(n);
+    const Attack loris = Trickle(
+        [] {
+          return Cfg() + Requests{HeaderRequest("t.weight", "F32", {8, 64}, 2048)};
+        },
+        Forever(ChunkRequest("")), 0.2);
+    for (int i = 0; i < n; ++i) lorises.emplace_back([&, i] { ends[i] = loris(t); });
+    WaitFor([&] { return t.server->active_streams() == n; }, 5);
+    auto stub = Stub(t.port());
+    const grpc::Status beside =
+        RunSession(*stub, Cfg() + Send(Small("x.weight")), Authorize).status;
+    for (auto& l : lorises) l.join();
+    if (beside.error_code() != Code::RESOURCE_EXHAUSTED) {
+      return {Code::INTERNAL, "a stream beside them: " + beside.error_message()};
+    }
+    for (const Outcome& e : ends) {
+      if (e.code != Code::DEADLINE_EXCEEDED) return {Code::INTERNAL, "a loris: " + e.message};
+    }
+    return FromStatus(RunSession(*stub, Cfg() + Send(Small("y.weight")), Authorize).status);
   };
 }
 
@@ -344,7 +406,8 @@ Attack CancelAfter(std::function<Requests()> requests, int64_t held) {
 
 /// `n` sessions at once, each from `build(i)`; the outcome is the first failure, or OK with
 /// the number of streams that succeeded. The server's peak in-flight bytes must stay within the
-/// bound of docs/PROTOCOL.md (budget plus one message per stream), else INTERNAL.
+/// bound of server/memory_budget.h (max(budget, largest reservation) plus one message per stream
+/// for outputs no larger than their inputs), else INTERNAL.
 Attack Concurrently(int n, std::function<Requests(int)> build) {
   return [=](Target& t) -> Outcome {
     std::vector<SessionResult> results(n);
@@ -356,8 +419,8 @@ Attack Concurrently(int n, std::function<Requests(int)> build) {
       });
     }
     for (auto& th : threads) th.join();
-    const int64_t bound =
-        t.options.memory_budget_bytes + int64_t{kMaxStreams} * t.options.max_message_bytes;
+    const int64_t bound = std::max(t.options.memory_budget_bytes, MaxReservationBytes(t.options)) +
+                          int64_t{kMaxStreams} * t.options.max_message_bytes;
     if (t.server->memory().peak() > bound) {
       return {Code::INTERNAL, absl::StrCat("peak in-flight ", t.server->memory().peak(),
                                            " bytes over the bound ", bound)};
@@ -839,41 +902,41 @@ std::vector<Case> Catalogue() {
          return std::vector<std::string>{Serialized(ConfigRequest({})), RawHeader("bad\xff\xfe"),
                                          Serialized(ChunkRequest(std::string(2048, '\0')))};
        }),
-       kInvalid, "parse"},
+       kInvalid, "header.name is not valid UTF-8"},
       {"InvalidUtf8NameAfterAGoodTensor", Raw([] {
          std::vector<std::string> m{Serialized(ConfigRequest({}))};
          for (const auto& r : Send(Small("a.weight"))) m.push_back(Serialized(r));
          m.push_back(RawHeader("b\xc0\xaf"));
          return m;
        }),
-       kInvalid, "parse"},
+       kInvalid, "request message 4"},
       {"InvalidUtf8ConfigKey", Raw([] {
          std::string key = Serialized(ConfigRequest(WithKey("KEY")));
          key.replace(key.find("KEY"), 3, "\xed\xa0\x80");  // a UTF-16 surrogate, not UTF-8
          return std::vector<std::string>{key};
        }),
-       kInvalid, "parse"},
+       kInvalid, "is not valid UTF-8"},
       {"TruncatedMessage", Raw([] {
          const std::string h = Serialized(HeaderRequest("t.weight", "F32", {8, 64}, 2048));
          return std::vector<std::string>{Serialized(ConfigRequest({})), h.substr(0, h.size() - 3)};
        }),
-       kInvalid, "parse"},
+       kInvalid, "is not a QuantizeRequest"},
       {"GarbageBytes", Raw([] {
          return std::vector<std::string>{Serialized(ConfigRequest({})),
                                          "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"};
        }),
-       kInvalid, "parse"},
-      {"WrongWireType", Raw([] {
+       kInvalid, "is not a QuantizeRequest"},
+      {"WrongWireTypeIsAnUnknownField", Raw([] {
          return std::vector<std::string>{Serialized(ConfigRequest({})),
                                          std::string("\x15\x01\x02\x03\x04", 5)};
        }),
-       kInvalid, "parse"},
+       kInvalid, "empty QuantizeRequest"},
       {"DeeplyNestedUnknownGroups", Raw([] {
          // Field 100 as a start-group tag (0xa3 0x06), 100k times: recursion beyond protobuf's
          // limit.
          return std::vector<std::string>{Serialized(ConfigRequest({})), Repeat("\xa3\x06", 100000)};
        }),
-       kInvalid, "parse"},
+       kInvalid, "is not a QuantizeRequest"},
 
       // --- Sizes against the message limit and the budgets -------------------------------------
       {"ChunkOverMaxMessage", Ends([] {
@@ -914,34 +977,76 @@ std::vector<Case> Catalogue() {
                              Send(Small(absl::StrCat("t", i, ".weight"), {256, 1024}));
                     }),
        kOk, "8 of 8 streams ok"},
+      {"BufferedTensorOverMaxReservation",
+       Answers(
+           [] {
+             return Cfg(Patched([](auto& p) { p.set_group_dim(0); })) +
+                    Send(Small("t.weight", {256, 1024}));
+           },
+           "t.weight"),
+       kExhausted, "--max_reservation_bytes",
+       [](ServerOptions& o) { o.max_reservation_bytes = 512 << 10; }},
+      {"BufferedTensorUnderMaxReservation",
+       Answers(
+           [] {
+             return Cfg(Patched([](auto& p) { p.set_group_dim(0); })) +
+                    Send(Small("t.weight", {32, 1024}));
+           },
+           "t.weight"),
+       kOk, "quantized", [](ServerOptions& o) { o.max_reservation_bytes = 512 << 10; }},
       {"OneStreamOverMaxStreams", BesideOpenStreams(kMaxStreams), kExhausted,
        "limit of 8 concurrent Quantize streams"},
       {"StreamsAtMaxStreams", BesideOpenStreams(kMaxStreams - 1), kOk, ""},
 
       // --- Slow-loris ----------------------------------------------------------------------------
-      {"SilentAfterConfig", Trickle([] { return Cfg(); }, [] { return ChunkRequest(""); }, 60),
-       kDeadline, "idle"},
+      {"SilentAfterConfig", Trickle([] { return Cfg(); }, Forever(ChunkRequest("")), 60), kDeadline,
+       "--idle_timeout"},
       {"SilentMidTensor",
        Trickle(
            [] {
              return Cfg() + Requests{HeaderRequest("t.weight", "F32", {8, 64}, 2048)};
            },
-           [] { return ChunkRequest(""); }, 60),
-       kDeadline, "idle"},
+           Forever(ChunkRequest("")), 60),
+       kDeadline, "--idle_timeout"},
       {"EmptyChunksForever",
        Trickle(
            [] {
              return Cfg() + Requests{HeaderRequest("t.weight", "F32", {8, 64}, 2048)};
            },
-           [] { return ChunkRequest(""); }, 0.2),
-       kDeadline, "t.weight"},
+           Forever(ChunkRequest("")), 0.2),
+       kDeadline, "--idle_timeout"},
+      {"EmptyTensorsForever",
+       Trickle([] { return Cfg(); },
+               [](int i) { return Requests{HeaderRequest(absl::StrCat("e", i), "F32", {0}, 0)}; },
+               0.2),
+       kDeadline, "--idle_timeout"},
       {"OneBytePerTick",
        Trickle(
            [] {
              return Cfg() + Requests{HeaderRequest("t.weight", "F32", {64, 64}, 16384)};
            },
-           [] { return ChunkRequest("x"); }, 0.2),
-       kDeadline, "t.weight"},
+           Forever(ChunkRequest("x")), 0.2),
+       kDeadline, "--min_bytes_per_second"},
+      {"HalfTheMinimumRate",
+       Trickle(
+           [] {
+             return Cfg(MetricsOnly()) +
+                    Requests{HeaderRequest("t.weight", "F32", {256, 1024}, 1 << 20)};
+           },
+           Bytes(kMinRate / 16, 1 << 20), 1.0 / 8),
+       kDeadline, "--min_bytes_per_second"},
+      {"TwiceTheMinimumRate",
+       Trickle(
+           [] {
+             return Cfg(MetricsOnly()) +
+                    Requests{HeaderRequest("t.weight", "F32", {256, 1024}, 1 << 20)};
+           },
+           Bytes(kMinRate / 8, 1 << 20), 1.0 / 16),
+       kOk, ""},
+      {"GoodTensorsPastMaxStreamSeconds",
+       Trickle([] { return Cfg(); }, [](int i) { return Send(Small(absl::StrCat("t", i))); }, 0.2),
+       kDeadline, "--max_stream_seconds", [](ServerOptions& o) { o.max_stream_seconds = 2; }},
+      {"SlowLorisOnEverySlot", SlowLorisOnEverySlot(kMaxStreams), kOk, ""},
 
       // --- Cancellation
       // ----------------------------------------------------------------------------
