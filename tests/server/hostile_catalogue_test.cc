@@ -27,6 +27,7 @@
 #include "absl/strings/str_split.h"
 #include "core/crc32c.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
@@ -406,9 +407,9 @@ Attack CancelAfter(std::function<Requests()> requests, int64_t held) {
 
 /// `n` sessions at once, each from `build(i)`; the outcome is the first failure, or OK with
 /// the number of streams that succeeded. The server's peak in-flight bytes must stay within the
-/// bound of server/memory_budget.h (max(budget, largest reservation) plus one message per stream
-/// for outputs no larger than their inputs), else INTERNAL.
-Attack Concurrently(int n, std::function<Requests(int)> build) {
+/// bound of server/memory_budget.h, max(budget, largest reservation) + streams x w x max message,
+/// where w is the sessions' largest output/input ratio, else INTERNAL.
+Attack Concurrently(int n, std::function<Requests(int)> build, double w = 1) {
   return [=](Target& t) -> Outcome {
     std::vector<SessionResult> results(n);
     std::vector<std::thread> threads;
@@ -419,8 +420,9 @@ Attack Concurrently(int n, std::function<Requests(int)> build) {
       });
     }
     for (auto& th : threads) th.join();
-    const int64_t bound = std::max(t.options.memory_budget_bytes, MaxReservationBytes(t.options)) +
-                          int64_t{kMaxStreams} * t.options.max_message_bytes;
+    const int64_t bound =
+        std::max(t.options.memory_budget_bytes, MaxReservationBytes(t.options)) +
+        static_cast<int64_t>(kMaxStreams * w * static_cast<double>(t.options.max_message_bytes));
     if (t.server->memory().peak() > bound) {
       return {Code::INTERNAL, absl::StrCat("peak in-flight ", t.server->memory().peak(),
                                            " bytes over the bound ", bound)};
@@ -431,6 +433,80 @@ Attack Concurrently(int n, std::function<Requests(int)> build) {
       ok += r.summary.has_value() && r.summary->tensors_failed() == 0;
     }
     return {Code::OK, absl::StrCat(ok, " of ", n, " streams ok")};
+  };
+}
+
+/// Sends a tensor whose results need more room than the stream's budget and never reads them:
+/// the server must end the stream itself. DEADLINE_EXCEEDED with the rejection reason the server
+/// counted, or INTERNAL when the stream is still open after 10 s.
+Attack NeverReads() {
+  return [](Target& t) -> Outcome {
+    auto stub = Stub(t.port());
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    auto stream = stub->Quantize(&ctx);
+    std::thread writer([&] {
+      for (const auto& r : Cfg() + Send(Small("t.weight", {256, 1024}))) {
+        if (!stream->Write(r)) break;
+      }
+    });
+    const bool ended = WaitFor([&] { return t.server->active_streams() == 0; }, 10);
+    ctx.TryCancel();
+    writer.join();
+    stream->Finish();
+    if (!ended) return {Code::INTERNAL, "the stream is still open"};
+    const std::string text = t.server->metrics().Text();
+    for (const char* reason : {"idle_timeout", "min_rate", "max_stream_seconds"}) {
+      if (MetricValue(text, absl::StrCat("rtnq_rejections_total{reason=\"", reason, "\"}")) > 0) {
+        return {Code::DEADLINE_EXCEEDED, reason};
+      }
+    }
+    return {Code::INTERNAL, "ended without a counted reason"};
+  };
+}
+
+/// Sends `requests` with a deadline of `seconds` and never half-closes; the outcome is the
+/// stream's status.
+Attack WithDeadline(std::function<Requests()> requests, double seconds) {
+  return [=](Target& t) -> Outcome {
+    auto stub = Stub(t.port());
+    grpc::ClientContext ctx;
+    Authorize(ctx);
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::duration<double>(seconds)));
+    auto stream = stub->Quantize(&ctx);
+    for (const auto& r : requests()) {
+      if (!stream->Write(r)) break;
+    }
+    v1::QuantizeResponse r;
+    while (stream->Read(&r)) {
+    }
+    return FromStatus(stream->Finish());
+  };
+}
+
+/// `n` plain TCP connections to the gRPC port that never speak HTTP/2 (and `watches`
+/// unauthenticated health Watch streams, which are not Quantize streams and hold no slot),
+/// while a normal session runs; its outcome.
+Attack IdleConnections(int n, int watches) {
+  return [=](Target& t) -> Outcome {
+    std::vector<std::unique_ptr<RawConnection>> conns;
+    for (int i = 0; i < n; ++i) conns.push_back(std::make_unique<RawConnection>(t.port()));
+    auto health = grpc::health::v1::Health::NewStub(Connect(t.port()));
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+    std::vector<std::unique_ptr<grpc::ClientReader<grpc::health::v1::HealthCheckResponse>>> open;
+    grpc::health::v1::HealthCheckRequest req;
+    for (int i = 0; i < watches; ++i) {
+      contexts.push_back(std::make_unique<grpc::ClientContext>());
+      open.push_back(health->Watch(contexts.back().get(), req));
+    }
+    auto stub = Stub(t.port());
+    const Outcome out =
+        FromStatus(RunSession(*stub, Cfg() + Send(Small("x.weight")), Authorize).status);
+    for (auto& c : contexts) c->TryCancel();
+    for (auto& w : open) w->Finish();
+    return out;
   };
 }
 
@@ -545,6 +621,12 @@ std::vector<Case> Catalogue() {
       {"RegexEmpty", Ends([] { return Cfg(WithKey("re:")); }), kInvalid, "empty regex"},
       {"RegexHugeRepeat", Ends([] { return Cfg(WithKey("re:(a{1000}){1000}")); }), kInvalid,
        "weight_config"},
+      {"RegexOf20kAlternatives", Ends([] {
+         std::string key = "re:(";
+         for (int i = 0; i < 20000; ++i) absl::StrAppend(&key, i ? "|" : "", "layer", i, "x");
+         return Cfg(WithKey(key + ")"));
+       }),
+       kInvalid, "weight_config"},
       {"GlobOf200StarsAnd50kName",
        Answers(
            [] {
@@ -710,13 +792,8 @@ std::vector<Case> Catalogue() {
            "t.weight"),
        kInvalid, "t.weight"},
       {"NaNMetricsOnly",
-       Answers(
-           [=] {
-             v1::SessionConfig c;
-             c.set_metrics_only(true);
-             return Cfg(c) + Send(With(Small("t.weight"), 2, kNaN));
-           },
-           "t.weight"),
+       Answers([=] { return Cfg(MetricsOnly()) + Send(With(Small("t.weight"), 2, kNaN)); },
+               "t.weight"),
        kInvalid, "t.weight"},
       {"NaNPassedThroughWhenAsked",
        Answers(
@@ -994,6 +1071,43 @@ std::vector<Case> Catalogue() {
            },
            "t.weight"),
        kOk, "quantized", [](ServerOptions& o) { o.max_reservation_bytes = 512 << 10; }},
+      {"EightStreamsOfCodesWithGroupSizeOne",
+       Concurrently(
+           kMaxStreams,
+           [](int i) {
+             v1::SessionConfig c = Form(v1::OUTPUT_FORM_CODES);
+             c.mutable_default_config()->set_group_size(1);
+             return Cfg(c) + Send(Small(absl::StrCat("t", i, ".weight"), {64, 1024}));
+           },
+           4.5),
+       kOk, "8 of 8 streams ok"},
+      {"TallSkinnyTensorAtMaxTensorBytes",
+       Answers(
+           [] {
+             return Cfg() + Send(Small("t.weight", {256 << 10, 1}));
+           },
+           "t.weight"),
+       kOk, "quantized"},
+      {"ManyLongNamesInOneStream", Ends([] {
+         // 4000 empty tensors with 1 KiB names: 4 MiB of names the duplicate check would keep,
+         // eight times the stream's budget.
+         Requests r = Cfg();
+         for (int i = 0; i < 4000; ++i) {
+           r.push_back(HeaderRequest(absl::StrCat(i, std::string(1024, 'n')), "F32", {0}, 0));
+         }
+         return r;
+       }),
+       kExhausted, "names"},
+      {"HundredSilentTcpConnectionsAndWatches", IdleConnections(100, 100), kOk, ""},
+      {"NeverReadsItsResults", NeverReads(), kDeadline, ""},
+      {"ClientDeadlineMidTensor",
+       WithDeadline(
+           [] {
+             return Cfg() + Requests{HeaderRequest("t.weight", "F32", {256, 1024}, 1 << 20),
+                                     ChunkRequest(std::string(kChunk, '\0'))};
+           },
+           0.3),
+       kDeadline, ""},
       {"OneStreamOverMaxStreams", BesideOpenStreams(kMaxStreams), kExhausted,
        "limit of 8 concurrent Quantize streams"},
       {"StreamsAtMaxStreams", BesideOpenStreams(kMaxStreams - 1), kOk, ""},
