@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 
 namespace rtnq::server::testing {
@@ -164,6 +165,86 @@ void ResultCollector::Add(const v1::QuantizeResponse& r) {
     default:
       bad("empty response");
   }
+}
+
+std::vector<v1::QuantizeRequest> SessionRequests(const v1::SessionConfig& config,
+                                                 const std::vector<Tensor>& tensors, size_t chunk) {
+  std::vector<v1::QuantizeRequest> out{ConfigRequest(config)};
+  for (const Tensor& t : tensors) {
+    for (auto& r : TensorRequests(t, chunk)) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<SessionResult> RunConcurrently(
+    int port, const std::vector<std::vector<v1::QuantizeRequest>>& sessions) {
+  std::vector<SessionResult> results(sessions.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    threads.emplace_back([&, i] {
+      auto stub = Stub(port);
+      results[i] = RunSession(*stub, sessions[i]);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return results;
+}
+
+RawSessionResult RunRawSession(int port, const std::vector<std::string>& messages) {
+  grpc::GenericStub stub(Connect(port));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareCall(&ctx, "/rtnq.v1.Quantizer/Quantize", &cq);
+  // One operation at a time: each completes before the next starts.
+  auto done = [&cq] {
+    void* tag = nullptr;
+    bool ok = false;
+    return cq.Next(&tag, &ok) && ok;
+  };
+  RawSessionResult result;
+  call->StartCall(nullptr);
+  bool open = done();
+  for (size_t i = 0; open && i < messages.size(); ++i) {
+    grpc::Slice slice(messages[i]);
+    call->Write(grpc::ByteBuffer(&slice, 1), nullptr);
+    open = done();
+  }
+  if (open) {
+    call->WritesDone(nullptr);
+    done();
+  }
+  for (;;) {
+    grpc::ByteBuffer buffer;
+    call->Read(&buffer, nullptr);
+    if (!done()) break;
+    v1::QuantizeResponse r;
+    std::vector<grpc::Slice> slices;
+    (void)buffer.Dump(&slices);
+    std::string bytes;
+    for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    r.ParseFromString(bytes);
+    result.responses.push_back(std::move(r));
+  }
+  call->Finish(&result.status, nullptr);
+  done();
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+  return result;
+}
+
+bool WaitFor(const std::function<bool()>& done, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(seconds));
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return done();
 }
 
 SessionResult RunSession(v1::Quantizer::Stub& stub,
