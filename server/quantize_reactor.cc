@@ -336,6 +336,9 @@ QuantizeReactor::Task QuantizeReactor::TakeStep(bool last) {
 }
 
 void QuantizeReactor::ConsumeRead() {
+  // A read in flight when the stream failed (idle timeout, a write that failed) still completes:
+  // whatever it brought is dropped.
+  if (state_ == State::kFinishing) return;
   if (!read_ok_) {  // half-close, or the call is gone
     if (client_cancelled_ || call_.IsCancelled()) {
       client_cancelled_ = true;

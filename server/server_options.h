@@ -31,7 +31,7 @@ struct ServerOptions {
   double idle_timeout_seconds = 300;
   /// While a client owes bytes (a tensor's data, or results to receive), data must move at this
   /// average rate or the stream ends (DEADLINE_EXCEEDED); 0 = no minimum rate.
-  double min_bytes_per_second = 16 << 10;
+  double min_bytes_per_second = 64 << 10;
   /// The allowance of the rate rule: this long plus one max_message_bytes at the minimum rate.
   double min_rate_grace_seconds = 30;
   double max_stream_seconds = 0;       ///< a stream open longer ends; 0 = no limit

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "google/protobuf/stubs/logging.h"
+#include "spdlog/spdlog.h"
 #include "tests/fuzz/fuzz_input.h"
 #include "tests/server/stream_driver.h"
 
@@ -272,6 +274,13 @@ void Run(const uint8_t* data, size_t size) {
 }  // namespace rtnq::server::testing
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // One log line per stream (and protobuf's about invalid UTF-8) would drown the fuzzer's output.
+  static const bool quiet = [] {
+    spdlog::set_level(spdlog::level::off);
+    google::protobuf::SetLogHandler(nullptr);
+    return true;
+  }();
+  (void)quiet;
   rtnq::server::testing::Run(data, size);
   return 0;
 }

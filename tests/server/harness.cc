@@ -169,6 +169,88 @@ void ResultCollector::Add(const v1::QuantizeResponse& r) {
   }
 }
 
+std::vector<v1::QuantizeRequest> SessionRequests(const v1::SessionConfig& config,
+                                                 const std::vector<Tensor>& tensors, size_t chunk) {
+  std::vector<v1::QuantizeRequest> out{ConfigRequest(config)};
+  for (const Tensor& t : tensors) {
+    for (auto& r : TensorRequests(t, chunk)) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<SessionResult> RunConcurrently(
+    int port, const std::vector<std::vector<v1::QuantizeRequest>>& sessions) {
+  std::vector<SessionResult> results(sessions.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    threads.emplace_back([&, i] {
+      auto stub = Stub(port);
+      results[i] = RunSession(*stub, sessions[i]);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return results;
+}
+
+RawSessionResult RunRawSession(int port, const std::vector<std::string>& messages,
+                               const std::function<void(grpc::ClientContext&)>& setup) {
+  grpc::GenericStub stub(Connect(port));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  if (setup) setup(ctx);
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareCall(&ctx, "/rtnq.v1.Quantizer/Quantize", &cq);
+  // One operation at a time: each completes before the next starts.
+  auto done = [&cq] {
+    void* tag = nullptr;
+    bool ok = false;
+    return cq.Next(&tag, &ok) && ok;
+  };
+  RawSessionResult result;
+  call->StartCall(nullptr);
+  bool open = done();
+  for (size_t i = 0; open && i < messages.size(); ++i) {
+    grpc::Slice slice(messages[i]);
+    call->Write(grpc::ByteBuffer(&slice, 1), nullptr);
+    open = done();
+  }
+  if (open) {
+    call->WritesDone(nullptr);
+    done();
+  }
+  for (;;) {
+    grpc::ByteBuffer buffer;
+    call->Read(&buffer, nullptr);
+    if (!done()) break;
+    v1::QuantizeResponse r;
+    std::vector<grpc::Slice> slices;
+    (void)buffer.Dump(&slices);
+    std::string bytes;
+    for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    r.ParseFromString(bytes);
+    result.responses.push_back(std::move(r));
+  }
+  call->Finish(&result.status, nullptr);
+  done();
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+  return result;
+}
+
+bool WaitFor(const std::function<bool()>& done, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(seconds));
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return done();
+}
+
 SessionResult RunSession(v1::Quantizer::Stub& stub,
                          const std::vector<v1::QuantizeRequest>& requests,
                          const std::function<void(grpc::ClientContext&)>& setup) {
@@ -187,63 +269,6 @@ SessionResult RunSession(v1::Quantizer::Stub& stub,
   while (stream->Read(&r)) collector.Add(r);
   writer.join();
   collector.result().status = stream->Finish();
-  return std::move(collector.result());
-}
-
-SessionResult RunRawSession(int port, const std::vector<std::string>& messages,
-                            const std::function<void(grpc::ClientContext&)>& setup) {
-  grpc::GenericStub stub(Connect(port));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  if (setup) setup(ctx);
-  grpc::CompletionQueue cq;
-  // One operation at a time: each is started and then awaited on the queue.
-  auto await = [&cq] {
-    void* tag = nullptr;
-    bool ok = false;
-    return cq.Next(&tag, &ok) && ok;
-  };
-  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
-      stub.PrepareCall(&ctx, "/rtnq.v1.Quantizer/Quantize", &cq);
-  call->StartCall(nullptr);
-  bool open = await();
-  for (const std::string& m : messages) {
-    if (!open) break;
-    grpc::Slice slice(m);
-    grpc::ByteBuffer buffer(&slice, 1);
-    call->Write(buffer, nullptr);
-    open = await();
-  }
-  if (open) {
-    call->WritesDone(nullptr);
-    await();
-  }
-  ResultCollector collector;
-  for (;;) {
-    grpc::ByteBuffer buffer;
-    call->Read(&buffer, nullptr);
-    if (!await()) break;
-    std::vector<grpc::Slice> slices;
-    std::string bytes;
-    if (buffer.Dump(&slices).ok()) {
-      for (const grpc::Slice& sl : slices) {
-        bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
-      }
-    }
-    v1::QuantizeResponse r;
-    if (!r.ParseFromString(bytes)) {
-      if (collector.result().order_error.empty()) collector.result().order_error = "unparsable";
-      continue;
-    }
-    collector.Add(r);
-  }
-  grpc::Status status;
-  call->Finish(&status, nullptr);
-  await();
-  collector.result().status = status;
-  cq.Shutdown();
-  for (void* tag; cq.Next(&tag, &open);) {
-  }
   return std::move(collector.result());
 }
 

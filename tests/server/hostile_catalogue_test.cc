@@ -89,15 +89,6 @@ void Authorize(grpc::ClientContext& ctx) {
   ctx.AddMetadata("authorization", absl::StrCat("Bearer ", kToken));
 }
 
-bool WaitFor(const std::function<bool()>& done, double seconds) {
-  const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
-  while (Clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return done();
-}
-
 double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }

@@ -22,40 +22,6 @@ namespace {
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
-// Polls `done` every 5 ms until it holds or `seconds` pass.
-bool WaitFor(const std::function<bool()>& done, double seconds = 10) {
-  const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
-  while (Clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return done();
-}
-
-std::vector<v1::QuantizeRequest> Session(const v1::SessionConfig& config,
-                                         const std::vector<Tensor>& tensors, size_t chunk) {
-  std::vector<v1::QuantizeRequest> out{ConfigRequest(config)};
-  for (const Tensor& t : tensors) {
-    for (auto& r : TensorRequests(t, chunk)) out.push_back(std::move(r));
-  }
-  return out;
-}
-
-// Runs every session on its own stream, all at once.
-std::vector<SessionResult> RunConcurrently(int port,
-                                           const std::vector<std::vector<v1::QuantizeRequest>>& s) {
-  std::vector<SessionResult> results(s.size());
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < s.size(); ++i) {
-    threads.emplace_back([&, i] {
-      auto stub = Stub(port);
-      results[i] = RunSession(*stub, s[i]);
-    });
-  }
-  for (auto& t : threads) t.join();
-  return results;
-}
-
 // A 4 MiB global budget, for many streams to contend for.
 ServerOptions SmallBudget(int64_t stream_budget, int64_t max_message) {
   ServerOptions o = TestOptions();
@@ -109,7 +75,7 @@ TEST(ConcurrencyTest, SixteenStreamsUnderASmallBudgetGiveTheSameBytesAsOne) {
       tensors.push_back(RandomTensor(absl::StrCat("s", i, ".t", k, ".weight"),
                                      k % 2 ? "BF16" : "F32", {256, 512}, i * 10 + k));
     }
-    sessions.push_back(Session(config, tensors, 200 << 10));
+    sessions.push_back(SessionRequests(config, tensors, 200 << 10));
   }
   const std::vector<SessionResult> concurrent = RunConcurrently(server->port(), sessions);
   ExpectWithinBudget(*server, o, kStreams);
@@ -135,7 +101,7 @@ TEST(ConcurrencyTest, ManyPackedGptqStreamsStayWithinTheBudget) {
       tensors.push_back(
           RandomTensor(absl::StrCat("s", i, ".t", k, ".weight"), "F32", {512, 1024}, i * 10 + k));
     }
-    sessions.push_back(Session(config, tensors, 64 << 10));
+    sessions.push_back(SessionRequests(config, tensors, 64 << 10));
   }
   const std::vector<SessionResult> concurrent = RunConcurrently(server->port(), sessions);
   // Reservations never overcommit; the only excess is memory_budget.h's one message per stream.
@@ -157,7 +123,8 @@ TEST(ConcurrencyTest, ATensorLargerThanTheBudgetsStillCompletes) {
     config.mutable_default_config()->set_group_dim(variant == 0 ? 0 : 1);
     if (variant == 2) config.set_output_form(v1::OUTPUT_FORM_PACKED_GPTQ);
     const SessionResult r = RunSession(
-        *stub, Session(config, {RandomTensor("big.weight", "F32", {1024, 1024}, 1)}, 1 << 20));
+        *stub,
+        SessionRequests(config, {RandomTensor("big.weight", "F32", {1024, 1024}, 1)}, 1 << 20));
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();
     EXPECT_EQ(r.summary->tensors_ok(), 1);
   }
@@ -186,9 +153,10 @@ void CancelMidTensor(const v1::SessionConfig& config, bool send_all) {
   EXPECT_TRUE(WaitFor([&] { return server->active_streams() == 0; }));
   EXPECT_EQ(server->memory().used(), 0);
   // The server still serves.
-  EXPECT_TRUE(RunSession(*stub, Session(v1::SessionConfig(),
+  EXPECT_TRUE(
+      RunSession(*stub, SessionRequests(v1::SessionConfig(),
                                         {RandomTensor("a.weight", "F32", {8, 64}, 1)}, 1000))
-                  .status.ok());
+          .status.ok());
 }
 
 TEST(CancelTest, RowStreamedTensorReleasesEverything) {
@@ -279,7 +247,7 @@ TEST(AuthTest, BearerTokenIsRequired) {
   EXPECT_TRUE(info("Bearer s3cret-token").ok());
 
   const auto requests =
-      Session(v1::SessionConfig(), {RandomTensor("a.weight", "F32", {8, 64}, 1)}, 1000);
+      SessionRequests(v1::SessionConfig(), {RandomTensor("a.weight", "F32", {8, 64}, 1)}, 1000);
   const SessionResult refused = RunSession(*stub, requests);
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_THAT(refused.status.error_message(), HasSubstr("authorization"));
@@ -376,7 +344,7 @@ TEST(MetricsTest, ScrapedCountersMove) {
   const std::vector<Tensor> tensors{RandomTensor("a.weight", "F32", {8, 64}, 1),
                                     RandomTensor("b.weight", "F32", {8, 64}, 2),
                                     RandomTensor("norm.weight", "BF16", {64}, 3)};
-  ASSERT_TRUE(RunSession(*stub, Session(v1::SessionConfig(), tensors, 1000)).status.ok());
+  ASSERT_TRUE(RunSession(*stub, SessionRequests(v1::SessionConfig(), tensors, 1000)).status.ok());
   // A protocol violation counts as a rejection.
   EXPECT_FALSE(RunSession(*stub, {v1::QuantizeRequest()}).status.ok());
 
@@ -496,7 +464,8 @@ TEST(ShutdownTest, NotServingWhileInFlightStreamsFinish) {
   EXPECT_TRUE(WaitFor([&] { return Health(port, "") == HC::NOT_SERVING; }, 5));
   EXPECT_EQ(Health(port, "rtnq.v1.Quantizer"), HC::NOT_SERVING);
   const SessionResult refused = RunSession(
-      *stub, Session(v1::SessionConfig(), {RandomTensor("b.weight", "F32", {8, 64}, 2)}, 1000));
+      *stub,
+      SessionRequests(v1::SessionConfig(), {RandomTensor("b.weight", "F32", {8, 64}, 2)}, 1000));
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   // The stream in flight carries on and finishes normally.
   EXPECT_TRUE(s.Send(RandomTensor("c.weight", "F32", {8, 64}, 3)).metrics.has_value());

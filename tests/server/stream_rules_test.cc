@@ -265,6 +265,24 @@ TEST_F(DrivenTest, PlanningRunsOffTheStreamSoTheSweepStillEndsIdleStreams) {
   EXPECT_EQ(ctx_->memory().used(), 0);
 }
 
+TEST_F(DrivenTest, AMessageArrivingAfterTheStreamFailedIsDropped) {
+  DrivenStream s(*ctx_);
+  ASSERT_TRUE(s.Deliver(ConfigRequest({})));
+  ctx_->manual().RunAll();
+  // Its SessionStarted is being written (the client does not take it) and a read is in flight
+  // when the idle timeout ends the stream; then a header arrives (found by the fuzzer).
+  ASSERT_TRUE(s.write_pending() && s.read_pending());
+  s.CheckProgress(Clock::now() + std::chrono::seconds(5));
+  EXPECT_FALSE(s.finished());  // waits for the write in flight
+  ASSERT_TRUE(s.Deliver(HeaderRequest("late.weight", "F32", {4, 64}, 1024)));
+  ASSERT_TRUE(s.cancel_requested());
+  s.Cancel();
+  ASSERT_TRUE(s.finished());
+  EXPECT_EQ(s.status().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(s.Done());
+  EXPECT_EQ(ctx_->memory().used(), 0);
+}
+
 TEST_F(DrivenTest, AnOversizeReservationIsGrantedBeforeLaterSmallOnes) {
   DrivenStream holder(*ctx_), big(*ctx_), small(*ctx_);
   v1::SessionConfig buffered;
