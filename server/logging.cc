@@ -2,8 +2,8 @@
 
 #include <string>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "core/input_limits.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -26,10 +26,9 @@ absl::Status ConfigureLogging(absl::string_view level) {
 }
 
 std::string LogSafe(absl::string_view s, size_t max_bytes) {
-  // Non-ASCII bytes are escaped too: telling valid, printable UTF-8 from C1 controls, bidi
-  // overrides and broken sequences would take a Unicode table, and names are nearly all ASCII.
-  if (s.size() <= max_bytes) return absl::CHexEscape(s);
-  return absl::StrCat(absl::CHexEscape(s.substr(0, max_bytes)), "...[", s.size(), " bytes]");
+  // The core's rule for quoting peer strings in error messages, so that a name reads the same in
+  // a status message and in a log line.
+  return EscapeForMessage(std::string_view(s.data(), s.size()), max_bytes);
 }
 
 }  // namespace rtnq::server

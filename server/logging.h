@@ -19,11 +19,11 @@ absl::Status ConfigureLogging(absl::string_view level);
 inline constexpr size_t kMaxLoggedBytes = 256;
 
 /// A string a peer controls (tensor names, status messages built from them, peer addresses),
-/// made safe for one log field: its first `max_bytes` bytes with `\`, quotes, control characters
-/// and every byte >= 0x80 written as C escapes (`\n`, `\"`, `\x1b`, ...), so that a value can
+/// made safe for one log field by the core's EscapeForMessage: its first `max_bytes` bytes with
+/// `"`, control characters and every byte >= 0x7f written as `\"` and `\xNN`, so that a value can
 /// neither start a new line, nor end its quotes, nor send terminal escapes (ANSI, C1, bidi
-/// controls), nor carry invalid UTF-8; a longer value ends in "...[N bytes]" with its full size.
-/// The result is at most 4 * max_bytes + 24 bytes.
+/// controls), nor carry invalid UTF-8; a longer value ends in "... (N bytes)" with its full size.
+/// The result is printable ASCII of at most 4 * max_bytes + 32 bytes.
 std::string LogSafe(absl::string_view s, size_t max_bytes = kMaxLoggedBytes);
 
 }  // namespace rtnq::server

@@ -52,12 +52,10 @@ TEST(LogSafeTest, EscapesWhatCouldForgeOrCorruptALine) {
   EXPECT_EQ(LogSafe("model.layers.0.mlp.up_proj.weight"), "model.layers.0.mlp.up_proj.weight");
   // A newline cannot start a forged line, a quote cannot end the field.
   EXPECT_EQ(LogSafe("a\n2026-01-01 info stream end code=OK"),
-            "a\\n2026-01-01 info stream end code=OK");
+            "a\\x0a2026-01-01 info stream end code=OK");
   EXPECT_EQ(LogSafe("x\" y=\"1"), "x\\\" y=\\\"1");
-  EXPECT_EQ(LogSafe("back\\slash"), "back\\\\slash");
-  EXPECT_EQ(LogSafe("\r\t"), "\\r\\t");
-  // A hex digit after a \xNN escape is escaped too, so that it cannot extend the escape.
-  EXPECT_EQ(LogSafe(std::string("nul\0bell\a", 9)), "nul\\x00\\x62\\x65ll\\x07");
+  EXPECT_EQ(LogSafe("\r\t"), "\\x0d\\x09");
+  EXPECT_EQ(LogSafe(std::string("nul\0bell\a", 9)), "nul\\x00bell\\x07");
   EXPECT_EQ(LogSafe("\x1b[31mred\x1b[0m"), "\\x1b[31mred\\x1b[0m");  // ANSI colour
   EXPECT_EQ(LogSafe("\x7f"), "\\x7f");
   EXPECT_EQ(LogSafe("\xc2\x9bJ"), "\\xc2\\x9bJ");         // C1 CSI, U+009B
@@ -73,15 +71,14 @@ TEST(LogSafeTest, EscapesWhatCouldForgeOrCorruptALine) {
 
 TEST(LogSafeTest, BoundsTheLengthAndSaysSo) {
   const std::string name(1 << 20, 'n');
-  const std::string out = LogSafe(name);
-  EXPECT_EQ(out, std::string(kMaxLoggedBytes, 'n') + "...[1048576 bytes]");
+  EXPECT_EQ(LogSafe(name), std::string(kMaxLoggedBytes, 'n') + "... (1048576 bytes)");
   // The worst case, every byte escaped to four: bounded by 4 * max_bytes plus the marker.
   const std::string worst = LogSafe(std::string(1 << 20, '\x01'), 100);
-  EXPECT_LE(worst.size(), 4 * 100 + 24u);
-  EXPECT_THAT(worst, ::testing::EndsWith("\\x01...[1048576 bytes]"));
+  EXPECT_LE(worst.size(), 4 * 100 + 32u);
+  EXPECT_THAT(worst, ::testing::EndsWith("\\x01... (1048576 bytes)"));
   EXPECT_EQ(LogSafe(std::string(kMaxLoggedBytes, 'a')), std::string(kMaxLoggedBytes, 'a'));
   EXPECT_EQ(LogSafe(std::string(kMaxLoggedBytes + 1, 'a')),
-            std::string(kMaxLoggedBytes, 'a') + "...[257 bytes]");
+            std::string(kMaxLoggedBytes, 'a') + "... (257 bytes)");
 }
 
 TEST(TokenAuthTest, AcceptsOnlyTheBearerToken) {
