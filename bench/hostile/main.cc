@@ -24,10 +24,10 @@
 ABSL_FLAG(std::string, server, "", "rtnq-server binary; empty: ../server/rtnq-server from here");
 ABSL_FLAG(int, tensors, 200, "tensors per name length");
 ABSL_FLAG(std::vector<std::string>, name_bytes,
-          std::vector<std::string>({"16", "1024", "4096", "16384", "65536"}),
-          "tensor name lengths");
-ABSL_FLAG(std::vector<std::string>, entries, std::vector<std::string>({"1000", "10000", "40000"}),
-          "weight_config sizes");
+          std::vector<std::string>({"64", "1024", "4096", "65536"}), "tensor name lengths");
+ABSL_FLAG(std::vector<std::string>, entries,
+          std::vector<std::string>({"1000", "10000", "40000", "100000", "100001"}),
+          "weight_config sizes (the limit is 100000)");
 
 namespace rtnq::bench {
 namespace {
@@ -114,8 +114,8 @@ v1::QuantizeRequest Chunk() {
   return r;
 }
 
-// Reads until the current tensor's metrics or error (or the session's start); false when the
-// stream ended instead.
+// Reads until the current tensor's metrics or error (or the session's start), keeping the
+// error's message; false when the stream ended instead.
 bool ReadAnswer(Stream& s, std::string* error) {
   v1::QuantizeResponse r;
   while (s.Read(&r)) {
@@ -184,12 +184,15 @@ Phase RunPhase(const ServerProcess& server, Probe& probe, std::string label,
   probe.TakeWorst();
   auto stream = stub->Quantize(&ctx);
   std::string error;
+  int errors = 0;
   auto start = Clock::now();
   bool ok = stream->Write(first) && ReadAnswer(*stream, &error);
   if (time_config) p.seconds = Since(start);
   start = Clock::now();
-  for (size_t i = 0; ok && i < headers.size() && error.empty(); ++i) {
-    ok = stream->Write(headers[i]) && stream->Write(chunk) && ReadAnswer(*stream, &error);
+  for (size_t i = 0; ok && i < headers.size(); ++i) {
+    std::string e;
+    ok = stream->Write(headers[i]) && stream->Write(chunk) && ReadAnswer(*stream, &e);
+    if (!e.empty() && errors++ == 0) error = e;
   }
   if (!time_config) p.seconds = Since(start);
   stream->WritesDone();
@@ -199,7 +202,7 @@ Phase RunPhase(const ServerProcess& server, Probe& probe, std::string label,
   const grpc::Status status = stream->Finish();
   p.rss_growth = std::max<int64_t>(0, server.StatusBytes("VmHWM") - rss0);
   p.probe_worst = probe.TakeWorst();
-  p.result = !error.empty() ? "tensor error: " + error
+  p.result = !error.empty() ? absl::StrCat(errors, " tensor errors: ", error)
              : !status.ok() ? absl::StrCat("status ", status.error_code(), ": ",
                                            status.error_message().substr(0, 120))
              : ok           ? "ok"
@@ -237,45 +240,61 @@ int Main() {
   Probe probe(server->port());
   const int tensors = absl::GetFlag(FLAGS_tensors);
 
-  // Names: each phase sends `tensors` small tensors whose names have n bytes, against
-  // weight_config patterns that look at the whole name (the README's regex, a glob, and a regex
-  // that backtracking engines take exponential time on for names of 'a's).
-  std::printf("\n-- tensor names: %d tensors per row, time = all their answers --\n", tensors);
-  const v1::SessionConfig patterns =
-      Keys({"re:model\\.layers\\.(0|1)\\..*", "*.mlp.*.weight", "re:(a+)+$"});
-  Phase base[2];
-  int base_bytes = 0;
-  for (int n : Ints(absl::GetFlag(FLAGS_name_bytes))) {
-    std::vector<std::string> names, redos;
-    for (int i = 0; i < tensors; ++i) {
-      std::string prefix = absl::StrCat("model.layers.", i % 2, ".", i, ".");
-      names.push_back(prefix + std::string(std::max<int>(0, n - prefix.size()), 'x'));
-      std::string suffix = absl::StrCat("!", i);
-      redos.push_back(std::string(std::max<int>(1, n - suffix.size()), 'a') + suffix);
+  // Names: each row sends `tensors` small tensors whose names have n bytes (the limit is 4096:
+  // longer ones measure the refusal), against weight_config patterns that read the whole name:
+  // the README's regex and a glob; a regex that backtracking engines take exponential time on,
+  // with names of 'a's; and the most pattern work a config may ask per name (16 KiB of globs
+  // that fail late, and 64 regexes).
+  std::printf(
+      "\n-- tensor names: %d tensors per row; slope = extra time per name byte over the "
+      "first row --\n",
+      tensors);
+  std::vector<std::string> globs, regexes;
+  for (size_t bytes = 0; bytes + 32 <= (16 << 10);) {
+    globs.push_back(absl::StrCat("*x*x*x*x*x*x*.", globs.size(), ".*q"));
+    bytes += globs.back().size();
+  }
+  for (int i = 0; i < 64; ++i) regexes.push_back(absl::StrCat("re:(x+x+)+\\.", i, "\\.(y|x)+q"));
+  const struct {
+    const char* what;
+    v1::SessionConfig config;
+    char fill;
+  } rows[] = {
+      {"readme regex + glob", Keys({"re:model\\.layers\\.(0|1)\\..*", "*.mlp.*.weight"}), 'x'},
+      {"re:(a+)+$, names of a", Keys({"re:(a+)+$"}), 'a'},
+      {"16 KiB of globs", Keys(globs), 'x'},
+      {"64 regexes", Keys(regexes), 'x'},
+  };
+  // A first session warms up the server's and the client's allocations and connections.
+  RunPhase(*server, probe, "warm-up", rows[0].config, {"warm.up.weight"}, false);
+  for (const auto& row : rows) {
+    Phase base;
+    int base_bytes = 0;
+    for (int n : Ints(absl::GetFlag(FLAGS_name_bytes))) {
+      std::vector<std::string> names;
+      for (int i = 0; i < tensors; ++i) {
+        const std::string prefix = absl::StrCat("model.layers.", i % 2, ".", i, ".");
+        names.push_back(prefix + std::string(std::max<int>(0, n - prefix.size()), row.fill));
+      }
+      const Phase p = RunPhase(*server, probe, absl::StrCat("name ", n, " B, ", row.what),
+                               row.config, names, false);
+      if (base_bytes == 0) {
+        base = p;
+        base_bytes = n;
+      }
+      PrintNames(p, tensors, n, base, base_bytes);
     }
-    const Phase rows[2] = {
-        RunPhase(*server, probe, absl::StrCat("name ", n, " B, readme regex"), patterns, names,
-                 false),
-        RunPhase(*server, probe, absl::StrCat("name ", n, " B, (a+)+$ worst case"), patterns, redos,
-                 false)};
-    if (base_bytes == 0) {
-      base[0] = rows[0];
-      base[1] = rows[1];
-      base_bytes = n;
-    }
-    for (int k = 0; k < 2; ++k) PrintNames(rows[k], tensors, n, base[k], base_bytes);
   }
 
   // Configs: the time to SessionStarted and the peak RSS growth, for weight_config entries as
-  // proto fields and as config_json, and for globs that every tensor is matched against.
-  std::printf("\n-- session configs: time = SessionStarted (config rows) or %d tensors --\n",
-              tensors);
+  // proto fields and as config_json (the limit is 100,000 entries), and for nested JSON (the
+  // limit is 64 levels).
+  std::printf("\n-- session configs: time = until SessionStarted or the refusal --\n");
   for (int n : Ints(absl::GetFlag(FLAGS_entries))) {
-    std::vector<std::string> layers, globs;
+    std::vector<std::string> layers;
     std::string json = "{\"bits\": 4, \"weight_config\": {";
     for (int i = 0; i < n; ++i) {
       layers.push_back(absl::StrCat("model.layers.", i, ".mlp.up_proj"));
-      globs.push_back(absl::StrCat("model.layers.", i, ".*.weight"));
       absl::StrAppend(&json, i ? ", " : "", "\"model.layers.", i, ".mlp.up_proj\": {\"bits\": 8}");
     }
     json += "}}";
@@ -285,15 +304,8 @@ int Main() {
     from_json.set_config_json(json);
     Print(
         RunPhase(*server, probe, absl::StrCat("config_json ", n, " entries"), from_json, {}, true));
-    Print(RunPhase(*server, probe, absl::StrCat("weight_config ", n, " globs"), Keys(globs), {},
-                   true));
-    std::vector<std::string> names;
-    for (int i = 0; i < tensors; ++i) names.push_back(absl::StrCat("model.norm", i, ".weight"));
-    PrintNames(RunPhase(*server, probe, absl::StrCat("  then tensors, ", n, " globs each"),
-                        Keys(globs), names, false),
-               tensors, 0, Phase(), 0);
   }
-  for (int depth : {100, 1000, 10000, 100000}) {
+  for (int depth : {64, 65, 10000, 1000000}) {
     v1::SessionConfig nested;
     nested.set_config_json(std::string(depth, '[') + std::string(depth, ']'));
     Print(RunPhase(*server, probe, absl::StrCat("config_json nested ", depth, " deep"), nested, {},
