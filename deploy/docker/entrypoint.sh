@@ -10,6 +10,8 @@ set -euo pipefail
 MAPPING=(
   RTNQ_LISTEN=listen
   RTNQ_METRICS_LISTEN=metrics_listen
+  RTNQ_METRICS_THREADS=metrics_threads
+  RTNQ_METRICS_REQUEST_TIMEOUT=metrics_request_timeout
   RTNQ_THREADS=threads
   RTNQ_KERNELS=kernels
   RTNQ_MAX_TENSOR_BYTES=max_tensor_bytes
