@@ -137,6 +137,12 @@ status 2 "$BIN" synth -o "$WORK/nope" --weight-dtype int8
 contains "--weight-dtype must be bf16, f16 or f32"
 absent "$WORK/nope"
 ok "$BIN" synth -o "$WORK/small" --shape small --seed 1
+ok "$BIN" synth -o "$WORK/tiny3" --shape tiny --layers 3 --no-embeddings
+contains "3 layers"
+contains "28 tensors"
+status 2 "$BIN" synth -o "$WORK/nope" --shape tiny --layers 0
+contains "--layers must be >= 1"
+absent "$WORK/nope"
 
 # --- inspect
 ok "$BIN" inspect "$WORK/tiny"
