@@ -20,7 +20,15 @@ struct ClientOptions {
   int max_attempts = 4;         ///< attempts per tensor, including the first
   double initial_backoff_seconds = 0.1;
   double max_backoff_seconds = 5.0;
-  int64_t chunk_bytes = 1 << 20;           ///< TensorChunk size
+  int64_t chunk_bytes = 1 << 20;  ///< TensorChunk size
+  /// Stream rotation: a session's stream carries tensor after tensor (the config is sent once
+  /// per stream) and is replaced by a new one before the next tensor once it has carried
+  /// stream_max_tensors tensors or stream_max_bytes bytes, or been open stream_max_seconds.
+  /// Each new stream is placed by round_robin, so the work keeps spreading over the replicas,
+  /// and a replica that joined mid-run gets streams within stream_max_seconds. 0: no limit.
+  int stream_max_tensors = 64;
+  int64_t stream_max_bytes = int64_t{4} << 30;
+  double stream_max_seconds = 30;
   int64_t max_message_bytes = 64ll << 20;  ///< largest response message accepted
 };
 
