@@ -40,6 +40,10 @@ ABSL_FLAG(int64_t, max_message_bytes, kDefaults.max_message_bytes,
           "largest request message (chunk) accepted");
 ABSL_FLAG(int64_t, output_chunk_bytes, kDefaults.output_chunk_bytes,
           "data bytes per OutputChunk sent back");
+ABSL_FLAG(int, session_cache_entries, kDefaults.session_cache_entries,
+          "parsed session configs kept for streams that resend them; 0 = no cache");
+ABSL_FLAG(int64_t, session_cache_bytes, kDefaults.session_cache_bytes,
+          "bytes the session cache may hold (config bytes + 1 KiB per weight_config entry)");
 ABSL_FLAG(double, idle_timeout, kDefaults.idle_timeout_seconds,
           "seconds a stream may wait on its client before it is ended; 0 = never");
 ABSL_FLAG(double, shutdown_grace, kDefaults.shutdown_grace_seconds,
@@ -71,6 +75,8 @@ int main(int argc, char** argv) {
   o.max_streams = absl::GetFlag(FLAGS_max_streams);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.output_chunk_bytes = absl::GetFlag(FLAGS_output_chunk_bytes);
+  o.session_cache_entries = absl::GetFlag(FLAGS_session_cache_entries);
+  o.session_cache_bytes = absl::GetFlag(FLAGS_session_cache_bytes);
   o.idle_timeout_seconds = absl::GetFlag(FLAGS_idle_timeout);
   o.shutdown_grace_seconds = absl::GetFlag(FLAGS_shutdown_grace);
   o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);

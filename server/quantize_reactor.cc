@@ -321,7 +321,7 @@ void QuantizeReactor::OnConfig(const v1::SessionConfig& config) {
          "protocol");
     return;
   }
-  auto session = SessionFromProto(config);
+  auto session = svc_.sessions->Get(config);
   if (!session.ok()) {
     Fail(session.status(), "bad_config");
     return;

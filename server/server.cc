@@ -16,6 +16,7 @@
 #include "server/metrics.h"
 #include "server/quantizer_service.h"
 #include "server/service_context.h"
+#include "server/session_cache.h"
 #include "server/stream_registry.h"
 #include "server/tls.h"
 #include "server/work_pool.h"
@@ -40,12 +41,17 @@ absl::Status ValidateOptions(const ServerOptions& o) {
                          {"stream_budget_bytes", o.stream_budget_bytes},
                          {"max_streams", o.max_streams},
                          {"max_message_bytes", o.max_message_bytes},
-                         {"output_chunk_bytes", o.output_chunk_bytes}}) {
+                         {"output_chunk_bytes", o.output_chunk_bytes},
+                         {"session_cache_bytes", o.session_cache_bytes}}) {
     if (absl::Status s = positive(flag, v); !s.ok()) return s;
   }
   if (o.max_message_bytes > INT32_MAX) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_message_bytes must be < 2 GiB, got ", o.max_message_bytes));
+  }
+  if (o.session_cache_entries < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--session_cache_entries must be >= 0, got ", o.session_cache_entries));
   }
   if (o.idle_timeout_seconds < 0 || o.shutdown_grace_seconds < 0) {
     return absl::InvalidArgumentError("--idle_timeout and --shutdown_grace must be >= 0");
@@ -79,6 +85,8 @@ absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOption
   auto creds = MakeServerCredentials(o);
   if (!creds.ok()) return creds.status();
   srv->streams_ = std::make_unique<StreamRegistry>();
+  srv->sessions_ =
+      std::make_unique<SessionCache>(o.session_cache_entries, o.session_cache_bytes, metrics);
   srv->pool_ = std::make_unique<WorkPool>(srv->engine_->threads());
   srv->context_ = std::make_unique<ServiceContext>();
   ServiceContext& ctx = *srv->context_;
@@ -89,6 +97,7 @@ absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOption
   ctx.metrics = metrics;
   ctx.auth = srv->auth_.get();
   ctx.streams = srv->streams_.get();
+  ctx.sessions = srv->sessions_.get();
   srv->service_ = std::make_unique<QuantizerService>(ctx);
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -19,6 +19,8 @@ struct ServerOptions {
   int max_streams = 64;                              ///< concurrent Quantize streams
   int64_t max_message_bytes = int64_t{8} << 20;      ///< largest request message accepted
   int64_t output_chunk_bytes = int64_t{1} << 20;     ///< data bytes per OutputChunk
+  int session_cache_entries = 64;  ///< parsed session configs kept (LRU); 0 = no cache
+  int64_t session_cache_bytes = int64_t{64} << 20;  ///< their charged bytes (session_cache.h)
   double idle_timeout_seconds = 300;   ///< a stream with no progress this long ends; 0 = never
   double shutdown_grace_seconds = 30;  ///< how long in-flight streams may finish on shutdown
 

@@ -9,6 +9,7 @@
 #include "server/memory_budget.h"
 #include "server/metrics.h"
 #include "server/server_options.h"
+#include "server/session_cache.h"
 #include "server/stream_registry.h"
 #include "server/work_pool.h"
 
@@ -23,6 +24,7 @@ struct ServiceContext {
   ServerMetrics* metrics = nullptr;
   const TokenAuth* auth = nullptr;  ///< null: no token required
   StreamRegistry* streams = nullptr;
+  SessionCache* sessions = nullptr;
   std::atomic<bool> draining{false};  ///< shutting down: new streams are refused
 };
 
