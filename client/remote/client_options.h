@@ -25,10 +25,12 @@ struct ClientOptions {
   /// per stream) and is replaced by a new one before the next tensor once it has carried
   /// stream_max_tensors tensors or stream_max_bytes bytes, or been open stream_max_seconds.
   /// Each new stream is placed by round_robin, so the work keeps spreading over the replicas,
-  /// and a replica that joined mid-run gets streams within stream_max_seconds. 0: no limit.
+  /// a replica that joined mid-run gets streams within stream_max_seconds, and one that shuts
+  /// down sees its streams leave within stream_max_seconds plus one tensor, well inside the
+  /// server's default 30 s grace period. 0: no limit.
   int stream_max_tensors = 64;
   int64_t stream_max_bytes = int64_t{4} << 30;
-  double stream_max_seconds = 30;
+  double stream_max_seconds = 10;
   int64_t max_message_bytes = 64ll << 20;  ///< largest response message accepted
 };
 
