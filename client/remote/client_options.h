@@ -32,6 +32,10 @@ struct ClientOptions {
   int64_t stream_max_bytes = int64_t{4} << 30;
   double stream_max_seconds = 10;
   int64_t max_message_bytes = 64ll << 20;  ///< largest response message accepted
+  /// HTTP/2 receive window of each stream: results the transport buffers before the client
+  /// reads them. Fixed (gRPC's bandwidth probing is off) so that the client's memory is bounded
+  /// by streams x (window + two request chunks + one response message); 0 = gRPC's probing.
+  int64_t receive_window_bytes = int64_t{4} << 20;
 };
 
 }  // namespace rtnq::client

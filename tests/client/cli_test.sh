@@ -292,17 +292,18 @@ ok "$BIN" quantize "$WORK/big.safetensors" -o "$WORK/big-gd0.safetensors" --grou
   --server "$S" --deadline 120 --quiet
 rm -f "$WORK"/big-*.safetensors
 
-# --- the client's anonymous memory stays bounded: a 192 MiB tensor through the server (fake:
-# 192 MiB of results) with a client that peaks well below the result's size
-write_f32_tensors "$WORK/huge.safetensors" h.up_proj.weight:49152x1024
+# --- the client's anonymous memory stays bounded: four 48 MiB tensors through the server on 4
+# streams (fake: 192 MiB of results, 4 x 48 MiB at once for a client that held results whole)
+write_f32_tensors "$WORK/huge.safetensors" a.up_proj.weight:12288x1024 \
+  b.up_proj.weight:12288x1024 c.up_proj.weight:12288x1024 d.up_proj.weight:12288x1024
 "$BIN" quantize "$WORK/huge.safetensors" -o "$WORK/huge-q.safetensors" --server "$S" --streams 4 \
   --deadline 120 --quiet >"$OUT" 2>&1 &
 client=$!
 peak_rss_anon "$client" "$WORK/client.peak"
-wait "$client" || fail "the 192 MiB run failed"
+wait "$client" || fail "the 4 x 48 MiB run failed"
 peak=$(cat "$WORK/client.peak")
-echo "note: client peak RssAnon for a 192 MiB tensor: $((peak / 1024)) MiB" >&2
-[ "$peak" -lt $((96 * 1024)) ] || fail "client RssAnon peaked at $peak KiB for a 192 MiB tensor"
+echo "note: client peak RssAnon for 4 x 48 MiB on 4 streams: $((peak / 1024)) MiB" >&2
+[ "$peak" -lt $((96 * 1024)) ] || fail "client RssAnon peaked at $peak KiB for 4 x 48 MiB tensors"
 passed=$((passed + 1))
 rm -f "$WORK"/huge*.safetensors
 
