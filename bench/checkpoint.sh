@@ -7,10 +7,14 @@
 # seconds, GB/s of input, the ratio of the run's time to the copy's (median of the shape's
 # copies), and the peak RssAnon (anonymous memory: not the mmapped input or the page cache) of
 # the client and of the server (a fresh server per run). Then a summary per shape and format,
-# and the per-tensor overhead of 2,000 small tensors with a 1,000-entry weight_config.
+# with the server runs' GB/s over the bytes they sent to the server (the quantized tensors) next
+# to the raw gRPC echo ceiling with as many bytes back as in (rtnq_e2e_bench --mode=raw
+# --echo_divisor=1, measured after the shape's runs), and the per-tensor overhead of 2,000 small
+# tensors with a 1,000-entry weight_config.
 #
 #   bench/checkpoint.sh [BUILD_DIR]          (default build-bench, a Release build)
 #   env: SHAPES="llama7b-layer llama70b-layer" FORMATS="fake inc gptq" STREAMS="1 4" REPS=1
+#        EMBEDDINGS=1 (0: synth --no-embeddings, the decoder layer alone)
 #        WORK=/tmp/rtnq-checkpoint-bench (inputs are kept there between runs) OVERHEAD=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +28,8 @@ SHAPES=${SHAPES:-llama7b-layer llama70b-layer}
 FORMATS=${FORMATS:-fake inc gptq}
 STREAMS=${STREAMS:-1 4}
 REPS=${REPS:-1}
+EMBEDDINGS=${EMBEDDINGS:-1}
+echo_bench=$build/bench/rtnq_e2e_bench
 WORK=${WORK:-/tmp/rtnq-checkpoint-bench}
 OVERHEAD=${OVERHEAD:-1}
 mkdir -p "$WORK"
@@ -97,16 +103,28 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(free -
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 results=$WORK/results.txt
 : >"$results"
+synth_flags=()
+suffix=
+if [[ $EMBEDDINGS == 0 ]]; then
+  synth_flags=(--no-embeddings)
+  suffix=-noemb
+fi
 for shape in $SHAPES; do
-  dir=$WORK/$shape
+  dir=$WORK/$shape$suffix
   if [[ ! -f $dir/model.safetensors ]]; then
     rm -rf "$dir"
-    nice "$rtnq" synth -o "$dir" --shape "$shape" >/dev/null
+    nice "$rtnq" synth -o "$dir" --shape "$shape" "${synth_flags[@]}" >/dev/null
   fi
   in=$dir/model.safetensors
   bytes=$(stat -c %s "$in")
+  # The bytes that go through the server: the tensors a default run quantizes.
+  "$rtnq" quantize "$in" -o "$WORK/out" --quiet --report "$WORK/report.json" >/dev/null
+  rm -rf "$WORK/out"
+  sent=$(python3 -c 'import json, sys
+print(sum(t["bytes_in"] for t in json.load(open(sys.argv[1]))["tensors"] if t["action"] == "quantized"))' \
+    "$WORK/report.json")
   echo
-  echo "== $shape: $in, $(calc "$bytes / 2^30") GiB"
+  echo "== $shape: $in, $(calc "$bytes / 2^30") GiB, of which $(calc "$sent / 2^30") GiB quantized"
   printf "%-6s %-8s %4s  %8s %7s %9s %11s %11s\n" format mode reps seconds GB/s vs_copy client_MiB \
     server_MiB
   copies=()
@@ -135,8 +153,20 @@ for shape in $SHAPES; do
   copy=$(printf "%s\n" "${copies[@]}" | median)
   echo "copy+fsync of the input: median $(printf %.2f "$copy") s = $(calc "$bytes / $copy / 1e9") GB/s over ${#copies[@]} copies"
   echo
-  echo "| $shape | mode | wall s | GB/s | x copy | vs local | client RssAnon MiB | server RssAnon MiB |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo_s=()
+  if [[ -x $echo_bench ]]; then
+    streams_csv=$(echo "$STREAMS" | tr ' ' ',')
+    "$echo_bench" --mode=raw --echo_divisor=1 --bytes="$((sent < (1 << 30) ? sent : (1 << 30)))" \
+      --streams="$streams_csv" --repeat=1 >"$WORK/echo.txt"
+    for n in $STREAMS; do
+      echo_s+=("$(awk -v n="$n" '$2 == "streams=" n && $3 == "median" {print $4}' "$WORK/echo.txt")")
+    done
+    echo "raw gRPC echo, as many bytes back as in: $(for i in "${!echo_s[@]}"; do
+      printf "%s streams %s GB/s; " "$(echo "$STREAMS" | cut -d' ' -f$((i + 1)))" "${echo_s[$i]}"; done)"
+  fi
+  echo
+  echo "| $shape | mode | wall s | GB/s | x copy | vs local | GB/s via server | client RssAnon MiB | server RssAnon MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for fmt in $FORMATS; do
     local_secs=$(awk -v s="$shape" -v f="$fmt" '$1==s && $2==f && $3=="local" {print $5}' "$results" | median)
     for mode in local $(for s in $STREAMS; do echo "s$s"; done); do
@@ -145,10 +175,14 @@ for shape in $SHAPES; do
       client=$(echo "$sel" | awk '{print $6}' | sort -g | tail -1)
       srv=$(echo "$sel" | awk '{print $7}' | sort -g | tail -1)
       srv_mib=-
-      [[ $mode == local ]] || srv_mib=$(mib "$srv")
-      printf "| %s | %s | %.2f | %.3f | %.2f | %.2f | %s | %s |\n" "$fmt" "$mode" "$secs" \
+      via=-
+      if [[ $mode != local ]]; then
+        srv_mib=$(mib "$srv")
+        via=$(printf %.3f "$(calc "$sent / $secs / 1e9")")
+      fi
+      printf "| %s | %s | %.2f | %.3f | %.2f | %.2f | %s | %s | %s |\n" "$fmt" "$mode" "$secs" \
         "$(calc "$bytes / $secs / 1e9")" "$(calc "$secs / $copy")" \
-        "$(calc "$secs / $local_secs")" "$(mib "$client")" "$srv_mib"
+        "$(calc "$secs / $local_secs")" "$via" "$(mib "$client")" "$srv_mib"
     done
   done
 done
