@@ -67,6 +67,18 @@ class QuantizeRunTest : public ::testing::Test {
     return RunQuantize(o, backend != nullptr ? *backend : *backend_, progress);
   }
 
+  // Synthesizes dir/in with `shards` shards and quantizes it to dir/clean; returns the options,
+  // for runs of the same input to compare with dir/clean.
+  QuantizeOptions CleanRun(const std::string& dir, int shards, OutputFormat format) {
+    Synth(dir + "/in", shards);
+    QuantizeOptions o;
+    o.input = dir + "/in";
+    o.format = format;
+    o.output = dir + "/clean";
+    EXPECT_THAT(Run(o), IsOk());
+    return o;
+  }
+
   std::unique_ptr<LocalBackend> backend_;
 };
 
@@ -337,12 +349,7 @@ class FlakyBackend : public Backend {
 // journal entries (checksums of what ends up in the file) are reused by --resume.
 TEST_F(QuantizeRunTest, RetriedTensorsAreRewrittenAndJournaledRight) {
   const std::string dir = TestDir();
-  Synth(dir + "/in", 1);
-  QuantizeOptions o;
-  o.input = dir + "/in";
-  o.format = OutputFormat::kGptq;
-  o.output = dir + "/clean";
-  ASSERT_THAT(Run(o), IsOk());
+  QuantizeOptions o = CleanRun(dir, 1, OutputFormat::kGptq);
 
   o.output = dir + "/retried";
   FlakyBackend retrying(*backend_, -1, 3);
@@ -369,12 +376,7 @@ TEST_F(QuantizeRunTest, RetriedTensorsAreRewrittenAndJournaledRight) {
 
 TEST_F(QuantizeRunTest, ResumeReusesFinishedTensorsAndMatchesACleanRun) {
   const std::string dir = TestDir();
-  Synth(dir + "/in", 2);
-  QuantizeOptions o;
-  o.input = dir + "/in";
-  o.format = OutputFormat::kInc;
-  o.output = dir + "/clean";
-  ASSERT_THAT(Run(o), IsOk());
+  QuantizeOptions o = CleanRun(dir, 2, OutputFormat::kInc);
 
   o.output = dir + "/out";
   FlakyBackend flaky(*backend_, 6);  // 5 tensors finish, the 6th fails

@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/session.h"
+#include "tests/client/tensor_request.h"
 #include "tests/server/harness.h"
 #include "tests/testing/status_matchers.h"
 
@@ -30,14 +31,7 @@ using server::testing::StartServer;
 using server::testing::Tensor;
 using server::testing::TestOptions;
 using ::testing::HasSubstr;
-
-TensorRequest Request(const Tensor& t) {
-  return TensorRequest{t.name,
-                       *ParseElemType(t.dtype),
-                       t.shape,
-                       {reinterpret_cast<const uint8_t*>(t.data.data()), t.data.size()},
-                       std::nullopt};
-}
+using testing::Request;
 
 // Quantizes `t` on `session`, its outputs collected in `sink` (or dropped).
 absl::StatusOr<TensorResult> Quantize(Session& session, const TensorRequest& t,

@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/session_cache.h"
+#include "tests/client/tensor_request.h"
 #include "tests/server/harness.h"
 #include "tests/testing/status_matchers.h"
 
@@ -37,6 +38,7 @@ using server::testing::StartServer;
 using server::testing::TempDir;
 using server::testing::Tensor;
 using ::testing::HasSubstr;
+using testing::Request;
 
 constexpr int64_t kStreamBudget = 1 << 20;
 constexpr int64_t kGlobalBudget = 4 << 20;
@@ -103,70 +105,52 @@ struct FormatCase {
   const char* config;
 };
 
-class LargeTensorTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    input_ = dir_.File("in.safetensors");
-    WriteCheckpoint(input_, LargeTensors());
-    server_ = StartServer(SmallBudgets());
-    ASSERT_NE(server_, nullptr);
-    remote_ = *RemoteBackend::Create(Client(*server_));
-    local_ = *LocalBackend::Create({2, ""});
-  }
+// Quantizes the tensors locally and through a server with small budgets, with 1 and 4 streams;
+// the three files must be byte-identical. The row-streamed cases cover every output form the CLI
+// writes; the others are the configs the server holds whole (MSE search, double quantization,
+// group_dim 0), whose tensors larger than a stream's and the global budget are granted alone
+// and complete, never hang.
+class LargeTensorTest : public ::testing::TestWithParam<FormatCase> {};
 
-  // Quantizes the input locally and through the server with 1 and 4 streams; the three files
-  // must be byte-identical.
-  void ExpectParity(const FormatCase& c) {
-    SCOPED_TRACE(c.name);
-    QuantizeOptions o;
-    o.input = input_;
-    o.format = c.format;
-    o.config_json = c.config;
-    o.output = dir_.File(absl::StrCat("local-", c.name, ".safetensors"));
-    absl::Status st;
-    const std::string local = Quiet(o, *local_, &st);
+TEST_P(LargeTensorTest, MatchesLocalWithOneAndFourStreams) {
+  const FormatCase& c = GetParam();
+  TempDir dir;
+  WriteCheckpoint(dir.File("in.safetensors"), LargeTensors());
+  auto server = StartServer(SmallBudgets());
+  ASSERT_NE(server, nullptr);
+  auto remote = *RemoteBackend::Create(Client(*server));
+  auto local = *LocalBackend::Create({2, ""});
+  QuantizeOptions o;
+  o.input = dir.File("in.safetensors");
+  o.format = c.format;
+  o.config_json = c.config;
+  o.output = dir.File("local.safetensors");
+  absl::Status st;
+  const std::string want = Quiet(o, *local, &st);
+  ASSERT_THAT(st, IsOk());
+  for (int streams : {1, 4}) {
+    SCOPED_TRACE(streams);
+    o.streams = streams;
+    o.output = dir.File(absl::StrCat("remote-", streams, ".safetensors"));
+    const std::string got = Quiet(o, *remote, &st);
     ASSERT_THAT(st, IsOk());
-    for (int streams : {1, 4}) {
-      SCOPED_TRACE(streams);
-      o.streams = streams;
-      o.output = dir_.File(absl::StrCat("remote-", c.name, "-", streams, ".safetensors"));
-      const std::string remote = Quiet(o, *remote_, &st);
-      ASSERT_THAT(st, IsOk());
-      EXPECT_TRUE(remote == local);
-    }
-  }
-
-  TempDir dir_;
-  std::string input_;
-  std::unique_ptr<server::RtnqServer> server_;
-  std::unique_ptr<RemoteBackend> remote_;
-  std::unique_ptr<LocalBackend> local_;
-};
-
-TEST_F(LargeTensorTest, RowStreamedFormatsMatchLocal) {
-  for (const FormatCase& c : {
-           FormatCase{"fake", OutputFormat::kFake, R"({"bits": 4, "group_size": 32})"},
-           FormatCase{"inc", OutputFormat::kInc, R"({"bits": 4, "group_size": 64})"},
-           FormatCase{"gptq-v1", OutputFormat::kGptq,
-                      R"({"bits": 4, "group_size": 128, "scheme": "sym"})"},
-           FormatCase{"gptq-v2", OutputFormat::kGptq, R"({"bits": 8, "group_size": 128})"},
-       }) {
-    ExpectParity(c);
+    EXPECT_TRUE(got == want);
   }
 }
 
-// Configs the server holds whole (MSE search, double quantization, group_dim 0): a tensor larger
-// than a stream's and the global budget is granted alone and completes, never a hang.
-TEST_F(LargeTensorTest, BufferedConfigsCompleteBeyondTheBudgets) {
-  for (const FormatCase& c : {
-           FormatCase{"mse", OutputFormat::kFake, R"({"bits": 4, "enable_mse_search": true})"},
-           FormatCase{"double-quant", OutputFormat::kInc,
-                      R"({"bits": 4, "double_quant_dtype": "int", "double_quant_bits": 8})"},
-           FormatCase{"group-dim-0", OutputFormat::kFake, R"({"bits": 4, "group_dim": 0})"},
-       }) {
-    ExpectParity(c);
-  }
-}
+INSTANTIATE_TEST_SUITE_P(
+    Formats, LargeTensorTest,
+    ::testing::Values(
+        FormatCase{"fake", OutputFormat::kFake, R"({"bits": 4, "group_size": 32})"},
+        FormatCase{"inc", OutputFormat::kInc, R"({"bits": 4, "group_size": 64})"},
+        FormatCase{"gptq_v1", OutputFormat::kGptq,
+                   R"({"bits": 4, "group_size": 128, "scheme": "sym"})"},
+        FormatCase{"gptq_v2", OutputFormat::kGptq, R"({"bits": 8, "group_size": 128})"},
+        FormatCase{"mse_search", OutputFormat::kFake, R"({"bits": 4, "enable_mse_search": true})"},
+        FormatCase{"double_quant", OutputFormat::kInc,
+                   R"({"bits": 4, "double_quant_dtype": "int", "double_quant_bits": 8})"},
+        FormatCase{"group_dim_0", OutputFormat::kFake, R"({"bits": 4, "group_dim": 0})"}),
+    [](const ::testing::TestParamInfo<FormatCase>& info) { return info.param.name; });
 
 // A directory of 2,000 small tensors and a weight_config with an entry for half of them: the
 // server compiles the config once however many streams the run opens and rotates, and the
@@ -235,14 +219,6 @@ class RecordingSink : public MemorySink {
   std::string events;
   std::function<void()> on_first_write;
 };
-
-TensorRequest Request(const Tensor& t) {
-  return TensorRequest{t.name,
-                       *ParseElemType(t.dtype),
-                       t.shape,
-                       {reinterpret_cast<const uint8_t*>(t.data.data()), t.data.size()},
-                       std::nullopt};
-}
 
 // The replica answering a large tensor goes away after the first output bytes arrived: the
 // partial output is discarded and the tensor sent again, whole, to the other replica.
