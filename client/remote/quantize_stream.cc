@@ -1,6 +1,7 @@
 #include "client/remote/quantize_stream.h"
 
 #include <algorithm>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -67,9 +68,16 @@ TensorAttempt QuantizeStream::Quantize(const TensorRequest& tensor, uint32_t crc
   ++tensors_;
   names_.insert(tensor.name);
   bytes_ += static_cast<int64_t>(tensor.data.size());
-  deadline_.Arm(&ctx_);
   bool sent = false;
-  std::thread writer([&] { sent = Send(tensor, crc); });
+  std::thread writer;
+  try {
+    writer = std::thread([&] { sent = Send(tensor, crc); });
+  } catch (const std::system_error& e) {  // no thread could be made: nothing was sent
+    return {absl::ResourceExhaustedError(
+                absl::StrCat(tensor.name, ": cannot start the writer thread: ", e.what())),
+            true};
+  }
+  deadline_.Arm(&ctx_);
   Answer a = Receive(tensor.name, sink);
   // A broken call fails the writer's next Write by itself; one given up here needs a cancel.
   // After a TensorError the server reads (and drops) the rest of the tensor, so the writer ends.
