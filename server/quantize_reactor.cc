@@ -7,6 +7,7 @@
 #include "proto/quant_config_conversion.h"
 #include "server/logging.h"
 #include "server/request_codec.h"
+#include "server/session_cache.h"
 #include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
 
@@ -396,11 +397,13 @@ void QuantizeReactor::OnConfig(const v1::SessionConfig& config) {
     return;
   }
   // Parsing config_json and compiling weight_config cost up to the message's size and more:
-  // on the work pool, while the stream reads nothing.
+  // on the work pool, while the stream reads nothing. The cache makes a config's second stream
+  // cost a digest of its bytes instead.
   state_ = State::kStarting;
   prep_running_ = true;
   svc_.pool->Post([self = shared_from_this(), config = config]() {
-    self->OnSessionReady(SessionFromProto(config));
+    self->OnSessionReady(self->svc_.sessions != nullptr ? self->svc_.sessions->Get(config)
+                                                        : SessionFromProto(config));
   });
 }
 

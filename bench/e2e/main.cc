@@ -28,7 +28,8 @@
 #include "bench/e2e/workload.h"
 
 ABSL_FLAG(std::string, mode, "all",
-          "all (throughput and rss), throughput, rss, hostile, or echo_server (used internally)");
+          "all (throughput and rss), throughput, raw (the echo ceiling alone), rss, hostile, or "
+          "echo_server (used internally)");
 ABSL_FLAG(std::string, server, "", "rtnq-server binary; empty: ../server/rtnq-server from here");
 ABSL_FLAG(int64_t, bytes, int64_t{1} << 30, "float32 bytes per throughput run");
 ABSL_FLAG(std::vector<std::string>, streams, std::vector<std::string>({"1", "4"}),
@@ -43,6 +44,9 @@ ABSL_FLAG(int64_t, memory_budget_bytes, int64_t{1} << 30, "rtnq-server budget in
 ABSL_FLAG(bool, metrics_only, false,
           "diagnostic: sessions ask for metrics only (the server quantizes but does not pack or "
           "send outputs), to show what packing and output cost");
+ABSL_FLAG(int, echo_divisor, 8,
+          "the echo answers each chunk with 1/N of its bytes: 8 as int4 GPTQ output, 1 as "
+          "fake quantization (as many bytes back as in)");
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "echo_server mode: address");
 ABSL_FLAG(std::string, port_file, "", "echo_server mode: where to write the port");
 
@@ -100,7 +104,8 @@ void Report(const char* mode, int streams, int rep, const StreamsRun& r) {
   std::fflush(stdout);
 }
 
-int Throughput() {
+// --mode=throughput runs raw and service alternately; --mode=raw the echo ceiling alone.
+int Throughput(bool with_service) {
   std::vector<int> stream_counts;
   for (const std::string& s : absl::GetFlag(FLAGS_streams)) {
     int n = 0;
@@ -115,7 +120,9 @@ int Throughput() {
   std::printf("workload: %zu float32 tensors, %.3f GB; chunks of %zu bytes\n",
               workload.tensors.size(), workload.total_bytes / 1e9, chunk);
 
-  auto echo = ServerProcess::Start({SelfPath(), "--mode=echo_server", "--listen=127.0.0.1:0"});
+  auto echo =
+      ServerProcess::Start({SelfPath(), "--mode=echo_server", "--listen=127.0.0.1:0",
+                            absl::StrCat("--echo_divisor=", absl::GetFlag(FLAGS_echo_divisor))});
   auto rtnq = ServerProcess::Start(RtnqServerArgs(0));
   for (const auto* p : {&echo, &rtnq}) {
     if (!p->ok()) {
@@ -130,15 +137,22 @@ int Throughput() {
     for (int n : stream_counts) {
       const StreamsRun r = RunEchoStreams(echo->port(), workload, n, chunk);
       Report("raw", n, rep, r);
-      const StreamsRun s = RunQuantizeStreams(rtnq->port(), GptqInt4G32(), workload, n, chunk);
-      Report("service", n, rep, s);
+      const StreamsRun s = with_service
+                               ? RunQuantizeStreams(rtnq->port(), GptqInt4G32(), workload, n, chunk)
+                               : StreamsRun{};
+      if (with_service) Report("service", n, rep, s);
       failed |= !r.status.ok() || !s.status.ok();
       raw[n].push_back(r.GBps());
-      service[n].push_back(s.GBps());
+      if (with_service) service[n].push_back(s.GBps());
     }
   }
   double ceiling = 0;
   for (const auto& [n, v] : raw) ceiling = std::max(ceiling, Median(v));
+  if (!with_service) {
+    for (int n : stream_counts) std::printf("raw streams=%d median %.3f GB/s\n", n, Median(raw[n]));
+    std::printf("ceiling = best raw median = %.3f GB/s\n", ceiling);
+    return failed ? 1 : 0;
+  }
   std::printf(
       "\n| streams | raw GB/s (median) | service GB/s (median) | service/raw | "
       "service/ceiling |\n|---|---|---|---|---|\n");
@@ -189,15 +203,17 @@ int main(int argc, char** argv) {
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (mode == "echo_server") {
     const absl::Status s = rtnq::bench::ServeEcho(
-        absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_port_file), rtnq::bench::kEchoMaxMessage);
+        absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_port_file), rtnq::bench::kEchoMaxMessage,
+        std::max(1, absl::GetFlag(FLAGS_echo_divisor)));
     if (!s.ok()) std::fprintf(stderr, "%s\n", s.ToString().c_str());
     return s.ok() ? 0 : 1;
   }
-  if (mode == "throughput") return rtnq::bench::Throughput();
+  if (mode == "throughput") return rtnq::bench::Throughput(true);
+  if (mode == "raw") return rtnq::bench::Throughput(false);
   if (mode == "rss") return rtnq::bench::Rss();
   if (mode == "hostile") return rtnq::bench::HostileRss(rtnq::bench::ServerPath());
   if (mode == "all") {
-    const int t = rtnq::bench::Throughput();
+    const int t = rtnq::bench::Throughput(true);
     std::printf("\n");
     return std::max(t, rtnq::bench::Rss());
   }
