@@ -124,7 +124,9 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
   }
   job->dtype_ = *dtype;
   job->dtype_label_ = ElemTypeName(*dtype);
-  job->resolved_ = s.resolver.Resolve(job->name_);
+  absl::StatusOr<ResolvedConfig> resolved = s.resolver.Resolve(job->name_);
+  if (!resolved.ok()) return fail(resolved.status());
+  job->resolved_ = *std::move(resolved);
   const QuantConfig& config = job->resolved_.config;
   QuantizeOptions& o = job->options_;
   o.fake_quant = s.output_form == v1::OUTPUT_FORM_FAKE_QUANT && !s.metrics_only;

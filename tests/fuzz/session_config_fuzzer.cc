@@ -21,7 +21,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   for (size_t i = 1; i < parts.size(); ++i) {
-    const ResolvedConfig r = resolver->Resolve(parts[i]);
+    const absl::StatusOr<ResolvedConfig> resolved = resolver->Resolve(parts[i]);
+    if (!resolved.ok()) {
+      RTNQ_FUZZ_CHECK(parts[i].size() > kMaxTensorNameBytes &&
+                      resolved.status().code() == absl::StatusCode::kInvalidArgument);
+      continue;
+    }
+    const ResolvedConfig& r = *resolved;
     RTNQ_FUZZ_CHECK(ValidateConfig(r.config).ok());
     if (r.match_kind == "default") {
       RTNQ_FUZZ_CHECK(r.decided_by.empty() && r.config == resolver->default_config());
