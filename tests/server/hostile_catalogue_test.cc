@@ -452,6 +452,8 @@ Attack NeverReads() {
         if (!stream->Write(r)) break;
       }
     });
+    // The stream is registered once the server holds its first bytes; then it must end.
+    WaitFor([&] { return t.server->memory().peak() > 0; }, 10);
     const bool ended = WaitFor([&] { return t.server->active_streams() == 0; }, 10);
     ctx.TryCancel();
     writer.join();
@@ -584,7 +586,7 @@ std::vector<Case> Catalogue() {
              kUnauthenticated = Code::UNAUTHENTICATED, kDataLoss = Code::DATA_LOSS;
   const std::string kReadmeRegex = "re:model\\.layers\\.(0|1)\\..*";
   return {
-      // --- Regexes and long names: linear-time matching, bounded names and keys ---------------
+      // --- Regexes and long names: linear-time matching, bounded names and keys
       {"RegexDotStarAnd40kName",
        Answers([] { return Cfg(WithKey("re:.*")) + Send(Small(std::string(40000, 'n'))); },
                std::string(40000, 'n')),
@@ -706,7 +708,7 @@ std::vector<Case> Catalogue() {
        Answers([] { return Cfg(Layers(100000)) + Send(Small("l99999.weight")); }, "l99999.weight"),
        kOk, "quantized by layer", [](ServerOptions& o) { o.max_message_bytes = 4 << 20; }},
 
-      // --- Config JSON: depth, size, types ----------------------------------------------------
+      // --- Config JSON: depth, size, types
       {"JsonNested200kArrays", Ends([] { return Cfg(Json(std::string(200000, '['))); }), kInvalid,
        "JSON nested deeper than the limit of 64 levels"},
       {"JsonJustOverTheDepthLimit",
@@ -744,7 +746,7 @@ std::vector<Case> Catalogue() {
        }),
        kInvalid, "alternatives"},
 
-      // --- Bad enums and values in the session config -----------------------------------------
+      // --- Bad enums and values in the session config
       {"OutputFormOutOfRange", Ends([] {
          v1::SessionConfig c;
          c.set_output_form(static_cast<v1::OutputForm>(99));
@@ -803,7 +805,7 @@ std::vector<Case> Catalogue() {
        }),
        kInvalid, "double_quant_bits"},
 
-      // --- NaN and Inf in the data, on every path ---------------------------------------------
+      // --- NaN and Inf in the data, on every path
       {"NaNRowStreamedF32",
        Answers([=] { return Cfg() + Send(With(Small("t.weight"), 100, kNaN)); }, "t.weight"),
        kInvalid, "tensor \"t.weight\": element [1, 36] is not finite"},
@@ -875,7 +877,7 @@ std::vector<Case> Catalogue() {
            "norm.weight"),
        kInvalid, "tensor \"norm.weight\": element [0, 3] is not finite"},
 
-      // --- Lying sizes and framing --------------------------------------------------------------
+      // --- Lying sizes and framing
       {"TotalBytesShort",
        Answers(
            [] {
@@ -931,7 +933,7 @@ std::vector<Case> Catalogue() {
            "t.weight"),
        kDataLoss, "CRC32C of the 2048 data bytes"},
 
-      // --- Overflowing and odd shapes, bad dtypes (answered in-band) ---------------------------
+      // --- Overflowing and odd shapes, bad dtypes (answered in-band)
       {"ShapeProductOverflows",
        Answers(
            [] {
@@ -1008,7 +1010,7 @@ std::vector<Case> Catalogue() {
            Repeat("\xc3\xa9", 600)),
        kInvalid, "[truncated]"},
 
-      // --- Order violations and duplicate names -------------------------------------------------
+      // --- Order violations and duplicate names
       {"ChunkBeforeConfig", Ends([] { return Requests{ChunkRequest("abcd")}; }), kPrecondition,
        "before the session config"},
       {"HeaderBeforeConfig", Ends([] { return Send(Small("t.weight")); }), kPrecondition,
@@ -1035,7 +1037,7 @@ std::vector<Case> Catalogue() {
        }),
        kInvalid, "duplicate tensor name \"t.weight\""},
 
-      // --- Messages that do not parse -----------------------------------------------------------
+      // --- Messages that do not parse
       {"InvalidUtf8Name", Raw([] {
          return std::vector<std::string>{Serialized(ConfigRequest({})), RawHeader("bad\xff\xfe"),
                                          Serialized(ChunkRequest(std::string(2048, '\0')))};
@@ -1076,7 +1078,7 @@ std::vector<Case> Catalogue() {
        }),
        kInvalid, "is not a QuantizeRequest"},
 
-      // --- Sizes against the message limit and the budgets -------------------------------------
+      // --- Sizes against the message limit and the budgets
       {"ChunkOverMaxMessage", Ends([] {
          return Cfg() + Requests{HeaderRequest("t.weight", "F32", {512, 512}, 1 << 20),
                                  ChunkRequest(std::string(kMaxMessage, '\0'))};
@@ -1173,7 +1175,7 @@ std::vector<Case> Catalogue() {
        "limit of 8 concurrent Quantize streams"},
       {"StreamsAtMaxStreams", BesideOpenStreams(kMaxStreams - 1), kOk, ""},
 
-      // --- Slow-loris ----------------------------------------------------------------------------
+      // --- Slow-loris
       {"SilentAfterConfig", Trickle([] { return Cfg(); }, Forever(ChunkRequest("")), 60), kDeadline,
        "--idle_timeout"},
       {"SilentMidTensor",
@@ -1221,10 +1223,11 @@ std::vector<Case> Catalogue() {
       {"GoodTensorsPastMaxStreamSeconds",
        Trickle([] { return Cfg(); }, [](int i) { return Send(Small(absl::StrCat("t", i))); }, 0.2),
        kDeadline, "--max_stream_seconds", [](ServerOptions& o) { o.max_stream_seconds = 2; }},
-      {"SlowLorisOnEverySlot", SlowLorisOnEverySlot(kMaxStreams), kOk, ""},
+      // A longer idle timeout, so that the slots stay taken while the refused stream is tried.
+      {"SlowLorisOnEverySlot", SlowLorisOnEverySlot(kMaxStreams), kOk, "",
+       [](ServerOptions& o) { o.idle_timeout_seconds = 3; }},
 
       // --- Cancellation
-      // ----------------------------------------------------------------------------
       {"CancelMidRowStreamedTensor",
        CancelAfter(
            [] {
@@ -1261,7 +1264,6 @@ std::vector<Case> Catalogue() {
        kCancelled, ""},
 
       // --- Authentication
-      // ----------------------------------------------------------------------------
       {"AuthMissing", Authorization(""), kUnauthenticated, "missing"},
       {"AuthWrongToken", Authorization("Bearer wrong-token"), kUnauthenticated,
        "invalid bearer token"},
@@ -1277,7 +1279,6 @@ std::vector<Case> Catalogue() {
        "invalid bearer token"},
 
       // --- /metrics against slow HTTP clients
-      // -------------------------------------------------------
       {"MetricsTwoHalfOpenRequests", SlowMetricsClients(0, 2, false), kOk,
        "scraped rtnq_inflight_bytes 0", WithMetrics},
       {"MetricsSilentPartialAndTrickle", SlowMetricsClients(3, 3, true), kOk,
@@ -1297,7 +1298,7 @@ std::vector<Case> Catalogue() {
                           {std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11)}),
        kOk, "scraped", WithMetrics},
 
-      // --- Log injection (every case also checks that all log lines are well formed) ------------
+      // --- Log injection (every case also checks that all log lines are well formed)
       {"NewlineInNameForgesNoLogLine", Ends([] {
          const std::string name = "a\n2026-01-01T00:00:00.000+0000 info stream end code=OK\nb";
          return Cfg() + Send(Small(name)) + Send(Small(name));
