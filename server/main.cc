@@ -45,6 +45,9 @@ ABSL_FLAG(int64_t, max_message_bytes, kDefaults.max_message_bytes,
           "largest request message (chunk) accepted");
 ABSL_FLAG(int64_t, output_chunk_bytes, kDefaults.output_chunk_bytes,
           "data bytes per OutputChunk sent back");
+ABSL_FLAG(int64_t, stream_window_bytes, kDefaults.stream_window_bytes,
+          "HTTP/2 receive window per stream (what a client may send ahead of the server's "
+          "reads); 0 = gRPC's bandwidth-probed windows");
 ABSL_FLAG(int64_t, max_reservation_bytes, kDefaults.max_reservation_bytes,
           "largest reservation of one tensor (whole input or outputs when buffered, codes kept "
           "for packing, one row); larger: RESOURCE_EXHAUSTED at its header; 0 = twice "
@@ -90,6 +93,7 @@ int main(int argc, char** argv) {
   o.max_streams = absl::GetFlag(FLAGS_max_streams);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.output_chunk_bytes = absl::GetFlag(FLAGS_output_chunk_bytes);
+  o.stream_window_bytes = absl::GetFlag(FLAGS_stream_window_bytes);
   o.max_reservation_bytes = absl::GetFlag(FLAGS_max_reservation_bytes);
   o.idle_timeout_seconds = absl::GetFlag(FLAGS_idle_timeout);
   o.min_bytes_per_second = absl::GetFlag(FLAGS_min_bytes_per_second);

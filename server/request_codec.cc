@@ -78,17 +78,27 @@ std::string DescribeParseFailure(absl::string_view bytes, const Descriptor& type
 }
 
 absl::Status ParseRequest(grpc::ByteBuffer& buffer, int64_t index, v1::QuantizeRequest& request) {
-  // Keep the slices (reference-counted, not copied) for the diagnosis: parsing consumes the
-  // buffer.
-  std::vector<grpc::Slice> slices;
-  (void)buffer.Dump(&slices);
+  // Parsing consumes the buffer it reads: give it a second reference, so that the bytes are still
+  // there for the diagnosis. Every reference is dropped through ByteBuffer::Clear (or its
+  // destructor), never as a bare grpc::Slice: the transport's memory must go back to gRPC's
+  // resource quota inside gRPC's execution context, which Clear sets up and which callback
+  // threads lack (a slice released there crashed the server under quota pressure).
+  grpc::ByteBuffer parse(buffer);
   grpc::Status parsed =
-      grpc::SerializationTraits<v1::QuantizeRequest>::Deserialize(&buffer, &request);
-  if (parsed.ok()) return absl::OkStatus();
-  std::string bytes;
-  for (const grpc::Slice& s : slices) {
-    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+      grpc::SerializationTraits<v1::QuantizeRequest>::Deserialize(&parse, &request);
+  if (parsed.ok()) {
+    buffer.Clear();
+    return absl::OkStatus();
   }
+  std::string bytes;
+  {
+    std::vector<grpc::Slice> slices;  // more references; `buffer` keeps its own until Clear
+    (void)buffer.Dump(&slices);
+    for (const grpc::Slice& s : slices) {
+      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  buffer.Clear();
   std::string why = DescribeParseFailure(bytes, *v1::QuantizeRequest::descriptor());
   if (why.empty()) why = "not a valid protobuf encoding";
   return absl::InvalidArgumentError(absl::StrCat("request message ", index, " (", bytes.size(),

@@ -44,6 +44,10 @@ absl::Status ValidateOptions(const ServerOptions& o) {
                          {"output_chunk_bytes", o.output_chunk_bytes}}) {
     if (absl::Status s = positive(flag, v); !s.ok()) return s;
   }
+  if (o.stream_window_bytes < 0 || o.stream_window_bytes > INT32_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--stream_window_bytes must be in [0, 2 GiB), got ", o.stream_window_bytes));
+  }
   if (o.max_message_bytes > INT32_MAX) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_message_bytes must be < 2 GiB, got ", o.max_message_bytes));
@@ -132,6 +136,16 @@ absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOption
   grpc::ResourceQuota quota("rtnq-server-transport");
   quota.Resize(kTransportQuotaBytes);
   builder.SetResourceQuota(quota);
+  // Under that quota's pressure gRPC first shrinks windows, then cancels streams outright
+  // (RST_STREAM ENHANCE_YOUR_CALM, RESOURCE_EXHAUSTED to the client): 64 streams waiting for
+  // their reservations with data in flight reached it. A fixed window per stream keeps what
+  // clients can have sent ahead at max_streams x window, below the quota, at the cost of a
+  // window's worth of bandwidth-delay product per stream (1 MiB: 1 GB/s at 1 ms round trip).
+  if (o.stream_window_bytes > 0) {
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+                               static_cast<int>(o.stream_window_bytes));
+  }
   srv->server_ = builder.BuildAndStart();
   if (srv->server_ == nullptr || srv->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on --listen \"", o.listen, "\""));

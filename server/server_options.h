@@ -21,6 +21,9 @@ struct ServerOptions {
   int max_streams = 64;                              ///< concurrent Quantize streams
   int64_t max_message_bytes = int64_t{8} << 20;      ///< largest request message accepted
   int64_t output_chunk_bytes = int64_t{1} << 20;     ///< data bytes per OutputChunk
+  /// HTTP/2 receive window of each stream: what a client can send ahead of the server's reads.
+  /// 0 = gRPC's windows grown by bandwidth probing (unbounded but for gRPC's quota).
+  int64_t stream_window_bytes = int64_t{1} << 20;
   /// Largest reservation one tensor may take (its whole input or outputs when buffered, codes
   /// kept for packing, one row); larger: RESOURCE_EXHAUSTED at its header. 0 = twice
   /// max_tensor_bytes (MaxReservationBytes).
