@@ -1,7 +1,7 @@
 // rtnq_e2e_bench: the service's end-to-end throughput against the raw transport ceiling, and the
 // server's peak memory under many streams. Both servers run as child processes on loopback:
 //   raw      this binary's Echo service (--mode=echo_server), same framing, no work;
-//   service  rtnq-server --threads=0, int4 sym g32 -> packed GPTQ (v1);
+//   service  rtnq-server --threads=0, int4 sym g32 -> packed GPTQ (v1), or fake with --fake;
 //   rss      rtnq-server with --memory_budget_bytes, --rss_streams concurrent sessions;
 //   hostile  rtnq-server under wide rows and many buffered streams, peak RSS against the bound
 //            of docs/PROTOCOL.md (hostile.h; not part of --mode=all).
@@ -41,6 +41,9 @@ ABSL_FLAG(int, rss_streams, 32, "concurrent sessions of the rss run");
 ABSL_FLAG(int64_t, rss_bytes, int64_t{2} << 30,
           "float32 bytes sent in the rss run (at least one tensor per stream)");
 ABSL_FLAG(int64_t, memory_budget_bytes, int64_t{1} << 30, "rtnq-server budget in the rss run");
+ABSL_FLAG(bool, fake, false,
+          "service sessions ask for fake quantization (as many bytes back as in; compare with "
+          "--echo_divisor=1) instead of packed GPTQ");
 ABSL_FLAG(bool, metrics_only, false,
           "diagnostic: sessions ask for metrics only (the server quantizes but does not pack or "
           "send outputs), to show what packing and output cost");
@@ -68,15 +71,19 @@ std::string ServerPath() {
   return self.substr(0, self.rfind('/')) + "/../server/rtnq-server";
 }
 
-v1::SessionConfig GptqInt4G32() {
+v1::SessionConfig Int4G32Session() {
   v1::SessionConfig config;
   v1::QuantConfigPatch* q = config.mutable_default_config();
   q->set_dtype(v1::QUANT_DTYPE_INT);
   q->set_bits(4);
   q->set_group_size(32);
   q->set_scheme(v1::SCHEME_SYM);
-  config.set_output_form(v1::OUTPUT_FORM_PACKED_GPTQ);
-  config.set_gptq_format(v1::GPTQ_FORMAT_V1);
+  if (absl::GetFlag(FLAGS_fake)) {
+    config.set_output_form(v1::OUTPUT_FORM_FAKE_QUANT);
+  } else {
+    config.set_output_form(v1::OUTPUT_FORM_PACKED_GPTQ);
+    config.set_gptq_format(v1::GPTQ_FORMAT_V1);
+  }
   config.set_metrics_only(absl::GetFlag(FLAGS_metrics_only));
   return config;
 }
@@ -137,9 +144,9 @@ int Throughput(bool with_service) {
     for (int n : stream_counts) {
       const StreamsRun r = RunEchoStreams(echo->port(), workload, n, chunk);
       Report("raw", n, rep, r);
-      const StreamsRun s = with_service
-                               ? RunQuantizeStreams(rtnq->port(), GptqInt4G32(), workload, n, chunk)
-                               : StreamsRun{};
+      const StreamsRun s =
+          with_service ? RunQuantizeStreams(rtnq->port(), Int4G32Session(), workload, n, chunk)
+                       : StreamsRun{};
       if (with_service) Report("service", n, rep, s);
       failed |= !r.status.ok() || !s.status.ok();
       raw[n].push_back(r.GBps());
@@ -178,7 +185,7 @@ int Rss() {
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const int64_t base_rss = server->StatusBytes("VmRSS");
   const int64_t base_hwm = server->StatusBytes("VmHWM");
-  const StreamsRun r = RunQuantizeStreams(server->port(), GptqInt4G32(), workload, streams,
+  const StreamsRun r = RunQuantizeStreams(server->port(), Int4G32Session(), workload, streams,
                                           static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes)));
   Report("rss", streams, 1, r);
   const int64_t peak = server->StatusBytes("VmHWM");

@@ -67,6 +67,8 @@ class RemoteSession : public Session {
     const uint32_t crc = tensor.crc32c.has_value()
                              ? *tensor.crc32c
                              : ComputeCrc32c(tensor.data.data(), tensor.data.size());
+    int tries = 0;
+    bool stale_retry_left = true;
     for (int attempt = 1; attempt <= max_attempts; ++attempt) {
       if (attempt > 1) Backoff(attempt);
       if (stream_ != nullptr && (Worn(*stream_) || stream_->Carried(tensor.name))) EndStream();
@@ -77,15 +79,24 @@ class RemoteSession : public Session {
           break;
         }
       }
+      const bool reused = stream_->tensors() > 0;
+      ++tries;
       TensorAttempt a = stream_->Quantize(tensor, crc, sink);
       if (!a.stream_usable) stream_.reset();
       if (a.result.ok()) {
-        a.result->attempts = attempt;
+        a.result->attempts = tries;
         return a.result;
       }
       sink.Discard();
       last = a.result.status();
       if (!IsTransient(last)) return last;
+      // A stream that carried earlier tensors may have died while idle (its replica went away
+      // between tensors): one retry on a fresh stream does not count as an attempt, as it would
+      // not have with a stream per tensor.
+      if (reused && !a.stream_usable && stale_retry_left) {
+        stale_retry_left = false;
+        --attempt;
+      }
       // Retried on a new stream, which round_robin places on the next replica.
       EndStream();
     }

@@ -249,24 +249,33 @@ TEST(RemoteReplicas, RoundRobinSpreadsTheTensorsOfOneSession) {
 }
 
 // The replica that served a session goes away: the session's next tensors go to the other one.
+// The replica that served a session goes away between tensors: the session's next tensors go to
+// the other one. The stream it had kept open is dead; replacing it does not use up an attempt,
+// so even --max-attempts 1 carries on (as it did when every tensor had its own stream).
 TEST(RemoteReplicas, FailoverWhenAReplicaStops) {
-  auto a = StartServer(TestOptions());
-  auto b = StartServer(TestOptions());
-  auto backend = RemoteBackend::Create(TwoReplicas(*a, *b));
-  ASSERT_TRUE(backend.ok()) << backend.status();
-  auto s = (*backend)->OpenSession(kFakeSpec);
-  ASSERT_TRUE(s.ok());
-  auto first = Quantize(**s, Request(Tensors()[0]));
-  ASSERT_TRUE(first.ok());
-  const bool on_a = first->served_by.find(std::to_string(a->port())) != std::string::npos;
-  (on_a ? a : b)->Shutdown(0);
-  for (const Tensor& t : Tensors()) {
-    auto r = QuantizeAndCheck(**s, t);
-    if (r.ok()) {
-      EXPECT_NE(r->served_by, first->served_by);
+  for (int max_attempts : {1, 4}) {
+    SCOPED_TRACE(max_attempts);
+    auto a = StartServer(TestOptions());
+    auto b = StartServer(TestOptions());
+    ClientOptions o = TwoReplicas(*a, *b);
+    o.max_attempts = max_attempts;
+    auto backend = RemoteBackend::Create(o);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    auto s = (*backend)->OpenSession(kFakeSpec);
+    ASSERT_TRUE(s.ok());
+    auto first = Quantize(**s, Request(Tensors()[0]));
+    ASSERT_TRUE(first.ok());
+    const bool on_a = first->served_by.find(std::to_string(a->port())) != std::string::npos;
+    (on_a ? a : b)->Shutdown(0);
+    const std::vector<Tensor> tensors = Tensors();  // the first one last: a new name comes first
+    for (const Tensor& t : {tensors[1], tensors[2], tensors[0]}) {
+      auto r = QuantizeAndCheck(**s, t);
+      if (r.ok()) {
+        EXPECT_NE(r->served_by, first->served_by);
+      }
     }
+    EXPECT_TRUE((*s)->Close().ok());
   }
-  EXPECT_TRUE((*s)->Close().ok());
 }
 
 // A transient refusal (RESOURCE_EXHAUSTED from a replica with a small tensor limit) is retried
