@@ -120,6 +120,7 @@ class RemoteSession : public Session {
         options_.chunk_bytes, deadline_);
     if (!s.ok()) return s.status();
     stream_ = *std::move(s);
+    ++streams_opened_;
     return absl::OkStatus();
   }
 
@@ -129,11 +130,15 @@ class RemoteSession : public Session {
     stream_.reset();
   }
 
-  // The rotation rule: a stream that carried stream_max_tensors tensors or stream_max_bytes
-  // bytes, or has been open stream_max_seconds, is ended before the next tensor (0: no limit).
+  // The rotation rule: the session's k-th stream is ended before the next tensor once it carried
+  // min(2^(k-1), stream_max_tensors) tensors or stream_max_bytes bytes, or has been open
+  // stream_max_seconds (0: no limit of that kind). The doubling start places a session's first
+  // tensors on several streams, so a run reaches every replica even when some connect late.
   bool Worn(const QuantizeStream& s) const {
     const double age = std::chrono::duration<double>(Clock::now() - s.opened()).count();
-    return (options_.stream_max_tensors > 0 && s.tensors() >= options_.stream_max_tensors) ||
+    const int64_t ramp = int64_t{1} << std::min(streams_opened_ - 1, 30);
+    const int64_t max_tensors = std::min<int64_t>(options_.stream_max_tensors, ramp);
+    return (options_.stream_max_tensors > 0 && s.tensors() >= max_tensors) ||
            (options_.stream_max_bytes > 0 && s.bytes() >= options_.stream_max_bytes) ||
            (options_.stream_max_seconds > 0 && age >= options_.stream_max_seconds);
   }
@@ -153,6 +158,7 @@ class RemoteSession : public Session {
   std::mt19937 rng_;
   AttemptDeadline deadline_;  // before stream_: the stream refers to it
   std::unique_ptr<QuantizeStream> stream_;
+  int streams_opened_ = 0;
 };
 
 }  // namespace
