@@ -29,6 +29,7 @@
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "server/logging.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
 #include "tests/server/harness.h"
@@ -1320,7 +1321,7 @@ std::vector<Case> Catalogue() {
 // The runner
 // ---------------------------------------------------------------------------------------------
 
-// Every log line starts with the logger's timestamp and level and holds only printable ASCII.
+// Every log line starts with kLogPattern's timestamp and level and holds only printable ASCII.
 bool WellFormedLogLine(const std::string& line) {
   static const std::regex kPrefix(
       R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d (trace|debug|info|warning|error|critical) )");
@@ -1334,7 +1335,7 @@ class HostileCatalogueTest : public ::testing::TestWithParam<Case> {
     std::ofstream(dir_.File("token")) << kToken << "\n";
     auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_);
     auto logger = std::make_shared<spdlog::logger>("catalogue", sink);
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l %v");
+    logger->set_pattern(kLogPattern);
     previous_logger_ = spdlog::default_logger();
     spdlog::set_default_logger(logger);
   }
