@@ -233,6 +233,7 @@ void QuantizeReactor::Advance(Wakeups& wake) {
     // it sent whole) unless the client is gone; then finish.
     memory_.CancelReservation(waiter_, wake);
     const bool flush = Flushing();
+    if (!flush) cancel_.store(true);  // nobody will read the answers of work still running
     if (!flush || !finish_complete_) tasks_.clear();
     if (!task_running_ && !tasks_.empty()) {
       Task t = std::move(tasks_.front());
@@ -373,7 +374,7 @@ void QuantizeReactor::ConsumeRead() {
   }
   switch (request_.kind_case()) {
     case v1::QuantizeRequest::kConfig:
-      OnConfig(request_.config());
+      OnConfig(*request_.mutable_config());
       break;
     case v1::QuantizeRequest::kHeader:
       OnHeader(*request_.mutable_header());
@@ -388,7 +389,7 @@ void QuantizeReactor::ConsumeRead() {
   }
 }
 
-void QuantizeReactor::OnConfig(const v1::SessionConfig& config) {
+void QuantizeReactor::OnConfig(v1::SessionConfig& config) {
   if (state_ != State::kAwaitConfig) {
     Fail(absl::FailedPreconditionError(
              "session config sent twice: only the first message of a stream is a config"),
@@ -399,7 +400,7 @@ void QuantizeReactor::OnConfig(const v1::SessionConfig& config) {
   // on the work pool, while the stream reads nothing.
   state_ = State::kStarting;
   prep_running_ = true;
-  svc_.pool->Post([self = shared_from_this(), config = config]() {
+  svc_.pool->Post([self = shared_from_this(), config = std::move(config)]() {
     self->OnSessionReady(SessionFromProto(config));
   });
 }
