@@ -105,6 +105,13 @@ ServerOptions CatalogueOptions(const std::string& token_file) {
   return o;
 }
 
+// Room for a 1.2 MB config of 100,000 entries. Config bytes are not data progress, so on a loaded
+// machine the 1 s idle timeout could end the stream before such a config has even arrived.
+void BigConfigs(ServerOptions& o) {
+  o.max_message_bytes = 4 << 20;
+  o.idle_timeout_seconds = 30;
+}
+
 // /metrics on, with 2 workers and a 0.5 s request timeout. Only for the cases that attack it:
 // CivetWeb takes up to 2 s to stop.
 void WithMetrics(ServerOptions& o) {
@@ -722,11 +729,10 @@ std::vector<Case> Catalogue() {
            std::string(4096, 'k')),
        kOk, "quantized by tensor"},
       {"WeightConfigEntriesJustOverTheLimit", Ends([] { return Cfg(Layers(100001)); }), kInvalid,
-       "weight_config entry count 100001 is over the limit of 100000",
-       [](ServerOptions& o) { o.max_message_bytes = 4 << 20; }},
+       "weight_config entry count 100001 is over the limit of 100000", BigConfigs},
       {"WeightConfigEntriesAtTheLimit",
        Answers([] { return Cfg(Layers(100000)) + Send(Small("l99999.weight")); }, "l99999.weight"),
-       kOk, "quantized by layer", [](ServerOptions& o) { o.max_message_bytes = 4 << 20; }},
+       kOk, "quantized by layer", BigConfigs},
 
       // --- Config JSON: depth, size, types
       {"JsonNested200kArrays", EndsWithJson(std::string(200000, '[')), kInvalid,
