@@ -334,6 +334,7 @@ void QuantizeReactor::OnConfig(const v1::SessionConfig& config) {
                                                               : v1::GPTQ_FORMAT_V2);
   s->set_max_tensor_bytes(svc_.options->max_tensor_bytes);
   s->set_max_message_bytes(svc_.options->max_message_bytes);
+  s->set_candidates(static_cast<int32_t>(session_->candidates.size()));
   Queue(std::move(r));
   state_ = State::kAwaitHeader;
 }

@@ -32,6 +32,7 @@ const Command& HealthCommand();
 const Command& InspectCommand();
 const Command& VerifyCommand();
 const Command& SynthCommand();
+const Command& PlanCommand();
 
 /// Prints "rtnq: <message>" and the command's usage to stderr; returns kExitUsage.
 int UsageError(const Command& command, const std::string& message);
