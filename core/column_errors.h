@@ -14,6 +14,13 @@
 
 namespace rtnq {
 
+/// The slices a tensor's errors are summed in: one per expert of a stacked [E, out, in] weight
+/// (3-D or more: shape[0]), else 1. Planning measures every tensor with these, locally and on
+/// servers alike.
+inline int64_t ErrorSlices(const std::vector<int64_t>& shape) {
+  return shape.size() >= 3 ? shape[0] : 1;
+}
+
 /// A tensor seen as `slices` stacks of rows over its last dimension: shape [..., n] has
 /// R = elements / n rows of n columns (a Linear weight [out, in]: R = out, n = in; a stacked
 /// MoE weight [E, out, in] with slices = E: one slice per expert).
