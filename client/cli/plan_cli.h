@@ -2,12 +2,15 @@
 // flags, and running a plan (measured locally or on --server) from them.
 #pragma once
 
+#include <optional>
 #include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "client/cli/args.h"
+#include "client/cli/command.h"
 #include "client/plan/planner.h"
+#include "client/quantize_run.h"
 
 namespace rtnq::client::cli {
 
@@ -27,5 +30,11 @@ absl::Status PlanRequestFromFlags(const ParsedArgs& args, PlanRequest& request);
 /// solves; one progress line per tensor on stderr unless `quiet`.
 absl::StatusOr<PlanOutcome> RunPlanFromFlags(const ParsedArgs& args, const PlanRequest& request,
                                              bool quiet);
+
+/// quantize's steps before its run: with a plan budget, plans and replaces options' config
+/// (and selection) with the plan's; with --dry-run, prints the run's whole plan. Returns the
+/// exit code when the command is done (a dry run, an error), nullopt to go on quantizing.
+std::optional<int> PlanBeforeQuantize(const Command& self, const ParsedArgs& args,
+                                      QuantizeOptions& options);
 
 }  // namespace rtnq::client::cli

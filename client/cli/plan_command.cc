@@ -13,6 +13,7 @@
 #include "client/cli/flags.h"
 #include "client/cli/plan_cli.h"
 #include "client/local_backend.h"
+#include "client/plan/dry_run.h"
 #include "client/plan/plan_report.h"
 #include "client/plan/remote_measure.h"
 #include "client/remote/remote_backend.h"
@@ -29,6 +30,7 @@ ABSL_FLAG(std::string, imatrix, "", "plan: llama.cpp importance matrix (.dat or 
 ABSL_FLAG(std::string, sensitivity, "",
           "plan: safetensors with a same-shape importance tensor per weight");
 ABSL_FLAG(std::string, objective, "error", "plan: minimise total error, or maximise mean snr");
+ABSL_FLAG(bool, dry_run, false, "quantize: print the whole plan without reading tensor data");
 
 ABSL_DECLARE_FLAG(std::string, format);
 ABSL_DECLARE_FLAG(std::string, gptq_checkpoint_format);
@@ -60,18 +62,6 @@ constexpr char kUsage[] =
   local:   --threads N --kernels reference|avx2|avx512
   remote:  --server ADDR --streams N and quantize's remote flags (measured on rtnq servers))";
 
-// --gptq-checkpoint-format as quantize reads it.
-absl::StatusOr<GptqFormat> GptqFlag(const std::string& s) {
-  if (s == "v1") return GptqFormat::kV1;
-  if (s == "v2") return GptqFormat::kV2;
-  absl::StatusOr<GptqFormat> f = ParseGptqFormat(s);
-  if (!f.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--gptq-checkpoint-format must be v1 or v2, got \"", s, "\""));
-  }
-  return f;
-}
-
 int Run(const Command& self, const ParsedArgs& args) {
   if (args.positional.size() != 1) return UsageError(self, "plan takes exactly one INPUT");
   const std::string output = absl::GetFlag(FLAGS_output);
@@ -91,7 +81,7 @@ int Run(const Command& self, const ParsedArgs& args) {
     if (request.format != OutputFormat::kGptq) {
       return UsageError(self, "--gptq-checkpoint-format needs --format gptq");
     }
-    absl::StatusOr<GptqFormat> g = GptqFlag(absl::GetFlag(FLAGS_gptq_checkpoint_format));
+    absl::StatusOr<GptqFormat> g = ParseGptqFormatFlag(absl::GetFlag(FLAGS_gptq_checkpoint_format));
     if (!g.ok()) return UsageError(self, std::string(g.status().message()));
     request.gptq_format = *g;
   }
@@ -192,6 +182,43 @@ absl::StatusOr<PlanOutcome> RunPlanFromFlags(const ParsedArgs& args, const PlanR
     };
   }
   return MakePlan(request, *measurer, importance, progress);
+}
+
+std::optional<int> PlanBeforeQuantize(const Command& self, const ParsedArgs& args,
+                                      QuantizeOptions& options) {
+  const bool quiet = absl::GetFlag(FLAGS_quiet);
+  if (WantsPlan(args) || args.Has("candidates")) {
+    PlanRequest request;
+    request.input = options.input;
+    request.config_json = options.config_json;
+    request.include = options.include;
+    request.exclude = options.exclude;
+    request.format = options.format;
+    request.gptq_format = options.gptq_format;
+    request.compression_dim = options.compression_dim;
+    if (absl::Status s = PlanRequestFromFlags(args, request); !s.ok()) {
+      return UsageError(self, std::string(s.message()));
+    }
+    absl::StatusOr<PlanOutcome> plan = RunPlanFromFlags(args, request, quiet);
+    if (!plan.ok()) return Fail(plan.status());
+    // The plan's config carries the selection: exact entries for every tensor it decided.
+    options.config_json = plan->config.dump();
+    options.include.clear();
+    options.exclude.clear();
+    if (!quiet) {
+      std::cerr << absl::StrFormat("plan: %.4f bits per weight, predicted %d bytes\n",
+                                   plan->bits_per_weight, plan->predicted_bytes);
+    }
+  }
+  if (!absl::GetFlag(FLAGS_dry_run)) return std::nullopt;
+  absl::StatusOr<DryRun> run = DryRunQuantize(options);
+  if (!run.ok()) return Fail(run.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << DryRunJson(options, *run).dump(2) << "\n";
+  } else {
+    std::cout << DryRunText(options, *run);
+  }
+  return kExitOk;
 }
 
 const Command& PlanCommand() {

@@ -55,7 +55,7 @@ std::string DryRunText(const QuantizeOptions& options, const DryRun& run) {
       "dry run: %s -> %s, format %s%s (no tensor data read)\n", options.input,
       options.output.empty() ? "-" : options.output, OutputFormatName(options.format),
       options.format == OutputFormat::kGptq
-          ? absl::StrCat(" (", GptqFormatName(run.plan.gptq_format), ")")
+          ? absl::StrCat(" (checkpoint_format ", GptqFormatName(run.plan.gptq_format), ")")
           : "");
   int counts[3] = {0, 0, 0};
   for (const PlannedTensor& p : run.plan.tensors) {
