@@ -140,7 +140,12 @@ absl::Status AddItem(const std::string& item, std::vector<Candidate>& out, bool 
 
 absl::Status AddFile(const std::string& item, std::vector<Candidate>& out) {
   const std::string path = item.substr(1);
-  ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path, kMaxCandidateFileBytes));
+  absl::StatusOr<std::string> read = ReadFileToString(path, kMaxCandidateFileBytes);
+  if (!read.ok()) {
+    return absl::Status(read.status().code(),
+                        absl::StrCat("candidate \"", item, "\": ", read.status().message()));
+  }
+  const std::string& text = *read;
   ASSIGN_OR_RETURN(const ordered_json j, ParseStrictJson(text, path));
   if (!j.is_array()) {
     ASSIGN_OR_RETURN(Candidate c, ParseObject(j, item));

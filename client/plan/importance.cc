@@ -6,7 +6,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/checkpoint_util.h"
 #include "core/output_plan.h"
@@ -76,9 +75,10 @@ std::vector<std::string> Siblings(const std::string& gguf) {
 }
 
 std::string NameList(const std::vector<std::string>& names) {
-  std::vector<std::string> head(names.begin(),
-                                names.begin() + std::min(names.size(), kNamedInError));
-  std::string s = absl::StrJoin(head, ", ");
+  std::string s;
+  for (size_t i = 0; i < std::min(names.size(), kNamedInError); ++i) {
+    absl::StrAppend(&s, i ? ", \"" : "\"", names[i], "\"");
+  }
   if (names.size() > kNamedInError) absl::StrAppend(&s, ", ... (", names.size(), " in all)");
   return s;
 }
