@@ -1,7 +1,7 @@
 # rtnq plan: the solver against brute force, candidates and importance files, planning end to
 # end (predicted sizes against real quantize runs, dry runs), remote measurement.
 if(TARGET rtnq_client_plan)
-  foreach(t plan_solver_test plan_units_test)
+  foreach(t plan_solver_test plan_units_test plan_run_test)
     add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/${t}.cc)
     target_link_libraries(${t} PRIVATE rtnq_client_plan rtnq_warnings GTest::gmock
                           GTest::gtest_main)
