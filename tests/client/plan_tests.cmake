@@ -8,3 +8,10 @@ if(TARGET rtnq_client_plan)
     gtest_discover_tests(${t} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 300 LABELS client)
   endforeach()
 endif()
+
+if(TARGET rtnq_client_plan_remote AND TARGET rtnq_server_testing)
+  add_executable(plan_remote_test ${CMAKE_CURRENT_SOURCE_DIR}/plan_remote_test.cc)
+  target_link_libraries(plan_remote_test PRIVATE rtnq_client_plan_remote rtnq_server_testing
+                        rtnq_warnings GTest::gmock GTest::gtest_main)
+  gtest_discover_tests(plan_remote_test DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 300 LABELS client)
+endif()
