@@ -15,3 +15,10 @@ if(TARGET rtnq_client_plan_remote AND TARGET rtnq_server_testing)
                         rtnq_warnings GTest::gmock GTest::gtest_main)
   gtest_discover_tests(plan_remote_test DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 300 LABELS client)
 endif()
+
+if(TARGET rtnq AND TARGET rtnq-server)
+  add_test(NAME rtnq_plan_cli
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/plan_cli_test.sh $<TARGET_FILE:rtnq>
+                   $<TARGET_FILE:rtnq-server>)
+  set_tests_properties(rtnq_plan_cli PROPERTIES TIMEOUT 300 LABELS client)
+endif()
