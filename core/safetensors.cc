@@ -16,6 +16,29 @@
 namespace rtnq {
 namespace {
 
+struct OpenedFile {
+  int fd;
+  uint64_t size;
+};
+
+// Opens `path` read-only; it must be a regular file (the caller closes the descriptor).
+absl::StatusOr<OpenedFile> OpenRegularFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, "open", path);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ErrnoError(err, "stat", path);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat("safetensors file ", path, ": not a regular file"));
+  }
+  return OpenedFile{fd, static_cast<uint64_t>(st.st_size)};
+}
+
 // Reads exactly `size` bytes at `offset` (the caller asked for no more than the file holds).
 absl::Status PreadExactly(int fd, const std::string& path, uint64_t offset, char* out,
                           size_t size) {
@@ -33,22 +56,11 @@ absl::Status PreadExactly(int fd, const std::string& path, uint64_t offset, char
 }  // namespace
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, "open", path);
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return ErrnoError(err, "stat", path);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat("safetensors file ", path, ": not a regular file"));
-  }
+  ASSIGN_OR_RETURN(const OpenedFile opened, OpenRegularFile(path));
+  const int fd = opened.fd;
   SafetensorsFile f;
   f.path_ = path;
-  f.size_ = static_cast<uint64_t>(st.st_size);
+  f.size_ = opened.size;
   if (f.size_ > 0) {
     // MAP_PRIVATE + PROT_READ: pages come from the page cache on demand, nothing is copied, and
     // the mapping outlives the descriptor.
@@ -77,22 +89,11 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::FromBuffer(std::string bytes, s
 }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::OpenHeaderOnly(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, "open", path);
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return ErrnoError(err, "stat", path);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat("safetensors file ", path, ": not a regular file"));
-  }
+  ASSIGN_OR_RETURN(const OpenedFile opened, OpenRegularFile(path));
+  const int fd = opened.fd;
   // The length prefix, then the header it announces (bounded by the format's limit); the
   // parser reports a short file or a header past its end.
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  const uint64_t size = opened.size;
   std::string head(std::min<uint64_t>(size, 8), '\0');
   absl::Status read = PreadExactly(fd, path, 0, head.data(), head.size());
   if (read.ok() && head.size() == 8) {

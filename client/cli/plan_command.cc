@@ -32,11 +32,6 @@ ABSL_FLAG(std::string, sensitivity, "",
 ABSL_FLAG(std::string, objective, "error", "plan: minimise total error, or maximise mean snr");
 ABSL_FLAG(bool, dry_run, false, "quantize: print the whole plan without reading tensor data");
 
-ABSL_DECLARE_FLAG(std::string, format);
-ABSL_DECLARE_FLAG(std::string, gptq_checkpoint_format);
-ABSL_DECLARE_FLAG(int32_t, compression_dim);
-ABSL_DECLARE_FLAG(std::string, include);
-ABSL_DECLARE_FLAG(std::string, exclude);
 ABSL_DECLARE_FLAG(std::string, report);
 ABSL_DECLARE_FLAG(int32_t, streams);
 
@@ -62,6 +57,19 @@ constexpr char kUsage[] =
   local:   --threads N --kernels reference|avx2|avx512
   remote:  --server ADDR --streams N and quantize's remote flags (measured on rtnq servers))";
 
+// What a quantize run would select and write, as a plan request.
+PlanRequest RequestFor(const QuantizeOptions& o) {
+  PlanRequest r;
+  r.input = o.input;
+  r.config_json = o.config_json;
+  r.include = o.include;
+  r.exclude = o.exclude;
+  r.format = o.format;
+  r.gptq_format = o.gptq_format;
+  r.compression_dim = o.compression_dim;
+  return r;
+}
+
 int Run(const Command& self, const ParsedArgs& args) {
   if (args.positional.size() != 1) return UsageError(self, "plan takes exactly one INPUT");
   const std::string output = absl::GetFlag(FLAGS_output);
@@ -72,22 +80,12 @@ int Run(const Command& self, const ParsedArgs& args) {
   if (args.Has("streams") && !args.Has("server")) {
     return UsageError(self, "--streams needs --server (local measurement uses --threads)");
   }
-  PlanRequest request;
-  request.input = args.positional[0];
-  absl::StatusOr<OutputFormat> format = ParseOutputFormat(absl::GetFlag(FLAGS_format));
-  if (!format.ok()) return UsageError(self, std::string(format.status().message()));
-  request.format = *format;
-  if (args.Has("gptq_checkpoint_format")) {
-    if (request.format != OutputFormat::kGptq) {
-      return UsageError(self, "--gptq-checkpoint-format needs --format gptq");
-    }
-    absl::StatusOr<GptqFormat> g = ParseGptqFormatFlag(absl::GetFlag(FLAGS_gptq_checkpoint_format));
-    if (!g.ok()) return UsageError(self, std::string(g.status().message()));
-    request.gptq_format = *g;
+  QuantizeOptions quantize;
+  quantize.input = args.positional[0];
+  if (absl::Status s = OutputFlagsToOptions(args, quantize); !s.ok()) {
+    return UsageError(self, std::string(s.message()));
   }
-  request.compression_dim = absl::GetFlag(FLAGS_compression_dim);
-  if (args.Has("include")) request.include = SplitPatternList(args.values.at("include"));
-  if (args.Has("exclude")) request.exclude = SplitPatternList(args.values.at("exclude"));
+  PlanRequest request = RequestFor(quantize);
   if (absl::Status s = PlanRequestFromFlags(args, request); !s.ok()) {
     return UsageError(self, std::string(s.message()));
   }
@@ -188,14 +186,7 @@ std::optional<int> PlanBeforeQuantize(const Command& self, const ParsedArgs& arg
                                       QuantizeOptions& options) {
   const bool quiet = absl::GetFlag(FLAGS_quiet);
   if (WantsPlan(args) || args.Has("candidates")) {
-    PlanRequest request;
-    request.input = options.input;
-    request.config_json = options.config_json;
-    request.include = options.include;
-    request.exclude = options.exclude;
-    request.format = options.format;
-    request.gptq_format = options.gptq_format;
-    request.compression_dim = options.compression_dim;
+    PlanRequest request = RequestFor(options);
     if (absl::Status s = PlanRequestFromFlags(args, request); !s.ok()) {
       return UsageError(self, std::string(s.message()));
     }
@@ -222,17 +213,17 @@ std::optional<int> PlanBeforeQuantize(const Command& self, const ParsedArgs& arg
 }
 
 const Command& PlanCommand() {
-  static const Command* command = new Command{
-      .name = "plan",
-      .summary = "choose a config per tensor for a size or quality budget",
-      .usage = kUsage,
-      .flags = FlagSet({kSpecFlags,
-                        kEngineFlags,
-                        kRemoteFlags,
-                        kPlanFlags,
-                        {"output", "format", "gptq_checkpoint_format", "compression_dim", "include",
-                         "exclude", "report", "streams", "quiet", "json"}}),
-      .run = Run};
+  static const Command* command =
+      new Command{.name = "plan",
+                  .summary = "choose a config per tensor for a size or quality budget",
+                  .usage = kUsage,
+                  .flags = FlagSet({kSpecFlags,
+                                    kEngineFlags,
+                                    kRemoteFlags,
+                                    kPlanFlags,
+                                    kOutputFlags,
+                                    {"output", "report", "streams", "quiet", "json"}}),
+                  .run = Run};
   return *command;
 }
 

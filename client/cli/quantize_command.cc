@@ -16,6 +16,7 @@
 #include "client/remote/remote_backend.h"
 #include "client/session_config.h"
 #include "client/tensor_selection.h"
+#include "core/status_macros.h"
 
 ABSL_FLAG(std::string, format, "fake", "fake, inc or gptq");
 ABSL_FLAG(std::string, gptq_checkpoint_format, "",
@@ -52,6 +53,25 @@ constexpr char kUsage[] = R"(rtnq quantize INPUT -o OUTPUT [options]
            --tls-key F --tls-server-name NAME --token-file F --deadline SECONDS
            --max-attempts N)";
 
+}  // namespace
+
+absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeOptions& options) {
+  ASSIGN_OR_RETURN(options.format, ParseOutputFormat(absl::GetFlag(FLAGS_format)));
+  if (args.Has("gptq_checkpoint_format")) {
+    if (options.format != OutputFormat::kGptq) {
+      return absl::InvalidArgumentError("--gptq-checkpoint-format needs --format gptq");
+    }
+    ASSIGN_OR_RETURN(options.gptq_format,
+                     ParseGptqFormatFlag(absl::GetFlag(FLAGS_gptq_checkpoint_format)));
+  }
+  options.compression_dim = absl::GetFlag(FLAGS_compression_dim);
+  if (args.Has("include")) options.include = SplitPatternList(args.values.at("include"));
+  if (args.Has("exclude")) options.exclude = SplitPatternList(args.values.at("exclude"));
+  return absl::OkStatus();
+}
+
+namespace {
+
 int Run(const Command& self, const ParsedArgs& args) {
   if (args.positional.size() != 1) return UsageError(self, "quantize takes exactly one INPUT");
   QuantizeOptions options;
@@ -65,20 +85,9 @@ int Run(const Command& self, const ParsedArgs& args) {
     return UsageError(self, std::string(s.message()));
   }
   const bool remote = args.Has("server");
-  absl::StatusOr<OutputFormat> format = ParseOutputFormat(absl::GetFlag(FLAGS_format));
-  if (!format.ok()) return UsageError(self, std::string(format.status().message()));
-  options.format = *format;
-  if (args.Has("gptq_checkpoint_format")) {
-    if (options.format != OutputFormat::kGptq) {
-      return UsageError(self, "--gptq-checkpoint-format needs --format gptq");
-    }
-    absl::StatusOr<GptqFormat> g = ParseGptqFormatFlag(absl::GetFlag(FLAGS_gptq_checkpoint_format));
-    if (!g.ok()) return UsageError(self, std::string(g.status().message()));
-    options.gptq_format = *g;
+  if (absl::Status s = OutputFlagsToOptions(args, options); !s.ok()) {
+    return UsageError(self, std::string(s.message()));
   }
-  options.compression_dim = absl::GetFlag(FLAGS_compression_dim);
-  if (args.Has("include")) options.include = SplitPatternList(args.values.at("include"));
-  if (args.Has("exclude")) options.exclude = SplitPatternList(args.values.at("exclude"));
   options.streams = absl::GetFlag(FLAGS_streams);
   if (options.streams < 1) return UsageError(self, "--streams must be at least 1");
   options.resume = absl::GetFlag(FLAGS_resume);
@@ -130,8 +139,8 @@ const Command& QuantizeCommand() {
                         kEngineFlags,
                         kRemoteFlags,
                         kPlanFlags,
-                        {"output", "format", "gptq_checkpoint_format", "compression_dim", "include",
-                         "exclude", "report", "streams", "resume", "quiet", "json", "dry_run"}}),
+                        kOutputFlags,
+                        {"output", "report", "streams", "resume", "quiet", "json", "dry_run"}}),
       .run = Run};
   return *command;
 }

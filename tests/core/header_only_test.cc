@@ -1,7 +1,5 @@
 // Opening checkpoints header only (rtnq quantize --dry-run): shapes and offsets without touching
 // the data region, so a truncated file still gives its plan, while every header rule still holds.
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -12,6 +10,7 @@
 #include "core/sharded_checkpoint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/client/test_dir.h"
 #include "tests/testing/status_matchers.h"
 
 namespace rtnq {
@@ -23,14 +22,7 @@ using ::rtnq::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-std::string TestDir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  fs::path dir =
-      fs::path(::testing::TempDir()) / ("rtnq_ho_" + std::to_string(::getpid())) / info->name();
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+std::string TestDir() { return client::testing::FreshTestDir(); }
 
 // A two-tensor file: "a" F32 [4, 8] then "b" BF16 [3]; returns its header size (8 + N).
 uint64_t WriteFile(const std::string& path) {
