@@ -315,12 +315,14 @@ std::vector<int> Choice(const std::vector<SolverItem>& items, const SolverResult
   return choice;
 }
 
-absl::Status Infeasible(const std::string& what, uint64_t least_bytes, uint64_t elements) {
-  return absl::OutOfRangeError(absl::StrCat(what,
-                                            " is below the smallest plan the candidates "
-                                            "allow: ",
-                                            least_bytes, " bytes (", Bpw(least_bytes, elements),
-                                            " bits per weight)"));
+absl::Status Infeasible(const PlanRequest& r, const std::string& what, uint64_t least_bytes,
+                        uint64_t elements) {
+  return absl::OutOfRangeError(absl::StrCat(
+      what, " is below the smallest plan the candidates allow: ", least_bytes, " bytes (",
+      Bpw(least_bytes, elements), " bits per weight)",
+      r.format == OutputFormat::kFake
+          ? "; with --format fake every config costs the stored size: plan for inc or gptq"
+          : ""));
 }
 
 double MeanSnr(const std::vector<std::pair<uint64_t, double>>& weighted) {
@@ -387,7 +389,7 @@ absl::StatusOr<PlanOutcome> MakePlan(const PlanRequest& r, Measurer& measurer,
     budget =
         static_cast<uint64_t>(std::floor(static_cast<long double>(*r.target_bpw) * p.elements / 8));
     if (*budget < least) {
-      return Infeasible(absl::StrCat("--target-bpw ", *r.target_bpw), least, p.elements);
+      return Infeasible(r, absl::StrCat("--target-bpw ", *r.target_bpw), least, p.elements);
     }
   }
   auto solve = [&](std::optional<uint64_t> b) -> absl::StatusOr<SolverResult> {
@@ -402,7 +404,7 @@ absl::StatusOr<PlanOutcome> MakePlan(const PlanRequest& r, Measurer& measurer,
     const SolverResult smallest = MinimizeBytes(items);
     ASSIGN_OR_RETURN(const Layout small, LayOut(r, p, Choice(items, smallest, p)));
     if (small.total > *r.target_size) {
-      return Infeasible(absl::StrCat("--target-size ", *r.target_size), small.total, p.elements);
+      return Infeasible(r, absl::StrCat("--target-size ", *r.target_size), small.total, p.elements);
     }
     uint64_t data = *r.target_size - (small.total - smallest.bytes);
     if (budget.has_value()) data = std::min(data, *budget);

@@ -129,6 +129,18 @@ TEST(CandidatesTest, CountLimitBelowAtAndBeyond) {
   EXPECT_THAT(ParseCandidates(list(500)), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(CandidatesTest, FileSizeLimitAtAndBeyond) {
+  const std::string dir = testing::FreshTestDir();
+  // A valid file of exactly 1 MiB (padded with spaces), and one byte more.
+  std::string text = R"(["int4:g32:sym"])";
+  text.resize(1 << 20, ' ');
+  std::ofstream(dir + "/at.json") << text;
+  std::ofstream(dir + "/over.json") << text << ' ';
+  EXPECT_THAT(ParseCandidates("@" + dir + "/at.json"), IsOk());
+  EXPECT_THAT(ParseCandidates("@" + dir + "/over.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("larger than")));
+}
+
 TEST(ParseSizeTest, UnitsAndErrors) {
   EXPECT_EQ(*ParseSize("1234"), 1234u);
   EXPECT_EQ(*ParseSize("4k"), 4096u);
