@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "core/kernels/kernels.h"
 #include "core/safetensors_header.h"
 #include "core/status_macros.h"
 
@@ -19,26 +20,33 @@ absl::Status ColumnError(const std::string& name, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\": ", what));
 }
 
-// Converts `n` elements of `dtype` at `p` to float32 (exactly: all three widen losslessly).
-void ToFloat(const uint8_t* p, ElemType dtype, int64_t n, float* out) {
-  switch (dtype) {
-    case ElemType::kF32:
-      std::memcpy(out, p, n * sizeof(float));
-      return;
-    case ElemType::kBF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = Bf16ToFloat(h);
-      }
-      return;
-    default:  // kF16, checked by the caller
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = HalfToFloat(h);
-      }
-      return;
+// Converts `n` elements of `dtype` at `p` to float32 with the engine's converters (exact: all
+// three widen losslessly). `p` need not be aligned: 16-bit rows are copied to `half` first.
+void ToFloat(const uint8_t* p, ElemType dtype, int64_t n, const KernelTable& k, uint16_t* half,
+             float* out) {
+  if (dtype == ElemType::kF32) {
+    std::memcpy(out, p, n * sizeof(float));
+    return;
+  }
+  std::memcpy(half, p, n * sizeof(uint16_t));
+  (dtype == ElemType::kBF16 ? k.bf16_to_float : k.f16_to_float)(half, n, out);
+}
+
+// acc[j] += w[j] * (x[j] - q[j])^2 in double (w omitted: 1) for j < n; a fixed n lets the
+// compiler vectorise across columns, which keeps every column's own order of additions.
+template <int64_t kN>
+void Accumulate(const float* x, const float* q, const float* w, int64_t n, double* acc) {
+  const int64_t m = kN > 0 ? kN : n;
+  if (w != nullptr) {
+    for (int64_t j = 0; j < m; ++j) {
+      const double d = static_cast<double>(x[j]) - static_cast<double>(q[j]);
+      acc[j] += static_cast<double>(w[j]) * (d * d);
+    }
+  } else {
+    for (int64_t j = 0; j < m; ++j) {
+      const double d = static_cast<double>(x[j]) - static_cast<double>(q[j]);
+      acc[j] += d * d;
+    }
   }
 }
 
@@ -94,22 +102,22 @@ absl::StatusOr<std::vector<double>> ColumnSquaredErrors(
     const int64_t c0 = (task % stripes) * kStripe;
     const int64_t width = std::min(kStripe, n - c0);
     std::array<double, kStripe> acc{};
-    std::array<float, kStripe> x, q, wt;
+    alignas(64) std::array<float, kStripe> x, q, wt;
+    alignas(64) std::array<uint16_t, kStripe> half;
+    const KernelTable& k = engine.kernels();
     for (int64_t r = slice * rows_per_slice; r < (slice + 1) * rows_per_slice; ++r) {
       const int64_t at = r * n + c0;
-      ToFloat(input.data.data() + at * esize, input.dtype, width, x.data());
-      ToFloat(fake.data() + at * esize, input.dtype, width, q.data());
+      ToFloat(input.data.data() + at * esize, input.dtype, width, k, half.data(), x.data());
+      ToFloat(fake.data() + at * esize, input.dtype, width, k, half.data(), q.data());
+      const float* weights = nullptr;
       if (w != nullptr) {
-        ToFloat(w->data.data() + at * wsize, w->dtype, width, wt.data());
-        for (int64_t j = 0; j < width; ++j) {
-          const double d = static_cast<double>(x[j]) - static_cast<double>(q[j]);
-          acc[j] += static_cast<double>(wt[j]) * (d * d);
-        }
+        ToFloat(w->data.data() + at * wsize, w->dtype, width, k, half.data(), wt.data());
+        weights = wt.data();
+      }
+      if (width == kStripe) {
+        Accumulate<kStripe>(x.data(), q.data(), weights, width, acc.data());
       } else {
-        for (int64_t j = 0; j < width; ++j) {
-          const double d = static_cast<double>(x[j]) - static_cast<double>(q[j]);
-          acc[j] += d * d;
-        }
+        Accumulate<0>(x.data(), q.data(), weights, width, acc.data());
       }
     }
     std::copy(acc.begin(), acc.begin() + width, sums.begin() + slice * n + c0);
