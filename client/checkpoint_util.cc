@@ -41,10 +41,10 @@ OutputLayout LayoutOf(OutputFormat f) {
   return OutputLayout::kFake;
 }
 
-absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path) {
+absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path, ShardAccess access) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return ErrnoError(errno, "stat", path);
-  ASSIGN_OR_RETURN(ShardedCheckpoint checkpoint, ShardedCheckpoint::Open(path));
+  ASSIGN_OR_RETURN(ShardedCheckpoint checkpoint, ShardedCheckpoint::Open(path, access));
   return InputCheckpoint{std::move(checkpoint), S_ISDIR(st.st_mode)};
 }
 

@@ -27,7 +27,9 @@ struct InputCheckpoint {
   bool is_dir = false;
 };
 /// Opens `path` as a file or a directory (ShardedCheckpoint::Open); errors name the path.
-absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path);
+/// kHeaderOnly reads only the headers (a dry run: tensors carry no data).
+absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path,
+                                          ShardAccess access = ShardAccess::kData);
 /// Every tensor of `c`, shard by shard in file order (the order outputs are written in).
 std::vector<const TensorInfo*> FileOrder(const ShardedCheckpoint& c);
 

@@ -31,6 +31,8 @@ double ToDouble(const Json& j) {
 
 }  // namespace
 
+nlohmann::ordered_json JsonNumber(double v) { return Number(v); }
+
 void Summarize(const std::vector<TensorReport>& tensors, RunSummary& s) {
   s.quantized = s.skipped = s.copied = s.resumed = 0;
   double sum = 0;

@@ -53,6 +53,9 @@ struct RunSummary {
 /// Fills the SNR and count fields of `summary` from `tensors`.
 void Summarize(const std::vector<TensorReport>& tensors, RunSummary& summary);
 
+/// `v` as JSON: a number, or "inf", "-inf", "nan" (JSON has no non-finite numbers).
+nlohmann::ordered_json JsonNumber(double v);
+
 /// JSON forms; non-finite numbers (an SNR of +inf) become strings ("inf").
 nlohmann::ordered_json TensorReportToJson(const TensorReport& t);
 /// Inverse of TensorReportToJson (journal entries); InvalidArgument for a malformed object.

@@ -63,7 +63,7 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
     if (p.decision.action == TensorAction::kQuantize) {
       any_asym |= p.decision.resolved.config.scheme == Scheme::kAsym;
     }
-    plan.bytes_before += t->data.size();
+    plan.bytes_before += static_cast<uint64_t>(t->num_elements) * ElemSize(t->dtype);
     plan.tensors.push_back(std::move(p));
   }
   plan.gptq_format = options.gptq_format.value_or(DefaultGptqFormat(any_asym));
