@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "client/checkpoint_util.h"
 #include "client/remote/attempt_deadline.h"
 #include "client/remote/channel.h"
 #include "client/remote/status_conversion.h"
@@ -21,16 +22,11 @@ namespace {
 
 using Stream = grpc::ClientReaderWriter<v1::QuantizeRequest, v1::QuantizeResponse>;
 
+// By name (client/checkpoint_util.h), so the wire mapping of a format lives in one place.
 v1::OutputForm FormOf(OutputFormat f) {
-  switch (f) {
-    case OutputFormat::kInc:
-      return v1::OUTPUT_FORM_PACKED_INC;
-    case OutputFormat::kGptq:
-      return v1::OUTPUT_FORM_PACKED_GPTQ;
-    case OutputFormat::kFake:
-      break;
-  }
-  return v1::OUTPUT_FORM_FAKE_QUANT;
+  v1::OutputForm form = v1::OUTPUT_FORM_FAKE_QUANT;
+  v1::OutputForm_Parse(OutputFormName(f), &form);
+  return form;
 }
 
 // The outcome of one attempt: a result or a status, and whether the stream is still usable.
@@ -309,8 +305,9 @@ absl::StatusOr<std::unique_ptr<Session>> RemoteBackend::OpenSession(const Sessio
   config.set_config_json(spec.config_json);
   config.set_output_form(FormOf(spec.format));
   if (spec.format == OutputFormat::kGptq) {
-    config.set_gptq_format(spec.gptq_format == GptqFormat::kV2 ? v1::GPTQ_FORMAT_V2
-                                                               : v1::GPTQ_FORMAT_V1);
+    v1::GptqFormat gptq = v1::GPTQ_FORMAT_DEFAULT;
+    v1::GptqFormat_Parse(GptqFormatWireName(spec.gptq_format), &gptq);
+    config.set_gptq_format(gptq);
   }
   if (spec.format == OutputFormat::kInc) config.set_compression_dim(spec.compression_dim);
   auto session = std::make_unique<RemoteSession>(options_, channel_, token_, std::move(config));
