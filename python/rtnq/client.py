@@ -3,6 +3,7 @@ progress callbacks run in the calling thread, and an exception there (a Keyboard
 cancels the run's streams before it propagates."""
 
 import asyncio
+import sys
 import threading
 
 from . import _pump, aio
@@ -20,8 +21,9 @@ class _LoopThread:
 
     def stop(self):
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 class Client:
@@ -88,10 +90,13 @@ class Client:
     save_pretrained = staticmethod(aio.Client.save_pretrained)
 
     def close(self):
+        """Closes the channel and stops the loop thread (also done by `with` and on collection)."""
         if self._loop is not None:
-            self._call(self._aio.close())
-            self._loop.stop()
-            self._loop = None
+            loop, self._loop = self._loop, None
+            try:
+                loop.submit(self._aio.close()).result(timeout=10)
+            finally:
+                loop.stop()
 
     def __enter__(self):
         return self
@@ -100,7 +105,9 @@ class Client:
         self.close()
 
     def __del__(self):
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+        # At interpreter exit the loop thread (a daemon) may be frozen already: never wait on it.
+        if not sys.is_finalizing():
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - best effort on collection
+                pass

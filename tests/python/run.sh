@@ -11,4 +11,5 @@ VENV="$BUILD_DIR/python-venv"
 (cd "$ROOT" && RTNQ_BUILD_DIR="$BUILD_DIR" "$VENV/bin/python" -m pip install --quiet \
   --no-build-isolation --no-index ./python)
 cd "$ROOT/tests/python"
-RTNQ_BUILD_DIR="$BUILD_DIR" exec "$VENV/bin/python" -m pytest -p no:cacheprovider -q "$@"
+RTNQ_BUILD_DIR="$BUILD_DIR" exec "$VENV/bin/python" -m pytest -p no:cacheprovider -p no:hypothesispytest \
+  -o faulthandler_timeout=240 -q "$@"
