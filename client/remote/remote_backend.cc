@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "client/checkpoint_util.h"
 #include "client/remote/attempt_deadline.h"
 #include "client/remote/channel.h"
 #include "client/remote/quantize_stream.h"
@@ -20,16 +21,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// By name (client/checkpoint_util.h), so the wire mapping of a format lives in one place.
 v1::OutputForm FormOf(OutputFormat f) {
-  switch (f) {
-    case OutputFormat::kInc:
-      return v1::OUTPUT_FORM_PACKED_INC;
-    case OutputFormat::kGptq:
-      return v1::OUTPUT_FORM_PACKED_GPTQ;
-    case OutputFormat::kFake:
-      break;
-  }
-  return v1::OUTPUT_FORM_FAKE_QUANT;
+  v1::OutputForm form = v1::OUTPUT_FORM_FAKE_QUANT;
+  v1::OutputForm_Parse(OutputFormName(f), &form);
+  return form;
 }
 
 // A session: one live stream at a time, carrying tensor after tensor. The stream is replaced when
@@ -179,8 +175,9 @@ absl::StatusOr<std::unique_ptr<Session>> RemoteBackend::OpenSession(const Sessio
   config.set_config_json(spec.config_json);
   config.set_output_form(FormOf(spec.format));
   if (spec.format == OutputFormat::kGptq) {
-    config.set_gptq_format(spec.gptq_format == GptqFormat::kV2 ? v1::GPTQ_FORMAT_V2
-                                                               : v1::GPTQ_FORMAT_V1);
+    v1::GptqFormat gptq = v1::GPTQ_FORMAT_DEFAULT;
+    v1::GptqFormat_Parse(GptqFormatWireName(spec.gptq_format), &gptq);
+    config.set_gptq_format(gptq);
   }
   if (spec.format == OutputFormat::kInc) config.set_compression_dim(spec.compression_dim);
   auto session = std::make_unique<RemoteSession>(options_, channel_, token_, std::move(config));
