@@ -66,6 +66,9 @@ ABSL_FLAG(double, min_rate_grace, kDefaults.min_rate_grace_seconds,
           "seconds of allowance of the minimum rate (plus one --max_message_bytes at that rate)");
 ABSL_FLAG(double, max_stream_seconds, kDefaults.max_stream_seconds,
           "seconds a stream may stay open; 0 = no limit");
+ABSL_FLAG(int64_t, max_stream_name_bytes, kDefaults.max_stream_name_bytes,
+          "bytes of tensor names one stream may send (kept for its duplicate-name check); more: "
+          "RESOURCE_EXHAUSTED, the client opens a new stream");
 ABSL_FLAG(double, shutdown_grace, kDefaults.shutdown_grace_seconds,
           "seconds in-flight streams may take to finish after SIGTERM/SIGINT");
 ABSL_FLAG(std::string, tls_cert_file, "", "PEM certificate chain; empty: plaintext");
@@ -105,6 +108,7 @@ int main(int argc, char** argv) {
   o.min_bytes_per_second = absl::GetFlag(FLAGS_min_bytes_per_second);
   o.min_rate_grace_seconds = absl::GetFlag(FLAGS_min_rate_grace);
   o.max_stream_seconds = absl::GetFlag(FLAGS_max_stream_seconds);
+  o.max_stream_name_bytes = absl::GetFlag(FLAGS_max_stream_name_bytes);
   o.shutdown_grace_seconds = absl::GetFlag(FLAGS_shutdown_grace);
   o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   o.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);

@@ -465,12 +465,25 @@ void QuantizeReactor::OnHeader(v1::TensorHeader& header) {
          "tensor_too_large", /*finish_complete=*/true);
     return;
   }
+  const int64_t name_size = static_cast<int64_t>(header.name().size());
+  if (name_bytes_ + name_size > svc_.options->max_stream_name_bytes) {
+    Fail(absl::ResourceExhaustedError(absl::StrCat(
+             "the server's --max_stream_name_bytes ", svc_.options->max_stream_name_bytes,
+             " would be passed: this stream has sent ", names_.size(), " tensor names of ",
+             name_bytes_,
+             " bytes (kept for its duplicate-name check); open a new stream for "
+             "more tensors (next tensor \"",
+             header.name(), "\")")),
+         "stream_names", /*finish_complete=*/true);
+    return;
+  }
   if (!names_.insert(header.name()).second) {
     Fail(absl::InvalidArgumentError(absl::StrCat("duplicate tensor name \"", header.name(),
                                                  "\": it was already sent in this stream")),
          "protocol", /*finish_complete=*/true);
     return;
   }
+  name_bytes_ += name_size;
   // Resolving the tensor's config (weight_config patterns against its name) and planning it:
   // on the work pool, while the stream reads nothing.
   state_ = State::kPlanning;

@@ -138,6 +138,7 @@ class QuantizeReactor final : public BudgetWaiter,
   std::atomic<bool> cancel_{false};  // read by running core work (QuantizeOptions.cancel)
   std::shared_ptr<const Session> session_;
   std::unordered_set<std::string> names_;
+  int64_t name_bytes_ = 0;  // of names_, bounded by --max_stream_name_bytes
   OpenTensor open_;
   std::deque<Task> tasks_;
   std::deque<Outgoing> writes_;

@@ -43,7 +43,8 @@ absl::Status ValidateOptions(const ServerOptions& o) {
                          {"max_streams", o.max_streams},
                          {"max_message_bytes", o.max_message_bytes},
                          {"output_chunk_bytes", o.output_chunk_bytes},
-                         {"session_cache_bytes", o.session_cache_bytes}}) {
+                         {"session_cache_bytes", o.session_cache_bytes},
+                         {"max_stream_name_bytes", o.max_stream_name_bytes}}) {
     if (absl::Status s = positive(flag, v); !s.ok()) return s;
   }
   if (o.stream_window_bytes < 0 || o.stream_window_bytes > INT32_MAX) {

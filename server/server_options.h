@@ -38,6 +38,9 @@ struct ServerOptions {
   /// The allowance of the rate rule: this long plus one max_message_bytes at the minimum rate.
   double min_rate_grace_seconds = 30;
   double max_stream_seconds = 0;       ///< a stream open longer ends; 0 = no limit
+  /// Bytes of tensor names one stream may send: they are kept for its duplicate-name check
+  /// until it ends. Past it the stream ends with RESOURCE_EXHAUSTED (open a new one).
+  int64_t max_stream_name_bytes = int64_t{4} << 20;
   int session_cache_entries = 64;  ///< parsed session configs kept (LRU); 0 = no cache
   int64_t session_cache_bytes = int64_t{64} << 20;  ///< their charged bytes (session_cache.h)
   double shutdown_grace_seconds = 30;  ///< how long in-flight streams may finish on shutdown

@@ -220,10 +220,10 @@ std::shared_ptr<TensorJob> TensorJob::RefuseOverLimit(std::shared_ptr<TensorJob>
                                                       const PlanLimits& limits, bool packed) {
   const int64_t reservation = job->share_.reservation();
   if (reservation <= limits.max_reservation_bytes) return job;
-  job->header_error_ = absl::ResourceExhaustedError(absl::StrCat(
-      "tensor \"", job->name_, "\": quantizing it holds ", reservation, " bytes at once (",
-      ReservationWhat(job->mode_, packed), "), over the server's --max_reservation_bytes ",
-      limits.max_reservation_bytes));
+  job->header_error_ = absl::ResourceExhaustedError(
+      absl::StrCat("tensor \"", job->name_, "\": quantizing it holds ", reservation,
+                   " bytes at once (", ReservationWhat(job->mode_, packed),
+                   "), over the server's --max_reservation_bytes ", limits.max_reservation_bytes));
   job->share_ = TensorShare();
   job->mode_ = Mode::kFailed;
   return job;

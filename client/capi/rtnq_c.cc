@@ -1,5 +1,4 @@
 // The C API's planning, local quantization and saving (rtnq_run_quantize is in run.cc).
-#include "client/memory_sink.h"
 #include "client/capi/rtnq_c.h"
 
 #include <cstdlib>
@@ -16,6 +15,7 @@
 #include "client/capi/capi_util.h"
 #include "client/checkpoint_util.h"
 #include "client/local_backend.h"
+#include "client/memory_sink.h"
 #include "client/run_plan.h"
 #include "core/config_json.h"
 #include "core/file_io.h"

@@ -28,6 +28,7 @@ MAPPING=(
   RTNQ_MIN_BYTES_PER_SECOND=min_bytes_per_second
   RTNQ_MIN_RATE_GRACE=min_rate_grace
   RTNQ_MAX_STREAM_SECONDS=max_stream_seconds
+  RTNQ_MAX_STREAM_NAME_BYTES=max_stream_name_bytes
   RTNQ_SHUTDOWN_GRACE=shutdown_grace
   RTNQ_TLS_CERT_FILE=tls_cert_file
   RTNQ_TLS_KEY_FILE=tls_key_file

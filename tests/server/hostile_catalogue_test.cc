@@ -49,6 +49,7 @@ constexpr int kMaxStreams = 8;                       // --max_streams
 constexpr double kIdleSeconds = 1;                   // --idle_timeout
 constexpr int64_t kMinRate = 256 << 10;              // --min_bytes_per_second
 constexpr double kMinRateGrace = 1;                  // --min_rate_grace
+constexpr int64_t kNameBytes = 1 << 20;              // --max_stream_name_bytes
 constexpr char kToken[] = "catalogue-token";
 // A log line holds at most a 1 KiB message and a 256-byte peer, each escaped to 4x.
 constexpr size_t kMaxLogLine = 8 << 10;
@@ -101,6 +102,7 @@ ServerOptions CatalogueOptions(const std::string& token_file) {
   o.idle_timeout_seconds = kIdleSeconds;
   o.min_bytes_per_second = kMinRate;
   o.min_rate_grace_seconds = kMinRateGrace;
+  o.max_stream_name_bytes = kNameBytes;
   o.auth_token_file = token_file;
   return o;
 }
@@ -1163,14 +1165,35 @@ std::vector<Case> Catalogue() {
        kOk, "quantized"},
       {"ManyLongNamesInOneStream", Ends([] {
          // 4000 empty tensors with 1 KiB names: 4 MiB of names the duplicate check would keep,
-         // eight times the stream's budget.
+         // four times --max_stream_name_bytes.
          Requests r = Cfg();
          for (int i = 0; i < 4000; ++i) {
            r.push_back(HeaderRequest(absl::StrCat(i, std::string(1024, 'n')), "F32", {0}, 0));
          }
          return r;
        }),
-       kExhausted, "names"},
+       kExhausted, "--max_stream_name_bytes"},
+      {"NamesExactlyAtTheStreamNameLimit", Ends([] {
+         // 1024 names of exactly 1 KiB: 1 MiB, the limit itself.
+         Requests r = Cfg();
+         for (int i = 0; i < 1024; ++i) {
+           std::string name = absl::StrCat(i, "-");
+           name.resize(1024, 'n');
+           r.push_back(HeaderRequest(name, "F32", {0}, 0));
+         }
+         return r;
+       }),
+       kOk, ""},
+      {"NamesOneByteOverTheStreamNameLimit", Ends([] {
+         Requests r = Cfg();
+         for (int i = 0; i < 1024; ++i) {
+           std::string name = absl::StrCat(i, "-");
+           name.resize(i == 1023 ? 1025 : 1024, 'n');
+           r.push_back(HeaderRequest(name, "F32", {0}, 0));
+         }
+         return r;
+       }),
+       kExhausted, "--max_stream_name_bytes"},
       {"HundredSilentTcpConnectionsAndWatches", IdleConnections(100, 100), kOk, ""},
       {"NeverReadsItsResults", NeverReads(), kDeadline, ""},
       {"ClientDeadlineMidTensor",
