@@ -700,7 +700,7 @@ std::vector<Case> Catalogue() {
          for (int i = 0; i < 5; ++i) c = WithKey(absl::StrCat(i, Repeat("*a", 2000)), c);
          return Cfg(c);
        }),
-       kInvalid, "max pattern bytes per config"},
+       kInvalid, "max pattern size per config"},
       {"RegexesJustOverTheCount", Ends([] {
          v1::SessionConfig c;
          for (int i = 0; i < 65; ++i) c = WithKey(absl::StrCat("re:l", i, "\\..*"), c);
