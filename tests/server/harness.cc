@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
 #include "gtest/gtest.h"
+#include "tests/testing/time_scale.h"
 
 namespace rtnq::server::testing {
 
@@ -170,7 +171,7 @@ SessionResult RunSession(v1::Quantizer::Stub& stub,
                          const std::vector<v1::QuantizeRequest>& requests,
                          const std::function<void(grpc::ClientContext&)>& setup) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  ctx.set_deadline(::rtnq::testing::TestDeadline(60));
   if (setup) setup(ctx);
   auto stream = stub.Quantize(&ctx);
   std::thread writer([&] {
@@ -189,7 +190,7 @@ SessionResult RunSession(v1::Quantizer::Stub& stub,
 
 InteractiveSession::InteractiveSession(v1::Quantizer::Stub& stub, const v1::SessionConfig& config,
                                        const std::function<void(grpc::ClientContext&)>& setup) {
-  ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  ctx_.set_deadline(::rtnq::testing::TestDeadline(60));
   if (setup) setup(ctx_);
   stream_ = stub.Quantize(&ctx_);
   ok_ = stream_->Write(ConfigRequest(config));

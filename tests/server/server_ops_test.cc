@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "server/files.h"
 #include "tests/server/harness.h"
+#include "tests/testing/time_scale.h"
 
 namespace rtnq::server::testing {
 namespace {
@@ -24,7 +25,8 @@ using Clock = std::chrono::steady_clock;
 
 // Polls `done` every 5 ms until it holds or `seconds` pass.
 bool WaitFor(const std::function<bool()>& done, double seconds = 10) {
-  const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
+  const auto deadline =
+      Clock::now() + std::chrono::duration<double>(seconds * ::rtnq::testing::TestTimeScale());
   while (Clock::now() < deadline) {
     if (done()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
