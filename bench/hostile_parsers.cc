@@ -19,6 +19,7 @@
 #include "core/input_limits.h"
 #include "core/safetensors_header.h"
 #include "core/weight_config.h"
+#include "tests/testing/safetensors_bytes.h"
 
 namespace {
 
@@ -198,31 +199,16 @@ void Names() {
   }
 }
 
-std::string SafetensorsFile(size_t tensors) {
-  std::string h = "{\"__metadata__\":{\"format\":\"pt\"}";
-  for (size_t i = 0; i < tensors; ++i) {
-    absl::StrAppend(&h, ",\"model.layers.", i / 64, ".mlp.experts.", i % 64,
-                    ".down_proj.weight\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[",
-                    2 * i, ",", 2 * i + 2, "]}");
-  }
-  h += "}";
-  std::string f(8, '\0');
-  for (int i = 0; i < 8; ++i) f[static_cast<size_t>(i)] = static_cast<char>(h.size() >> (8 * i));
-  return f + h + std::string(2 * tensors, '\0');
-}
-
 void Headers() {
   Header("Safetensors headers: ParseSafetensorsLayout", "header bytes");
   for (const size_t n : {size_t{1'000}, size_t{16'000}, size_t{50'000}, size_t{200'000}}) {
-    const std::string f = SafetensorsFile(n);
+    const std::string f = testing::ManyTensorsFile(n);
     const auto span = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(f.data()), f.size());
-    Row(absl::StrCat(n, " tensors"), f.size() - 2 * n,
+    Row(absl::StrCat(n, " tensors"), f.size() - 4 * n,
         Measure([&] { Require(ParseSafetensorsLayout("bench", span).ok(), "header"); }));
   }
   const std::string deep = "{\"a\":{\"shape\":" + std::string(1'000'000, '[');
-  std::string f(8, '\0');
-  for (int i = 0; i < 8; ++i) f[static_cast<size_t>(i)] = static_cast<char>(deep.size() >> (8 * i));
-  f += deep;
+  const std::string f = testing::RawSafetensorsFile(deep, "");
   const auto span = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(f.data()), f.size());
   Row("`shape` nested 1M deep", deep.size(),
       Measure([&] { Require(!ParseSafetensorsLayout("bench", span).ok(), "deep header"); }));

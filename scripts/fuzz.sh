@@ -4,6 +4,7 @@
 # corpus (tests/fuzz/corpus/<target>/). Exits non-zero on any crash, leak or sanitizer report; the
 # reproducer is left as crash-*/leak-*/timeout-* in ${FUZZ_BUILD_DIR}/findings/<target>/.
 # New inputs the fuzzer finds go to ${FUZZ_BUILD_DIR}/corpus/<target>/ (not the repo's seed corpus).
+# A dictionary tests/fuzz/<target>.dict, when present, guides the mutations.
 # Extra arguments go to every libFuzzer run (e.g. -jobs=2, -max_len=4096).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +35,10 @@ for t in "${TARGETS[@]}"; do
     findings=$BUILD_DIR/findings/$t
     mkdir -p "$work" "$findings"
     echo "== fuzzing $t for ${SECONDS_PER_TARGET}s"
+    dict=()
+    if [ -f "tests/fuzz/$t.dict" ]; then dict=(-dict="tests/fuzz/$t.dict"); fi
     "$BUILD_DIR/tests/fuzz/$t" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
-      -print_final_stats=1 -artifact_prefix="$findings/" "$@" "$work" "$seeds"
+      -print_final_stats=1 -artifact_prefix="$findings/" "${dict[@]}" "$@" "$work" "$seeds"
   fi
   echo "== corpus $t"
   "$BUILD_DIR/tests/fuzz/$t" -runs=0 "$seeds"

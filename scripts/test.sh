@@ -1,8 +1,64 @@
 #!/usr/bin/env bash
-# The README's test command: installs dependencies, builds, runs every test suite with CTest.
+# The README's test command (CI runs it via .ci/run): installs dependencies, then runs the stages
+# named in RTNQ_CI_STAGES (default: all four, in this order):
+#   normal  scripts/build.sh into ${BUILD_DIR:-build}, then the whole ctest suite (extra
+#           arguments to this script go to this ctest)
+#   asan    build-asan/, -DRTNQ_SANITIZE=address,undefined: the whole ctest suite
+#   tsan    build-tsan/, -DRTNQ_SANITIZE=thread: only the server and client tests (and what they
+#           need); reports with libtbb/libgrpc frames are suppressed (tests/tsan.supp)
+#   fuzz    scripts/fuzz.sh: each libFuzzer target for RTNQ_FUZZ_SECONDS (default 20) s, then its
+#           seed corpus
+# Developers: `RTNQ_CI_STAGES=normal scripts/test.sh` runs just the ordinary suite. Build
+# directories are reused between runs; each stage builds only what its tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+STAGES=${RTNQ_CI_STAGES:-normal asan tsan fuzz}
+JOBS=$(nproc)
 scripts/setup-deps.sh
-scripts/build.sh
-BUILD_DIR=${BUILD_DIR:-build}
-ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" "$@"
+
+stage() {
+  echo "== stage $1 ($(date +%T), load $(cut -d' ' -f1-3 /proc/loadavg))"
+}
+
+for s in $STAGES; do
+  start=$SECONDS
+  case "$s" in
+    normal)
+      stage normal
+      scripts/build.sh
+      ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$JOBS" "$@"
+      ;;
+    asan)
+      stage asan
+      cmake -S . -B build-asan -G Ninja -DRTNQ_SANITIZE=address,undefined \
+        -DRTNQ_BUILD_BENCH=OFF >/dev/null
+      ninja -C build-asan
+      ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+        UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
+        ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+      ;;
+    tsan)
+      stage tsan
+      cmake -S . -B build-tsan -G Ninja -DRTNQ_SANITIZE=thread -DRTNQ_BUILD_BENCH=OFF >/dev/null
+      # The server and client test executables and the binaries they start.
+      mapfile -t server_tests < <(ninja -C build-tsan -t targets all |
+        sed -n 's/^\(server_[a-z0-9_]*_test\): phony$/\1/p')
+      ninja -C build-tsan rtnq-server rtnq tests/client/all "${server_tests[@]}"
+      # TSan slows the service tests 5-10x: tests scale their deadlines by RTNQ_TEST_TIME_SCALE.
+      # history_size=7 keeps enough history to restore both stacks of a report (a TBB worker's
+      # stack that cannot be restored cannot be matched by the suppressions either).
+      TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$PWD/tests/tsan.supp:history_size=7:second_deadlock_stack=1} \
+        RTNQ_TEST_TIME_SCALE=${RTNQ_TEST_TIME_SCALE:-3} \
+        ctest --test-dir build-tsan --output-on-failure -j "$JOBS" -L 'server|client'
+      ;;
+    fuzz)
+      stage fuzz
+      scripts/fuzz.sh "${RTNQ_FUZZ_SECONDS:-20}"
+      ;;
+    *)
+      echo "test.sh: unknown stage '$s' in RTNQ_CI_STAGES (normal, asan, tsan, fuzz)" >&2
+      exit 2
+      ;;
+  esac
+  echo "== stage $s done in $((SECONDS - start)) s"
+done

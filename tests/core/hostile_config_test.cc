@@ -12,11 +12,14 @@
 #include "core/weight_config.h"
 #include "tests/testing/scaling.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/weight_config_helpers.h"
 
 namespace rtnq {
 namespace {
 
+using ::rtnq::testing::Bits;
 using ::rtnq::testing::IsOk;
+using ::rtnq::testing::MustCreate;
 using ::rtnq::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -24,23 +27,9 @@ using ::testing::StartsWith;
 
 constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
 
-QuantConfigPatch Bits(int bits) {
-  QuantConfigPatch p;
-  p.bits = bits;
-  return p;
-}
-
 absl::StatusOr<WeightConfigResolver> Create(std::vector<WeightConfigEntry> entries,
                                             const ConfigLimits& limits = {}) {
   return WeightConfigResolver::Create(QuantConfig{}, std::move(entries), limits);
-}
-
-WeightConfigResolver MustCreate(std::vector<WeightConfigEntry> entries,
-                                const ConfigLimits& limits = {}) {
-  absl::StatusOr<WeightConfigResolver> r = Create(std::move(entries), limits);
-  EXPECT_THAT(r, IsOk());
-  if (!r.ok()) std::abort();
-  return *std::move(r);
 }
 
 // `n` exact entries named like a real checkpoint's layers, optionally with patterns first.

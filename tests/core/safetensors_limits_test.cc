@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/input_limits.h"
 #include "core/safetensors_header.h"
+#include "tests/testing/safetensors_bytes.h"
 #include "tests/testing/scaling.h"
 #include "tests/testing/status_matchers.h"
 
@@ -25,10 +26,7 @@ constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
 
 // A whole file: length prefix, header, `data_bytes` zero bytes.
 std::string File(const std::string& header, size_t data_bytes) {
-  std::string f(8, '\0');
-  for (int i = 0; i < 8; ++i)
-    f[static_cast<size_t>(i)] = static_cast<char>(header.size() >> (8 * i));
-  return f + header + std::string(data_bytes, '\0');
+  return ::rtnq::testing::RawSafetensorsFile(header, std::string(data_bytes, '\0'));
 }
 
 absl::StatusOr<SafetensorsLayout> Parse(const std::string& file,
@@ -38,16 +36,7 @@ absl::StatusOr<SafetensorsLayout> Parse(const std::string& file,
       absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(file.data()), file.size()), limits);
 }
 
-// `n` one-element F32 tensors with realistic names, back to back.
-std::string ManyTensors(size_t n) {
-  std::string h = "{\"__metadata__\":{\"format\":\"pt\"}";
-  for (size_t i = 0; i < n; ++i) {
-    absl::StrAppend(&h, ",\"model.layers.", i / 8, ".mlp.experts.", i % 8,
-                    ".down_proj.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[",
-                    4 * i, ",", 4 * i + 4, "]}");
-  }
-  return File(h + "}", 4 * n);
-}
+std::string ManyTensors(size_t n) { return ::rtnq::testing::ManyTensorsFile(n); }
 
 std::string OneTensor(const std::string& name) {
   return File("{\"" + name + R"(":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4);

@@ -14,6 +14,7 @@
 #include "core/safetensors_writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/safetensors_bytes.h"
 #include "tests/testing/status_matchers.h"
 
 namespace rtnq {
@@ -51,15 +52,10 @@ std::string ReadBytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-std::string LengthPrefix(uint64_t n) {
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>(n >> (8 * i));
-  return out;
-}
+std::string LengthPrefix(uint64_t n) { return ::rtnq::testing::SafetensorsLengthPrefix(n); }
 
-// A file as the format lays it out: length, header JSON, data.
 std::string RawFile(const std::string& header, const std::string& data) {
-  return LengthPrefix(header.size()) + header + data;
+  return ::rtnq::testing::RawSafetensorsFile(header, data);
 }
 
 std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {

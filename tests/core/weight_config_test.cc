@@ -9,32 +9,20 @@
 #include <vector>
 
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/weight_config_helpers.h"
 
 namespace rtnq {
 namespace {
 
+using ::rtnq::testing::Bits;
 using ::rtnq::testing::IsOk;
+using ::rtnq::testing::MustCreate;
 using ::rtnq::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
-
-QuantConfigPatch Bits(int bits) {
-  QuantConfigPatch p;
-  p.bits = bits;
-  return p;
-}
-
-WeightConfigResolver MustCreate(std::vector<WeightConfigEntry> entries,
-                                QuantConfig default_config = {}) {
-  absl::StatusOr<WeightConfigResolver> r =
-      WeightConfigResolver::Create(default_config, std::move(entries));
-  EXPECT_THAT(r, IsOk());
-  if (!r.ok()) std::abort();
-  return std::move(*r);
-}
 
 // Asserts which entry decided `tensor`, how, and that the bits it set were applied.
 void ExpectDecided(const WeightConfigResolver& r, const std::string& tensor, const std::string& key,

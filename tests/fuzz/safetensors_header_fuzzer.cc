@@ -8,18 +8,10 @@
 
 #include "core/safetensors_header.h"
 #include "tests/fuzz/fuzz_input.h"
+#include "tests/testing/safetensors_bytes.h"
 
 namespace rtnq::fuzz {
 namespace {
-
-std::string FileFrom(std::string_view header, std::string_view data) {
-  std::string file(8, '\0');
-  uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) file[static_cast<size_t>(i)] = static_cast<char>(n >> (8 * i));
-  file.append(header);
-  file.append(data);
-  return file;
-}
 
 absl::Span<const uint8_t> Bytes(const std::string& s) {
   return absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(s.data()), s.size());
@@ -48,7 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t nul = input.find('\0');
   const std::string_view header = input.substr(0, nul);
   const std::string_view region = nul == std::string_view::npos ? "" : input.substr(nul + 1);
-  const std::string file = fuzz::FileFrom(header, region);
+  const std::string file = testing::RawSafetensorsFile(header, region);
   absl::StatusOr<SafetensorsLayout> layout = ParseSafetensorsLayout("fuzz", fuzz::Bytes(file));
   if (!layout.ok()) {
     RTNQ_FUZZ_CHECK(layout.status().code() == absl::StatusCode::kInvalidArgument);

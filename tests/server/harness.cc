@@ -19,6 +19,7 @@
 #include "core/dtype.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
+#include "tests/testing/time_scale.h"
 
 namespace rtnq::server::testing {
 
@@ -243,7 +244,7 @@ RawSessionResult RunRawSession(int port, const std::vector<std::string>& message
 bool WaitFor(const std::function<bool()>& done, double seconds) {
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                            std::chrono::duration<double>(seconds));
+                            std::chrono::duration<double>(seconds * ::rtnq::testing::TestTimeScale()));
   while (std::chrono::steady_clock::now() < deadline) {
     if (done()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -255,7 +256,7 @@ SessionResult RunSession(v1::Quantizer::Stub& stub,
                          const std::vector<v1::QuantizeRequest>& requests,
                          const std::function<void(grpc::ClientContext&)>& setup) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  ctx.set_deadline(::rtnq::testing::TestDeadline(60));
   if (setup) setup(ctx);
   auto stream = stub.Quantize(&ctx);
   std::thread writer([&] {
@@ -274,7 +275,7 @@ SessionResult RunSession(v1::Quantizer::Stub& stub,
 
 InteractiveSession::InteractiveSession(v1::Quantizer::Stub& stub, const v1::SessionConfig& config,
                                        const std::function<void(grpc::ClientContext&)>& setup) {
-  ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  ctx_.set_deadline(::rtnq::testing::TestDeadline(60));
   if (setup) setup(ctx_);
   stream_ = stub.Quantize(&ctx_);
   ok_ = stream_->Write(ConfigRequest(config));

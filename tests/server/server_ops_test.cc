@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "server/files.h"
 #include "tests/server/harness.h"
+#include "tests/testing/time_scale.h"
 
 namespace rtnq::server::testing {
 namespace {
