@@ -125,33 +125,10 @@ void PackColumns(const uint8_t* codes, int64_t in, int64_t out, int64_t o0, int6
 absl::Status CheckGptqCompatibleGs(std::string_view name, const QuantConfig& config, int64_t out,
                                    int64_t in, int64_t gs) {
   const std::string prefix = absl::StrCat("tensor ", Str(name), ": GPTQ layout ");
-  if (config.dtype != QuantDtype::kInt) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "needs dtype int, got ", QuantDtypeName(config.dtype)));
-  }
+  RETURN_IF_ERROR(packing::CheckIntLinearLayout(prefix, config, out, in, gs));
   const int b = config.bits;
   if (b != 2 && b != 3 && b != 4 && b != 8) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, "supports bits 2, 3, 4 or 8, got ", b));
-  }
-  if (config.group_dim != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "needs group_dim 1, got ", config.group_dim));
-  }
-  if (config.double_quant()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        prefix, "cannot store double-quantized scales (double_quant_dtype int); turn it off"));
-  }
-  if (out <= 0 || in <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "needs a non-empty weight, got [", out, ", ", in, "]"));
-  }
-  if (gs <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "needs group_size > 0 or -1, got ", config.group_size));
-  }
-  if (in % gs != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, "needs in_features (", in,
-                                                   ") divisible by the group size (", gs, ")"));
   }
   // 3-bit codes fill whole words only in blocks of 32 codes (3 words).
   const int64_t m = b == 3 ? 32 : 32 / b;

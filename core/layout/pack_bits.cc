@@ -166,6 +166,40 @@ absl::StatusOr<uint16_t> ToHalfChecked(float v, std::string_view name, std::stri
   return h;
 }
 
+absl::Status CheckIntLinearLayout(std::string_view prefix_view, const QuantConfig& config,
+                                  int64_t out, int64_t in, int64_t gs) {
+  const std::string prefix(prefix_view);
+  if (config.dtype != QuantDtype::kInt) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "needs dtype int, got ", QuantDtypeName(config.dtype),
+        " (nf4/fp4 codes and their table are stored by the inc and fake formats only)"));
+  }
+  if (config.group_dim != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "needs group_dim 1, got ", config.group_dim,
+        " (loaders group along the input dimension; the inc format stores group_dim 0)"));
+  }
+  if (config.double_quant()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix,
+                     "cannot store double-quantized scales (double_quant_dtype int); turn it off "
+                     "or use the inc format"));
+  }
+  if (out <= 0 || in <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "needs a non-empty weight, got [", out, ", ", in, "]"));
+  }
+  if (gs <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "needs group_size > 0 or -1, got ", config.group_size));
+  }
+  if (in % gs != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "needs in_features (", in,
+                                                   ") divisible by the group size (", gs, ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<uint8_t>> StoredScales(const QuantizedTensor& q, std::string_view name,
                                                   ElemType dtype, bool transpose,
                                                   const Engine* engine) {

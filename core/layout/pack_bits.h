@@ -141,6 +141,13 @@ uint32_t PackWord(const uint8_t* c, uint64_t flip) {
   }
 }
 
+/// The rules every int layout that loaders read as Linear weights shares (GPTQ, AWQ,
+/// compressed-tensors): dtype int, group_dim 1, no double quantization, a non-empty [out, in]
+/// weight, group size `gs` (the configured one; -1 already replaced by `in`) > 0 dividing `in`.
+/// InvalidArgument starting with `prefix` (e.g. "tensor x: GPTQ layout ") and naming the rule.
+absl::Status CheckIntLinearLayout(std::string_view prefix, const QuantConfig& config, int64_t out,
+                                  int64_t in, int64_t gs);
+
 /// float -> F16 bits, refusing a finite value that float16 cannot hold (InvalidArgument naming
 /// tensor `name`, `what` and the index).
 absl::StatusOr<uint16_t> ToHalfChecked(float v, std::string_view name, std::string_view what,
