@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/layout/quantized_layer.h"
 
 namespace rtnq {
 namespace {
@@ -97,22 +98,15 @@ absl::StatusOr<nlohmann::ordered_json> GptqQuantizationConfig(const GptqCheckpoi
     return absl::InvalidArgumentError(absl::StrCat(
         "quantization_config: damp_percent must be in (0, 1), got ", cfg.damp_percent));
   }
-  std::set<std::string> seen;
+  std::vector<std::string> names;
   for (const GptqLayerQuant& l : cfg.layers) {
     if (absl::Status s = CheckBitsAndGroup(l.bits, l.group_size, absl::StrCat("layer ", l.name));
         !s.ok()) {
       return s;
     }
-    if (!seen.insert(l.name).second) {
-      return absl::InvalidArgumentError(absl::StrCat("layer ", l.name, " is listed twice"));
-    }
+    names.push_back(l.name);
   }
-  for (const std::string& name : cfg.skipped_layers) {
-    if (!seen.insert(name).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layer ", name, " is listed twice (quantized and skipped, or repeated)"));
-    }
-  }
+  if (absl::Status s = CheckLayersListedOnce(names, cfg.skipped_layers); !s.ok()) return s;
 
   nlohmann::ordered_json j;
   j["quant_method"] = "gptq";
