@@ -1,6 +1,7 @@
 #include "core/layout/awq.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +23,27 @@ uint32_t AwqWord(int64_t c, At at) {
   uint32_t w = 0;
   for (int i = 0; i < 8; ++i) w |= static_cast<uint32_t>(at(8 * c + kAwqOrder[i])) << (4 * i);
   return w;
+}
+
+// The 8 words of input columns k0..k0+7 for outputs 8c..8c+7: 8 codes of each output row read at
+// once, paired into bytes (slot 2j low nibble, slot 2j+1 high), then byte k of pair j becomes
+// byte j of word k (a 4x8 byte transpose).
+void AwqWords8(const uint8_t* codes, int64_t in, int64_t c, int64_t k0, int64_t cols,
+               uint32_t* words) {
+  constexpr uint64_t kLow = 0x0F0F0F0F0F0F0F0Full;
+  uint64_t pair[4];
+  for (int j = 0; j < 4; ++j) {
+    uint64_t lo;
+    uint64_t hi;
+    std::memcpy(&lo, codes + (8 * c + kAwqOrder[2 * j]) * in + k0, 8);
+    std::memcpy(&hi, codes + (8 * c + kAwqOrder[2 * j + 1]) * in + k0, 8);
+    pair[j] = (lo & kLow) | ((hi & kLow) << 4);
+  }
+  for (int k = 0; k < 8; ++k) {
+    uint32_t w = 0;
+    for (int j = 0; j < 4; ++j) w |= static_cast<uint32_t>((pair[j] >> (8 * k)) & 0xFF) << (8 * j);
+    words[(k0 + k) * cols + c] = w;
+  }
 }
 
 }  // namespace
@@ -82,7 +104,11 @@ absl::StatusOr<std::vector<PackedTensor>> PackAwq(const QuantizedTensor& q, std:
   RETURN_IF_ERROR(packing::ForBlocks(engine, blocks, [&](int64_t blk) {
     const int64_t c0 = blk * kWordsPerBlock;
     const int64_t c1 = std::min(cols, c0 + kWordsPerBlock);
-    for (int64_t k = 0; k < in; ++k) {
+    const int64_t k8 = in / 8 * 8;
+    for (int64_t k0 = 0; k0 < k8; k0 += 8) {
+      for (int64_t c = c0; c < c1; ++c) AwqWords8(codes, in, c, k0, cols, words);
+    }
+    for (int64_t k = k8; k < in; ++k) {
       for (int64_t c = c0; c < c1; ++c) {
         words[k * cols + c] = AwqWord(c, [&](int64_t o) { return codes[o * in + k]; });
       }
