@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <mutex>
 #include <ostream>
+#include <string>
 
 #include "client/report.h"
 
@@ -24,6 +25,8 @@ class Progress {
   void TensorDone(const TensorReport& t);
   /// Clears the bar's line.
   void Finish();
+  /// A line the user must see before the work starts ("warning: ..."), in every mode.
+  void Warn(const std::string& line);
 
  private:
   void DrawBar();

@@ -14,6 +14,10 @@
 #include "core/status_macros.h"
 #include "core/strict_json.h"
 
+#ifndef RTNQ_VERSION
+#define RTNQ_VERSION "dev"
+#endif
+
 namespace rtnq::client {
 namespace {
 
@@ -23,6 +27,13 @@ uint64_t SpecBytes(const TensorSpec& s) {
   uint64_t n = 1;
   for (int64_t d : s.shape) n *= static_cast<uint64_t>(d);
   return n * ElemSize(s.dtype);
+}
+
+// Columns of the 2-D view a weight is quantized as.
+int64_t Cols(const std::vector<int64_t>& shape) {
+  int64_t cols = 1;
+  for (size_t i = 1; i < shape.size(); ++i) cols *= shape[i];
+  return cols;
 }
 
 // Output file names: a directory keeps its shards' names (same split), a file its output name.
@@ -76,6 +87,9 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
   plan.manifest.compression_dim = options.compression_dim;
   plan.manifest.gptq_format = plan.gptq_format;
   std::set<std::string> quantized_layers;
+  LoaderRulesInput rules;
+  rules.layout = OutputFormatName(options.format);
+  rules.gptq_format = plan.gptq_format;
   std::vector<GptqLayerQuant> gptq_layers;
   std::vector<std::string> gptq_skipped;
   for (PlannedTensor& p : plan.tensors) {
@@ -90,10 +104,12 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
                                                        DecidedByText(p.decision.resolved)});
         gptq_layers.push_back(
             GptqLayerQuant{layer, cfg.bits, cfg.group_size, cfg.scheme == Scheme::kSym, false});
+        rules.layers.push_back({layer, cfg, t.shape[0], Cols(t.shape)});
         break;
       }
       case TensorAction::kSkip:
         plan.manifest.skipped[t.name] = p.decision.reason;
+        if (t.shape.size() == 2) rules.unquantized.push_back(LayerName(t.name));
         if (!p.decision.excluded_by_rule) gptq_skipped.push_back(LayerName(t.name));
         [[fallthrough]];
       case TensorAction::kCopy:
@@ -122,11 +138,15 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
     }
   }
 
+  ASSIGN_OR_RETURN(plan.warnings,
+                   ApplyLoaderTarget(CheckLoaders(rules), options.target, rules.layout));
+
   plan.record = ManifestToJson(plan.manifest);
   plan.metadata = {{"format", "pt"}, {kManifestKey, plan.record.dump()}};
   if (gptq) {
-    ASSIGN_OR_RETURN(plan.record, GptqQuantizationConfig(GptqConfigFromLayers(
-                                      gptq_layers, gptq_skipped, plan.gptq_format)));
+    GptqCheckpointConfig cfg = GptqConfigFromLayers(gptq_layers, gptq_skipped, plan.gptq_format);
+    cfg.producer = "rtnq:" RTNQ_VERSION;
+    ASSIGN_OR_RETURN(plan.record, GptqQuantizationConfig(cfg));
   }
   return plan;
 }

@@ -16,6 +16,7 @@
 #include "client/checkpoint_util.h"
 #include "client/manifest.h"
 #include "client/tensor_selection.h"
+#include "core/layout/loader_rules.h"
 #include "core/safetensors_header.h"
 
 namespace rtnq::client {
@@ -45,6 +46,8 @@ struct RunPlan {
   Manifest manifest;
   /// config.json's quantization record (gptq: the quantization_config object).
   nlohmann::ordered_json record;
+  /// What loaders would make of the output that --target lets through (core/layout/loader_rules.h).
+  std::vector<std::string> warnings;
   uint64_t bytes_before = 0;  ///< input tensor bytes
   uint64_t bytes_after = 0;   ///< output tensor bytes
 };
@@ -55,9 +58,12 @@ struct PlanOptions {
   OutputFormat format = OutputFormat::kFake;
   std::optional<GptqFormat> gptq_format;  ///< unset: DefaultGptqFormat(any layer asym)
   int compression_dim = 1;
+  LoaderTarget target = LoaderTarget::kAny;  ///< whose loader rules refuse rather than warn
 };
 
-/// Plans every tensor of `input` (opened from `input_path`). Errors name the tensor and rule.
+/// Plans every tensor of `input` (opened from `input_path`) and checks the loader rules of the
+/// output (CheckLoaders, ApplyLoaderTarget with options.target). Errors name the tensor (or
+/// layer) and rule.
 absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string& input_path,
                                 const WeightConfigResolver& resolver,
                                 const TensorSelection& selection, const PlanOptions& options);

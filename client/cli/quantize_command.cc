@@ -20,6 +20,9 @@ ABSL_FLAG(std::string, format, "fake", "fake, inc or gptq");
 ABSL_FLAG(std::string, gptq_checkpoint_format, "",
           "v1 (gptq) or v2 (gptq_v2); default v1 when every layer is sym");
 ABSL_FLAG(int32_t, compression_dim, 1, "inc: 1 packs along rows, 0 along columns");
+ABSL_FLAG(std::string, target, "any",
+          "any (warn about loaders that would not load the output), vllm or transformers "
+          "(refuse to write what that engine would not load as intended)");
 ABSL_FLAG(std::string, include, "", "tensors to quantize (repeatable, comma lists)");
 ABSL_FLAG(std::string, exclude, "", "tensors to leave unquantized (repeatable, comma lists)");
 ABSL_FLAG(std::string, report, "", "write a per-tensor JSON report to this file");
@@ -39,8 +42,10 @@ constexpr char kUsage[] = R"(rtnq quantize INPUT -o OUTPUT [options]
            --double-quant-bits N --double-quant-scheme S --double-quant-group-size N
            --preset BNB_NF4|GGML_TYPE_Q4_K --config FILE.json (spec keys + "weight_config";
            flags override the file's top-level keys). --dtype is the quantization dtype.
-  output:  --format fake|inc|gptq (default fake) --gptq-checkpoint-format v1|v2
-           --compression-dim 0|1 (inc) --include PATTERNS --exclude PATTERNS (repeatable,
+  output:  --format fake|inc|gptq (default fake; gptq without --scheme: sym)
+           --gptq-checkpoint-format v1|v2 --compression-dim 0|1 (inc)
+           --target any|vllm|transformers (default any: warn about loader rules; otherwise the
+           engine's rules are errors, checked before anything is written) --include PATTERNS --exclude PATTERNS (repeatable,
            comma lists; names, globs, re:REGEX) --report FILE.json
   run:     --streams N --resume --quiet --json (summary JSON on stdout)
   local:   --threads N --kernels reference|avx2|avx512
@@ -94,6 +99,16 @@ int Run(const Command& self, const ParsedArgs& args) {
       MergeSessionConfig(absl::GetFlag(FLAGS_config), ConfigFlagsFromArgs(args));
   if (!config.ok()) return Fail(config.status());
   options.config_json = *config;
+  if (options.format == OutputFormat::kGptq) {
+    absl::StatusOr<GptqSchemeDefault> d = ApplyGptqSchemeDefault(options.config_json);
+    if (!d.ok()) return Fail(d.status());
+    options.config_json = d->config_json;
+    if (!d->notice.empty() && !absl::GetFlag(FLAGS_quiet))
+      std::cerr << "note: " << d->notice << "\n";
+  }
+  absl::StatusOr<LoaderTarget> target = ParseLoaderTarget(absl::GetFlag(FLAGS_target));
+  if (!target.ok()) return UsageError(self, std::string(target.status().message()));
+  options.target = *target;
 
   std::unique_ptr<Backend> backend;
   if (remote) {
@@ -134,8 +149,8 @@ const Command& QuantizeCommand() {
       .flags = FlagSet({kSpecFlags,
                         kEngineFlags,
                         kRemoteFlags,
-                        {"output", "format", "gptq_checkpoint_format", "compression_dim", "include",
-                         "exclude", "report", "streams", "resume", "quiet", "json"}}),
+                        {"output", "format", "gptq_checkpoint_format", "compression_dim", "target",
+                         "include", "exclude", "report", "streams", "resume", "quiet", "json"}}),
       .run = Run};
   return *command;
 }

@@ -288,8 +288,8 @@ std::vector<EngineVerdict> IncVerdicts(const LoaderRulesInput& in) {
   const std::string no =
       "has no loader for INC's packed layout; use the gptq, awq or "
       "compressed-tensors format";
-  return {{"vLLM", false, "", {absl::StrCat("vLLM ", no)}, {}},
-          {"transformers", false, "", {absl::StrCat("transformers ", no)}, {}},
+  return {{"vLLM", false, "", {absl::StrCat("vLLM ", no)}, {}, false},
+          {"transformers", false, "", {absl::StrCat("transformers ", no)}, {}, false},
           inc};
 }
 
@@ -332,6 +332,7 @@ absl::StatusOr<std::vector<std::string>> ApplyLoaderTarget(const std::vector<Eng
   std::vector<std::string> warnings;
   if (target == LoaderTarget::kAny) {
     for (const EngineVerdict& e : v) {
+      if (!e.has_loader) continue;
       for (const std::string& p : e.problems) warnings.push_back(absl::StrCat(e.engine, ": ", p));
     }
     return warnings;

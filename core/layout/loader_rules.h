@@ -40,6 +40,7 @@ struct EngineVerdict {
   std::string kernel;                 ///< how it runs the weights when it loads them
   std::vector<std::string> problems;  ///< why it does not (each names the layers and the rule)
   std::vector<std::string> notes;     ///< caveats that do not stop it (slower kernels, packages)
+  bool has_loader = true;             ///< false: the engine has no loader for the layout at all
   bool operator==(const EngineVerdict&) const = default;
 };
 
@@ -49,7 +50,8 @@ std::vector<EngineVerdict> CheckLoaders(const LoaderRulesInput& in);
 
 /// Applies --target: for kVllm / kTransformers, InvalidArgument naming the layout and listing
 /// that engine's problems when it does not load the file, else its notes as warnings; for kAny,
-/// every engine's problems as warnings ("<engine>: <problem>").
+/// the problems of every engine that has a loader for the layout, as warnings
+/// ("<engine>: <problem>").
 absl::StatusOr<std::vector<std::string>> ApplyLoaderTarget(const std::vector<EngineVerdict>& v,
                                                            LoaderTarget target,
                                                            std::string_view layout);

@@ -266,6 +266,47 @@ TEST_F(QuantizeRunTest, FailingTensorIsNamedAndLeavesNothing) {
   ExpectOnly(dir, {"in.safetensors", "ok.safetensors"});
 }
 
+TEST_F(QuantizeRunTest, LoaderRulesRefuseForTheTargetBeforeWritingAndWarnOtherwise) {
+  const std::string dir = TestDir();
+  Synth(dir + "/in", 1);
+  QuantizeOptions o;
+  o.input = dir + "/in";
+  o.output = dir + "/out";
+  o.format = OutputFormat::kGptq;
+  // q_proj 8-bit, k/v 4-bit: vLLM loads q/k/v as one qkv_proj and cannot.
+  o.config_json = R"({"scheme": "sym", "group_size": 64,
+                      "weight_config": {"model.layers.0.self_attn.q_proj": {"bits": 8}}})";
+  o.target = LoaderTarget::kVllm;
+  EXPECT_THAT(Run(o), StatusIs(absl::StatusCode::kInvalidArgument,
+                               ::testing::AllOf(HasSubstr("--target vllm"),
+                                                HasSubstr("model.layers.0.self_attn.qkv_proj"),
+                                                HasSubstr("int8 sym g64 "
+                                                          "(model.layers.0.self_attn.q_proj)"))));
+  ExpectOnly(dir, {"in"});  // refused while planning: nothing written, not even .partial
+
+  // --target any writes it and says what vLLM and the loaders ignoring "dynamic" would do.
+  o.target = LoaderTarget::kAny;
+  std::ostringstream out;
+  Progress progress(ProgressMode::kQuiet, out);
+  absl::StatusOr<QuantizeOutcome> r = RunQuantize(o, *backend_, progress);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_THAT(out.str(),
+              HasSubstr("warning: vLLM: fused module model.layers.0.self_attn.qkv_proj"));
+  EXPECT_THAT(
+      r->summary.warnings,
+      ::testing::Contains(HasSubstr("transformers: layer model.layers.0.self_attn.q_proj")));
+  EXPECT_THAT(SummaryToJson(r->summary)["warnings"].dump(), HasSubstr("qkv_proj"));
+
+  // INC files INC itself misreads are warned about, naming the INC versions.
+  o.output = dir + "/inc";
+  o.format = OutputFormat::kInc;
+  o.config_json = R"({"bits": 8, "scheme": "asym"})";
+  r = Run(o);
+  ASSERT_THAT(r, IsOk());
+  ASSERT_FALSE(r->summary.warnings.empty());
+  EXPECT_THAT(r->summary.warnings[0], HasSubstr("neural-compressor 2.x and 3.x"));
+}
+
 TEST_F(QuantizeRunTest, UnwritableOutputIsAClearError) {
   const std::string dir = TestDir();
   QuantizeOptions o;

@@ -248,6 +248,8 @@ TEST(LoaderRulesTest, IncFilesIncItselfMisreadsAreWarnedNamingVersions) {
                          HasSubstr("neural-compressor 2.x and 3.x"), HasSubstr("256 steps off"))));
   EXPECT_THAT(*w, Contains(AllOf(HasSubstr("layer model.layers.0.self_attn.o_proj"),
                                  HasSubstr("neural-compressor 3.x reads fp4_e2m1"))));
+  EXPECT_EQ(w->size(), 2u);  // engines without an INC loader are not warned about
+  EXPECT_FALSE(Verdict(v, "vLLM").has_loader);
   EXPECT_THAT(ApplyLoaderTarget(v, LoaderTarget::kVllm, "inc").status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("vLLM has no loader for INC's packed layout")));
