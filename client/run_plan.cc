@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "core/file_io.h"
 #include "core/gptq_config.h"
+#include "core/layout/awq_config.h"
+#include "core/layout/compressed_tensors_config.h"
 #include "core/output_plan.h"
 #include "core/status_macros.h"
 #include "core/strict_json.h"
@@ -117,8 +119,8 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
         break;
     }
   }
-  // GPTQ loaders read a quantized layer's bias as float16.
-  if (gptq) {
+  // GPTQ and AWQ loaders read a quantized layer's bias as float16.
+  if (HalfBias(options.format)) {
     for (PlannedTensor& p : plan.tensors) {
       const TensorInfo& t = *p.tensor;
       if (p.decision.action == TensorAction::kQuantize || !absl::EndsWith(t.name, ".bias") ||
@@ -147,6 +149,11 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
     GptqCheckpointConfig cfg = GptqConfigFromLayers(gptq_layers, gptq_skipped, plan.gptq_format);
     cfg.producer = "rtnq:" RTNQ_VERSION;
     ASSIGN_OR_RETURN(plan.record, GptqQuantizationConfig(cfg));
+  } else if (options.format == OutputFormat::kCompressedTensors) {
+    ASSIGN_OR_RETURN(plan.record,
+                     CompressedTensorsQuantizationConfig(rules.layers, rules.unquantized));
+  } else if (options.format == OutputFormat::kAwq) {
+    ASSIGN_OR_RETURN(plan.record, AwqQuantizationConfig(rules.layers, rules.unquantized));
   }
   return plan;
 }
@@ -155,6 +162,7 @@ absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input
                                                         const std::string& out_dir,
                                                         const RunPlan& plan) {
   const bool gptq = plan.manifest.format == OutputFormat::kGptq;
+  const bool hf_record = HasHfQuantizationConfig(plan.manifest.format);
   std::error_code ec;
   fs::directory_iterator it(input_dir, ec);
   if (ec) return ErrnoError(ec.value(), "list directory", input_dir);
@@ -177,7 +185,7 @@ absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input
             absl::StrCat(p.string(), ": not a JSON object, cannot record the quantization"));
       }
       nlohmann::ordered_json& config = *parsed;
-      config[gptq ? "quantization_config" : "rtnq_quantization"] = plan.record;
+      config[hf_record ? "quantization_config" : "rtnq_quantization"] = plan.record;
       RETURN_IF_ERROR(WriteFileAtomically(dest, config.dump(2) + "\n"));
     } else {
       fs::copy_file(p, dest, fs::copy_options::overwrite_existing, ec);

@@ -44,7 +44,8 @@ struct RunPlan {
   bool write_index = false;                     ///< the input had model.safetensors.index.json
   GptqFormat gptq_format = GptqFormat::kV1;
   Manifest manifest;
-  /// config.json's quantization record (gptq: the quantization_config object).
+  /// config.json's quantization record (gptq, compressed-tensors, awq: the quantization_config
+  /// object).
   nlohmann::ordered_json record;
   /// What loaders would make of the output that --target lets through (core/layout/loader_rules.h).
   std::vector<std::string> warnings;
@@ -70,8 +71,8 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
 
 /// Writes the side files of a directory input into `out_dir`: every regular file of `input_dir`
 /// except safetensors files and the shard index is copied, config.json gets the record
-/// ("quantization_config" for gptq, "rtnq_quantization" otherwise) and gptq writes
-/// quantize_config.json. Returns the file names written.
+/// ("quantization_config" for gptq, compressed-tensors and awq, "rtnq_quantization" otherwise)
+/// and gptq writes quantize_config.json. Returns the file names written.
 absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input_dir,
                                                         const std::string& out_dir,
                                                         const RunPlan& plan);

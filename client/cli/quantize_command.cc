@@ -16,7 +16,7 @@
 #include "client/session_config.h"
 #include "client/tensor_selection.h"
 
-ABSL_FLAG(std::string, format, "fake", "fake, inc or gptq");
+ABSL_FLAG(std::string, format, "fake", "fake, inc, gptq, compressed-tensors or awq");
 ABSL_FLAG(std::string, gptq_checkpoint_format, "",
           "v1 (gptq) or v2 (gptq_v2); default v1 when every layer is sym");
 ABSL_FLAG(int32_t, compression_dim, 1, "inc: 1 packs along rows, 0 along columns");
@@ -42,7 +42,8 @@ constexpr char kUsage[] = R"(rtnq quantize INPUT -o OUTPUT [options]
            --double-quant-bits N --double-quant-scheme S --double-quant-group-size N
            --preset BNB_NF4|GGML_TYPE_Q4_K --config FILE.json (spec keys + "weight_config";
            flags override the file's top-level keys). --dtype is the quantization dtype.
-  output:  --format fake|inc|gptq (default fake; gptq without --scheme: sym)
+  output:  --format fake|inc|gptq|compressed-tensors|awq (default fake; gptq without --scheme:
+           sym; awq: 4-bit asym only)
            --gptq-checkpoint-format v1|v2 --compression-dim 0|1 (inc)
            --target any|vllm|transformers (default any: warn about loader rules; otherwise the
            engine's rules are errors, checked before anything is written) --include PATTERNS --exclude PATTERNS (repeatable,

@@ -27,6 +27,10 @@ v1::OutputForm FormOf(OutputFormat f) {
       return v1::OUTPUT_FORM_PACKED_INC;
     case OutputFormat::kGptq:
       return v1::OUTPUT_FORM_PACKED_GPTQ;
+    case OutputFormat::kCompressedTensors:
+      return v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS;
+    case OutputFormat::kAwq:
+      return v1::OUTPUT_FORM_PACKED_AWQ;
     case OutputFormat::kFake:
       break;
   }

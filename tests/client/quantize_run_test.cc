@@ -85,13 +85,15 @@ TEST_F(QuantizeRunTest, EveryFormatLoadsBackWithPlannedNamesAndShapes) {
   const SafetensorsFile in = *SafetensorsFile::Open(input);
   const std::string up = "model.layers.0.mlp.up_proj";
   const std::vector<int64_t> up_shape = in.Find(up + ".weight")->shape;  // [768, 256]
-  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq}) {
+  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq,
+                         OutputFormat::kCompressedTensors, OutputFormat::kAwq}) {
     SCOPED_TRACE(OutputFormatName(f));
     QuantizeOptions o;
     o.input = input;
     o.output = dir + "/out-" + OutputFormatName(f) + ".safetensors";
     o.format = f;
-    o.config_json = R"({"bits": 4, "group_size": 32, "scheme": "sym"})";
+    o.config_json = f == OutputFormat::kAwq ? R"({"bits": 4, "group_size": 32, "scheme": "asym"})"
+                                            : R"({"bits": 4, "group_size": 32, "scheme": "sym"})";
     o.report_path = dir + "/report-" + OutputFormatName(f) + ".json";
     const absl::StatusOr<QuantizeOutcome> r = Run(o);
     ASSERT_THAT(r, IsOk());
@@ -122,6 +124,19 @@ TEST_F(QuantizeRunTest, EveryFormatLoadsBackWithPlannedNamesAndShapes) {
         EXPECT_EQ(out->Find(up + ".scales")->dtype, ElemType::kF16);
         EXPECT_EQ(out->Find(up + ".g_idx")->shape, (std::vector<int64_t>{256}));
         EXPECT_EQ(r->summary.gptq_format, "gptq");  // all sym: v1
+        break;
+      case OutputFormat::kCompressedTensors:
+        EXPECT_EQ(out->Find(up + ".weight_packed")->shape, (std::vector<int64_t>{768, 256 / 8}));
+        EXPECT_EQ(out->Find(up + ".weight_scale")->dtype, ElemType::kBF16);  // the model's
+        EXPECT_EQ(out->Find(up + ".weight_scale")->shape, (std::vector<int64_t>{768, 8}));
+        EXPECT_EQ(out->Find(up + ".weight_shape")->dtype, ElemType::kI64);
+        EXPECT_EQ(out->Find(up + ".weight_zero_point"), nullptr);  // sym
+        break;
+      case OutputFormat::kAwq:
+        EXPECT_EQ(out->Find(up + ".qweight")->shape, (std::vector<int64_t>{256, 768 / 8}));
+        EXPECT_EQ(out->Find(up + ".qzeros")->shape, (std::vector<int64_t>{8, 768 / 8}));
+        EXPECT_EQ(out->Find(up + ".scales")->shape, (std::vector<int64_t>{8, 768}));
+        EXPECT_EQ(out->Find(up + ".scales")->dtype, ElemType::kF16);
         break;
     }
     // The manifest lets verify recompute; the report file matches the outcome.
