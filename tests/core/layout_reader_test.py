@@ -12,7 +12,11 @@ Written from the format definitions, not from rtnq's writer:
   qweight [in, out/8], nibble k of a word read as (w >> 4k) & 15, columns put back in order with
   AWQ_REVERSE_ORDER = [0, 4, 1, 5, 2, 6, 3, 7]; W^T = (q - z) * s with z, s per group of input rows.
 
-It runs `layout_fixtures DIR` (tests/core/layout_fixtures.cc), which writes each case's packed
+With --checkpoint PACKED_DIR FAKE_DIR it reads a checkpoint `rtnq quantize` wrote in either
+layout, guided by its config.json quantization_config alone, and compares every layer with the
+`--format fake` output of the same config (tests/client/formats_cli_test.sh).
+
+Otherwise it runs `layout_fixtures DIR` (tests/core/layout_fixtures.cc), which writes each case's packed
 tensors next to what rtnq computed (codes, float32 scales, zero points, dequantized values), and
 checks: the unpacked codes and zero points are rtnq's; stored scales are the float32 scales
 (F32) or them rounded to nearest even (F16, BF16); the dequantized weights equal rtnq's
@@ -169,10 +173,77 @@ def check(path):
     return where, problems
 
 
+def read_checkpoint(d):
+    """Every tensor of the .safetensors files in directory `d`, and config.json."""
+    tensors = {}
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".safetensors"):
+            tensors.update(read_safetensors(os.path.join(d, f))[0])
+    with open(os.path.join(d, "config.json")) as f:
+        return tensors, json.load(f)
+
+
+def check_checkpoint(packed_dir, fake_dir):
+    """A checkpoint rtnq wrote in a packed format against the fake-quantized checkpoint of the
+    same config: every packed layer dequantizes to the fake weights (exactly with float32 scales,
+    within the scale rounding otherwise); its quantization_config decides how to read it."""
+    t, config = read_checkpoint(packed_dir)
+    fake, _ = read_checkpoint(fake_dir)
+    q = config["quantization_config"]
+    layers = []  # (layer, reader)
+    if q["quant_method"] == "compressed-tensors":
+        assert q["format"] == "pack-quantized" and q["quantization_status"] == "compressed", q
+        for group in q["config_groups"].values():
+            w = group["weights"]
+            gs = -1 if w["group_size"] is None else w["group_size"]
+            assert w["type"] == "int" and w["strategy"] == ("channel" if gs == -1 else "group"), w
+            for layer in group["targets"]:
+                layers.append((layer, lambda l, w=w, gs=gs: read_compressed_tensors(
+                    t, l, w["num_bits"], w["symmetric"], gs)))
+    else:
+        assert q["quant_method"] == "awq" and q["version"] == "gemm" and q["zero_point"], q
+        assert q["bits"] == 4, q
+        for name in t:
+            if name.endswith(".qweight"):
+                layer = name[: -len(".qweight")]
+                layers.append((layer, lambda l: read_awq(t, l, q["group_size"])))
+    problems = []
+    for layer, reader in layers:
+        if layer + ".weight" not in fake:
+            problems.append("%s: no %s.weight in the fake-quantized checkpoint" % (layer, layer))
+            continue
+        _, _, _, scale_dtype, w = reader(layer)
+        dtype, ref = fake[layer + ".weight"]
+        ref = widen(dtype, ref)
+        if scale_dtype == "F32" and dtype == "F32":
+            if not np.array_equal(w, ref):
+                problems.append("%s: differs from the fake-quantized weights at %d places"
+                                % (layer, np.count_nonzero(w != ref)))
+            continue
+        # Narrower scales (2^-(p+1) relative) and a fake weight rounded to its own dtype.
+        rel = {"F32": 0.0, "F16": 2.0 ** -11, "BF16": 2.0 ** -8}
+        bound = np.abs(ref) * (rel[scale_dtype] + rel[dtype]) * 1.0001 + np.abs(ref) * 2.0 ** -23
+        worst = np.max(np.abs(w - ref) - bound)
+        if worst > 0:
+            problems.append("%s: exceeds the scale-rounding bound by %g" % (layer, worst))
+    if not layers:
+        problems.append("no packed layer found")
+    return len(layers), problems
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--fixtures", required=True, help="the layout_fixtures executable")
+    parser.add_argument("--fixtures", help="the layout_fixtures executable")
+    parser.add_argument("--checkpoint", nargs=2, metavar=("PACKED_DIR", "FAKE_DIR"),
+                        help="compare a packed checkpoint with the fake-quantized one")
     args = parser.parse_args()
+    if args.checkpoint:
+        n, problems = check_checkpoint(*args.checkpoint)
+        for p in problems:
+            print("FAIL %s: %s" % (args.checkpoint[0], p))
+        print("%d packed layers of %s dequantize to the fake-quantized weights"
+              % (n - len(problems), args.checkpoint[0]))
+        return 1 if problems else 0
     with tempfile.TemporaryDirectory() as d:
         subprocess.run([args.fixtures, d], check=True)
         files = sorted(f for f in os.listdir(d) if f.endswith(".safetensors"))
