@@ -206,6 +206,7 @@ const std::vector<SynthShape>& SynthShapePresets() {
       {"tiny", 256, LlamaIntermediate(256), 2, 4, 2, 1024},
       {"small", 1024, LlamaIntermediate(1024), 4, 8, 4, 8192},
       {"llama7b-layer", 4096, 11008, 1, 32, 32, 32000},
+      {"llama70b-layer", 8192, 28672, 1, 64, 8, 32000},
   };
   return *presets;
 }
@@ -241,10 +242,10 @@ absl::Status ValidateSynthShape(const SynthShape& s) {
   return absl::OkStatus();
 }
 
-std::vector<TensorSpec> SynthTensorSpecs(const SynthShape& s, ElemType dtype) {
+std::vector<TensorSpec> SynthTensorSpecs(const SynthShape& s, ElemType dtype, bool embeddings) {
   const int64_t kv = s.kv_heads * s.head_dim();
   std::vector<TensorSpec> specs;
-  specs.push_back({"model.embed_tokens.weight", dtype, {s.vocab, s.hidden}});
+  if (embeddings) specs.push_back({"model.embed_tokens.weight", dtype, {s.vocab, s.hidden}});
   for (int64_t i = 0; i < s.layers; ++i) {
     const std::string p = absl::StrCat("model.layers.", i, ".");
     specs.push_back({p + "self_attn.q_proj.weight", dtype, {s.hidden, s.hidden}});
@@ -258,7 +259,7 @@ std::vector<TensorSpec> SynthTensorSpecs(const SynthShape& s, ElemType dtype) {
     specs.push_back({p + "post_attention_layernorm.weight", dtype, {s.hidden}});
   }
   specs.push_back({"model.norm.weight", dtype, {s.hidden}});
-  specs.push_back({"lm_head.weight", dtype, {s.vocab, s.hidden}});
+  if (embeddings) specs.push_back({"lm_head.weight", dtype, {s.vocab, s.hidden}});
   return specs;
 }
 
@@ -295,7 +296,8 @@ absl::Status WriteSynthCheckpoint(const SynthOptions& options, const Engine& eng
     return absl::InvalidArgumentError(absl::StrCat(
         "synthetic checkpoint dtype must be BF16, F16 or F32, got ", ElemTypeName(options.dtype)));
   }
-  const std::vector<TensorSpec> specs = SynthTensorSpecs(options.shape, options.dtype);
+  const std::vector<TensorSpec> specs =
+      SynthTensorSpecs(options.shape, options.dtype, options.embeddings);
   if (options.shards < 1 || options.shards > static_cast<int>(specs.size())) {
     return absl::InvalidArgumentError(absl::StrCat("shards must be in [1, ", specs.size(),
                                                    "] (the tensor count), got ", options.shards));

@@ -28,9 +28,12 @@ struct SynthShape {
   int64_t head_dim() const { return heads > 0 ? hidden / heads : 0; }
 };
 
-/// Presets: "tiny", "small" and "llama7b-layer" (one decoder layer of Llama-2-7B with its
-/// embeddings and head). Intermediate sizes follow Llama's rule (8/3 hidden rounded up to a
-/// multiple of 256), so every projection is divisible by GPTQ's usual group size of 128.
+/// Presets: "tiny", "small", "llama7b-layer" (one decoder layer of Llama-2-7B: hidden 4096,
+/// intermediate 11008, 32 heads) and "llama70b-layer" (one decoder layer of Llama-2/3-70B: hidden
+/// 8192, intermediate 28672, grouped-query attention with 64 heads and 8 KV heads of 128), both
+/// with a 32000-token vocabulary. The small presets' intermediate sizes follow Llama's rule (8/3
+/// hidden rounded up to a multiple of 256); every projection is divisible by GPTQ's usual group
+/// size of 128. Change `layers` for more decoder layers of the same shape.
 const std::vector<SynthShape>& SynthShapePresets();
 /// The preset called `name`; NotFound listing the presets otherwise.
 absl::StatusOr<SynthShape> SynthShapeByName(std::string_view name);
@@ -45,11 +48,16 @@ struct SynthOptions {
   int shards = 1;          ///< 1: model.safetensors; more: model-0000i-of-0000n + index
   uint64_t seed = 0;
   ElemType dtype = ElemType::kBF16;  ///< BF16, F16 or F32
+  /// false: no embed_tokens and lm_head (the decoder layers and norms alone; config.json still
+  /// names the vocabulary).
+  bool embeddings = true;
 };
 
 /// The checkpoint's tensors in file order: embed_tokens, then per layer the attention and MLP
-/// projections and both norms, then model.norm and lm_head.
-std::vector<TensorSpec> SynthTensorSpecs(const SynthShape& shape, ElemType dtype);
+/// projections and both norms, then model.norm and lm_head (the first and last only with
+/// `embeddings`).
+std::vector<TensorSpec> SynthTensorSpecs(const SynthShape& shape, ElemType dtype,
+                                         bool embeddings = true);
 
 /// config.json of a LlamaForCausalLM with `shape` stored in `dtype`.
 std::string SynthConfigJson(const SynthShape& shape, ElemType dtype);

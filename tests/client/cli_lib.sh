@@ -51,10 +51,12 @@ flip_byte() {
   # shellcheck disable=SC2059 # the format is the octal escape of the new byte
   printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
 }
-# Starts an rtnq-server on an ephemeral port; sets PORT and SERVER_PID.
+# Starts an rtnq-server on an ephemeral port (extra flags after the name); sets PORT and
+# SERVER_PID.
 start_server() {
   local name=$1
-  "$SERVER" --listen=127.0.0.1:0 --port_file="$WORK/$name.port" --threads=1 \
+  shift
+  "$SERVER" --listen=127.0.0.1:0 --port_file="$WORK/$name.port" --threads=1 "$@" \
     >"$WORK/$name.log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")

@@ -2,8 +2,9 @@
 # The rtnq binary as a user drives it: real rtnq-server subprocesses on 127.0.0.1, real files.
 # Covers local/server byte parity (fake, inc, gptq), sharded and Hugging Face directories, verify
 # on good and corrupted outputs, round_robin failover when a server is SIGKILLed mid-run,
-# --resume after an interrupted run, bad inputs (clear message, non-zero exit, nothing left
-# behind), info/health/inspect/synth and the flag syntax.
+# --resume after an interrupted run, tensors beyond a server's small budgets in every format,
+# the client's anonymous memory on a 192 MiB tensor, bad inputs (clear message, non-zero exit,
+# nothing left behind), info/health/inspect/synth and the flag syntax.
 # Usage: cli_test.sh PATH/TO/rtnq PATH/TO/rtnq-server
 set -euo pipefail
 
@@ -16,6 +17,38 @@ wait_for_line() {
     kill -0 "$2" 2>/dev/null || return 0
     sleep 0.02
   done
+}
+# Writes a safetensors file $1 of F32 tensors given as NAME:ROWSxCOLS arguments, their values a
+# 256 KiB block of normal(0, 0.02) samples repeated (quick to make at any size).
+write_f32_tensors() {
+  python3 - "$@" <<'PY'
+import json, random, struct, sys
+random.seed(5)
+block = struct.pack("<65536f", *[random.gauss(0, 0.02) for _ in range(65536)])
+specs, off = {}, 0
+for arg in sys.argv[2:]:
+    name, dims = arg.split(":")
+    rows, cols = map(int, dims.split("x"))
+    specs[name] = {"dtype": "F32", "shape": [rows, cols], "data_offsets": [off, off + 4 * rows * cols]}
+    off += 4 * rows * cols
+header = json.dumps(specs).encode()
+header += b" " * (-len(header) % 8)
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<Q", len(header)) + header)
+    for _ in range(off // len(block)):
+        f.write(block)
+    f.write(block[: off % len(block)])
+PY
+}
+# Peak RssAnon (anonymous memory: not the mmapped input or the page cache) of process $1 in KiB,
+# sampled every 20 ms until it exits; written to file $2.
+peak_rss_anon() {
+  local pid=$1 peak=0 v
+  while v=$(awk '/^RssAnon:/{print $2}' "/proc/$pid/status" 2>/dev/null) && [ -n "$v" ]; do
+    [ "$v" -gt "$peak" ] && peak=$v
+    sleep 0.02
+  done
+  echo "$peak" >"$2"
 }
 # Writes a safetensors file $1 whose header is the JSON $2 followed by $3 zero bytes.
 write_safetensors() {
@@ -75,6 +108,12 @@ status 2 "$BIN" synth -o "$WORK/nope" --weight-dtype int8
 contains "--weight-dtype must be bf16, f16 or f32"
 absent "$WORK/nope"
 ok "$BIN" synth -o "$WORK/small" --shape small --seed 1
+ok "$BIN" synth -o "$WORK/tiny3" --shape tiny --layers 3 --no-embeddings
+contains "3 layers"
+contains "28 tensors"
+status 2 "$BIN" synth -o "$WORK/nope" --shape tiny --layers 0
+contains "--layers must be >= 1"
+absent "$WORK/nope"
 
 # --- inspect
 ok "$BIN" inspect "$WORK/tiny"
@@ -177,6 +216,48 @@ ok "$BIN" quantize "$WORK/tiny" -o "$WORK/gptq-asym" --format gptq --scheme asym
 contains "warning: vLLM: 14 layers"
 status 2 "$BIN" quantize "$WORK/tiny" -o "$WORK/x-target" --target sglang
 contains "--target must be any, vllm or transformers"
+
+# --- tensors beyond a server's small budgets (1 MiB per stream, 4 MiB in all): 4x a stream's
+# budget, 2.5x the global one, rows of 1.125 MiB; each format with 1 and 4 streams, identical to
+# local mode (a client that wrote whole tensors before reading hung here)
+start_server small --stream_budget_bytes=1048576 --memory_budget_bytes=4194304 \
+  --output_chunk_bytes=262144
+S="127.0.0.1:$PORT"
+write_f32_tensors "$WORK/big.safetensors" a.q_proj.weight:1024x1024 a.up_proj.weight:2560x1024 \
+  a.down_proj.weight:8x294912 a.v_proj.weight:256x1024
+for fmt in fake inc gptq; do
+  extra=()
+  [ "$fmt" = gptq ] && extra=(--group-size 128 --scheme sym)
+  ok "$BIN" quantize "$WORK/big.safetensors" -o "$WORK/big-local-$fmt.safetensors" --format "$fmt" \
+    "${extra[@]}" --quiet
+  for streams in 1 4; do
+    ok "$BIN" quantize "$WORK/big.safetensors" -o "$WORK/big-$fmt-$streams.safetensors" \
+      --format "$fmt" "${extra[@]}" --server "$S" --streams "$streams" --deadline 120 --quiet
+    cmp -s "$WORK/big-local-$fmt.safetensors" "$WORK/big-$fmt-$streams.safetensors" ||
+      fail "$fmt with $streams streams differs from local mode"
+  done
+done
+# Configs the server holds whole complete too.
+ok "$BIN" quantize "$WORK/big.safetensors" -o "$WORK/big-mse.safetensors" --mse-search \
+  --server "$S" --deadline 120 --quiet
+ok "$BIN" quantize "$WORK/big.safetensors" -o "$WORK/big-gd0.safetensors" --group-dim 0 \
+  --server "$S" --deadline 120 --quiet
+rm -f "$WORK"/big-*.safetensors
+
+# --- the client's anonymous memory stays bounded: four 48 MiB tensors through the server on 4
+# streams (fake: 192 MiB of results, 4 x 48 MiB at once for a client that held results whole)
+write_f32_tensors "$WORK/huge.safetensors" a.up_proj.weight:12288x1024 \
+  b.up_proj.weight:12288x1024 c.up_proj.weight:12288x1024 d.up_proj.weight:12288x1024
+"$BIN" quantize "$WORK/huge.safetensors" -o "$WORK/huge-q.safetensors" --server "$S" --streams 4 \
+  --deadline 120 --quiet >"$OUT" 2>&1 &
+client=$!
+peak_rss_anon "$client" "$WORK/client.peak"
+wait "$client" || fail "the 4 x 48 MiB run failed"
+peak=$(cat "$WORK/client.peak")
+echo "note: client peak RssAnon for 4 x 48 MiB on 4 streams: $((peak / 1024)) MiB" >&2
+[ "$peak" -lt $((96 * 1024)) ] || fail "client RssAnon peaked at $peak KiB for 4 x 48 MiB tensors"
+passed=$((passed + 1))
+rm -f "$WORK"/huge*.safetensors
 
 # --- sharded in -> sharded out with a correct index (inspect opens it and cross-checks)
 ok "$BIN" quantize "$WORK/sharded" -o "$WORK/sharded-q" --format gptq --server "$A,$B" --quiet
