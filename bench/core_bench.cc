@@ -246,25 +246,25 @@ void BM_Tensor(benchmark::State& state) {
   SetCounters(state, buf, engine, SecondsSince(t0));
 }
 
-// PackGptq alone in the engine's arena, on int4 sym g32 codes computed once; bytes are those of
-// the float input the codes came from. Args: shape index, dtype, threads (0 = all).
-void BM_GptqPack(benchmark::State& state) {
+// Times pack(q) alone on the codes of case `c` for the shape and dtype of args 0 and 1, computed
+// once in `engine`'s arena; bytes are those of the float input the codes came from.
+template <typename Pack>
+void TimePacking(benchmark::State& state, int c, const Engine& engine, Pack pack) {
   const int si = state.range(0);
   const ElemType dtype = state.range(1) ? ElemType::kBF16 : ElemType::kF32;
-  const Engine& engine = EngineWith(state.range(2));
   const auto& buf = Weights(si, dtype);
   const TensorInput in{"w", dtype, {kShapes[si].rows, kShapes[si].cols}, buf};
   QuantizeOptions opts;
   opts.codes = true;
   opts.fake_quant = false;
-  auto q = QuantizeTensor(in, CaseConfig(kGptqCase), opts, engine);
+  auto q = QuantizeTensor(in, CaseConfig(c), opts, engine);
   if (!q.ok()) {
     state.SkipWithError(q.status().ToString().c_str());
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
-    auto packed = PackGptq(*q, "w", {}, engine);
+    auto packed = pack(*q);
     if (!packed.ok()) {
       state.SkipWithError(packed.status().ToString().c_str());
       break;
@@ -274,34 +274,22 @@ void BM_GptqPack(benchmark::State& state) {
   SetCounters(state, buf, engine, SecondsSince(t0));
 }
 
-// PackCompressedTensors (layout 0) or PackAwq (layout 1) alone in the engine's arena, on int4 asym
-// g32 codes (case 0) computed once; bytes are those of the float input. Args: shape index, dtype,
-// layout, threads (0 = all).
+// PackGptq alone in the engine's arena, on int4 sym g32 codes. Args: shape index, dtype,
+// threads (0 = all).
+void BM_GptqPack(benchmark::State& state) {
+  const Engine& engine = EngineWith(state.range(2));
+  TimePacking(state, kGptqCase, engine,
+              [&](const QuantizedTensor& q) { return PackGptq(q, "w", {}, engine); });
+}
+
+// PackCompressedTensors (awq 0) or PackAwq (awq 1) alone in the engine's arena, on int4 asym g32
+// codes (case 0). Args: shape index, dtype, awq, threads (0 = all).
 void BM_LayoutPack(benchmark::State& state) {
-  const int si = state.range(0);
-  const ElemType dtype = state.range(1) ? ElemType::kBF16 : ElemType::kF32;
   const bool awq = state.range(2) == 1;
   const Engine& engine = EngineWith(state.range(3));
-  const auto& buf = Weights(si, dtype);
-  const TensorInput in{"w", dtype, {kShapes[si].rows, kShapes[si].cols}, buf};
-  QuantizeOptions opts;
-  opts.codes = true;
-  opts.fake_quant = false;
-  auto q = QuantizeTensor(in, CaseConfig(0), opts, engine);
-  if (!q.ok()) {
-    state.SkipWithError(q.status().ToString().c_str());
-    return;
-  }
-  const auto t0 = std::chrono::steady_clock::now();
-  for (auto _ : state) {
-    auto packed = awq ? PackAwq(*q, "w", &engine) : PackCompressedTensors(*q, "w", &engine);
-    if (!packed.ok()) {
-      state.SkipWithError(packed.status().ToString().c_str());
-      break;
-    }
-    benchmark::DoNotOptimize(packed);
-  }
-  SetCounters(state, buf, engine, SecondsSince(t0));
+  TimePacking(state, 0, engine, [&](const QuantizedTensor& q) {
+    return awq ? PackAwq(q, "w", &engine) : PackCompressedTensors(q, "w", &engine);
+  });
 }
 
 // Cases 0-4 for the kernel benchmark; the tensor benchmark adds case 5 (quantize + PackGptq).

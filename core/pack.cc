@@ -343,14 +343,9 @@ absl::StatusOr<QuantizedTensor> UnpackInc(absl::Span<const PackedTensor> tensors
   }
   ASSIGN_OR_RETURN(const CodeFormat f, CodeFormatFor(config, base_name));
 
-  QuantizedTensor q;
-  q.name = base;
-  q.shape = {rows, cols};
-  q.quantized = true;
-  q.config = config;
-  q.rows = rows;
-  q.cols = cols;
-  q.group_size = EffectiveGroupSize(config.group_size, config.group_dim == 1 ? cols : rows);
+  QuantizedTensor q = packing::UnpackedHeader(
+      base, ElemType::kF32, config, rows, cols,
+      EffectiveGroupSize(config.group_size, config.group_dim == 1 ? cols : rows));
   const int64_t sr = q.scale_rows();
   const int64_t sc = q.scale_cols();
 
@@ -583,14 +578,8 @@ absl::StatusOr<GptqUnpacked> UnpackGptq(absl::Span<const PackedTensor> tensors,
     if (identity) result.perm.clear();
   }
 
+  result.q = packing::UnpackedHeader(base, ElemType::kF16, cfg, out, in, gs);
   QuantizedTensor& q = result.q;
-  q.name = base;
-  q.shape = {out, in};
-  q.quantized = true;
-  q.config = cfg;
-  q.rows = out;
-  q.cols = in;
-  q.group_size = gs;
 
   // zp[o, g], as loaders read it.
   std::vector<int32_t> zp(out * groups);

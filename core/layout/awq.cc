@@ -155,15 +155,8 @@ absl::StatusOr<QuantizedTensor> UnpackAwq(absl::Span<const PackedTensor> tensors
   const int64_t cols = out / 8;
   const int64_t groups = specs[1].shape[0];
 
-  QuantizedTensor q;
-  q.name = base;
-  q.dtype = ElemType::kF16;
-  q.shape = {out, in};
-  q.quantized = true;
-  q.config = config;
-  q.rows = out;
-  q.cols = in;
-  q.group_size = GroupSizeOf(group_size, in);
+  QuantizedTensor q =
+      packing::UnpackedHeader(base, ElemType::kF16, config, out, in, GroupSizeOf(group_size, in));
   // Nibble i of word c holds output 8c + kAwqOrder[i].
   const auto unpack = [&](const std::vector<uint32_t>& w, int64_t rows, auto set) {
     for (int64_t k = 0; k < rows; ++k) {

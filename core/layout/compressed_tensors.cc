@@ -169,15 +169,8 @@ absl::StatusOr<QuantizedTensor> UnpackCompressedTensors(absl::Span<const PackedT
     found.push_back(t);
   }
 
-  QuantizedTensor q;
-  q.name = base;
-  q.dtype = scale_dtype;
-  q.shape = {out, in};
-  q.quantized = true;
-  q.config = config;
-  q.rows = out;
-  q.cols = in;
-  q.group_size = config.group_size == -1 ? in : config.group_size;
+  QuantizedTensor q = packing::UnpackedHeader(base, scale_dtype, config, out, in,
+                                              config.group_size == -1 ? in : config.group_size);
   const int b = config.bits;
   const int64_t words = Words(in, b);
   const std::vector<uint32_t> packed = packing::ReadValues<uint32_t>(*found[0]);

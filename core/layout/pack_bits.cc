@@ -127,6 +127,20 @@ absl::Status ValidateQuantized(const QuantizedTensor& q, std::string_view name) 
   return absl::OkStatus();
 }
 
+QuantizedTensor UnpackedHeader(std::string name, ElemType scale_dtype, const QuantConfig& config,
+                               int64_t rows, int64_t cols, int64_t group_size) {
+  QuantizedTensor q;
+  q.name = std::move(name);
+  q.dtype = scale_dtype;
+  q.shape = {rows, cols};
+  q.quantized = true;
+  q.config = config;
+  q.rows = rows;
+  q.cols = cols;
+  q.group_size = group_size;
+  return q;
+}
+
 absl::Status ForBlocks(const Engine* engine, int64_t blocks,
                        const std::function<void(int64_t)>& fn) {
   if (engine != nullptr) return engine->ParallelFor(blocks, fn);

@@ -80,6 +80,12 @@ inline uint8_t ByteOfField(uint32_t field, const CodeFormat& f) {
 /// broken invariant (a bug upstream).
 absl::Status ValidateQuantized(const QuantizedTensor& q, std::string_view name);
 
+/// What an unpacker rebuilds before filling codes, scales and zero points: tensor `name`, a
+/// [rows, cols] weight quantized with `config` at effective group size `group_size`, its scales
+/// read from a tensor of `scale_dtype`.
+QuantizedTensor UnpackedHeader(std::string name, ElemType scale_dtype, const QuantConfig& config,
+                               int64_t rows, int64_t cols, int64_t group_size);
+
 /// Runs fn(block) for every block: in the engine's arena when one is given, else serially.
 absl::Status ForBlocks(const Engine* engine, int64_t blocks,
                        const std::function<void(int64_t)>& fn);

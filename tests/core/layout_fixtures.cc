@@ -8,7 +8,6 @@
 #include <cstring>
 #include <iostream>
 #include <map>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -20,6 +19,7 @@
 #include "core/quantize.h"
 #include "core/safetensors_writer.h"
 #include "core/status_macros.h"
+#include "tests/testing/quant_testing.h"
 
 namespace rtnq {
 namespace {
@@ -63,18 +63,8 @@ std::vector<uint8_t> Bytes(const std::vector<T>& v) {
 
 absl::Status WriteCase(const std::string& path, const Case& c, uint32_t seed,
                        const Engine& engine) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.03f);
-  std::vector<uint8_t> weight(c.rows * c.cols * ElemSize(c.dtype));
-  for (int64_t i = 0; i < c.rows * c.cols; ++i) {
-    const float v = dist(rng) + (i % 5 == 0 ? 0.01f : 0.0f);
-    if (c.dtype == ElemType::kF32) {
-      std::memcpy(&weight[i * 4], &v, 4);
-    } else {
-      const uint16_t h = c.dtype == ElemType::kF16 ? FloatToHalf(v) : FloatToBf16(v);
-      std::memcpy(&weight[i * 2], &h, 2);
-    }
-  }
+  const std::vector<uint8_t> weight =
+      testing::RandomWeights(c.rows, c.cols, c.dtype, seed, 0.03f, 5);
   QuantConfig cfg;
   cfg.bits = c.bits;
   cfg.scheme = c.scheme;

@@ -8,7 +8,6 @@
 
 #include <cstring>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -17,25 +16,20 @@
 #include "core/layout/awq.h"
 #include "core/layout/compressed_tensors.h"
 #include "core/quantize.h"
+#include "tests/testing/quant_testing.h"
 #include "tests/testing/status_matchers.h"
 
 namespace rtnq {
 namespace {
 
+using ::rtnq::testing::IntConfig;
 using ::rtnq::testing::IsOk;
+using ::rtnq::testing::RandomWeights;
 using ::rtnq::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 constexpr char kLayer[] = "model.layers.0.mlp.down_proj";
-
-QuantConfig Int(int bits, Scheme scheme, int64_t group_size) {
-  QuantConfig c;
-  c.bits = bits;
-  c.scheme = scheme;
-  c.group_size = group_size;
-  return c;
-}
 
 const Engine& SerialEngine() {
   static const Engine* e = Engine::Create({.threads = 1, .kernels = ""})->release();
@@ -50,18 +44,7 @@ const Engine& ParallelEngine() {
 // Random weights [rows, cols] in `dtype`, quantized with `cfg` (codes and fake-quant values).
 QuantizedTensor Quantize(const QuantConfig& cfg, int64_t rows, int64_t cols, ElemType dtype,
                          uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.05f);
-  std::vector<uint8_t> bytes(rows * cols * ElemSize(dtype));
-  for (int64_t i = 0; i < rows * cols; ++i) {
-    const float v = dist(rng) + (i % 7 == 0 ? 0.02f : 0.0f);
-    if (dtype == ElemType::kF32) {
-      std::memcpy(&bytes[i * 4], &v, 4);
-    } else {
-      const uint16_t h = dtype == ElemType::kF16 ? FloatToHalf(v) : FloatToBf16(v);
-      std::memcpy(&bytes[i * 2], &h, 2);
-    }
-  }
+  const std::vector<uint8_t> bytes = RandomWeights(rows, cols, dtype, seed, 0.05f, 7);
   QuantizeOptions qo;
   qo.codes = true;
   qo.fake_quant = true;
@@ -103,7 +86,7 @@ TEST(CompressedTensorsTest, KnownBytesFromTheFormatDefinition) {
   std::vector<int> codes;
   for (int c = -8; c < 8; ++c) codes.push_back(c);
   codes.push_back(0);
-  QuantizedTensor q = Handmade(Int(4, Scheme::kSym, -1), 1, 17, codes, {});
+  QuantizedTensor q = Handmade(IntConfig(4, Scheme::kSym, -1), 1, 17, codes, {});
   absl::StatusOr<std::vector<PackedTensor>> out = PackCompressedTensors(q, kLayer);
   ASSERT_THAT(out.status(), IsOk());
   ASSERT_EQ(out->size(), 3u);
@@ -128,7 +111,8 @@ TEST(CompressedTensorsTest, KnownBytesFromTheFormatDefinition) {
   for (int r = 0; r < 9; ++r) {
     for (int g = 0; g < 2; ++g) zeros.push_back(16 * r + g);
   }
-  out = PackCompressedTensors(Handmade(Int(8, Scheme::kAsym, 2), 9, 4, codes8, zeros), kLayer);
+  out =
+      PackCompressedTensors(Handmade(IntConfig(8, Scheme::kAsym, 2), 9, 4, codes8, zeros), kLayer);
   ASSERT_THAT(out.status(), IsOk());
   ASSERT_EQ(out->size(), 4u);
   EXPECT_THAT((*out)[0].shape, ElementsAre(9, 1));
@@ -165,7 +149,7 @@ TEST(CompressedTensorsTest, RoundTripsRealQuantizationAndDequantizesToTheFakeQua
     SCOPED_TRACE(::testing::Message()
                  << c.bits << "-bit " << SchemeName(c.scheme) << " g" << c.group_size << " ["
                  << c.rows << ", " << c.cols << "] " << ElemTypeName(c.dtype));
-    const QuantConfig cfg = Int(c.bits, c.scheme, c.group_size);
+    const QuantConfig cfg = IntConfig(c.bits, c.scheme, c.group_size);
     const QuantizedTensor q = Quantize(cfg, c.rows, c.cols, c.dtype, seed++);
     absl::StatusOr<std::vector<PackedTensor>> serial = PackCompressedTensors(q, kLayer);
     ASSERT_THAT(serial.status(), IsOk());
@@ -208,38 +192,38 @@ TEST(CompressedTensorsTest, RefusesWhatItCannotStoreNamingTheTensorAndRule) {
   const auto error = [](const QuantConfig& cfg, int64_t out, int64_t in) {
     return CheckCompressedTensorsCompatible(kLayer, cfg, out, in);
   };
-  EXPECT_THAT(error(Int(4, Scheme::kAsym, 32), 8, 64), IsOk());
+  EXPECT_THAT(error(IntConfig(4, Scheme::kAsym, 32), 8, 64), IsOk());
   for (int bits : {3, 5, 6, 7}) {
-    EXPECT_THAT(error(Int(bits, Scheme::kSym, 32), 8, 64),
+    EXPECT_THAT(error(IntConfig(bits, Scheme::kSym, 32), 8, 64),
                 StatusIs(absl::StatusCode::kInvalidArgument,
                          AllOf(HasSubstr(kLayer), HasSubstr("bits 2, 4 or 8 only"),
                                HasSubstr("compressed-tensors 0.18 changed"))));
   }
-  EXPECT_THAT(error(Int(1, Scheme::kAsym, 32), 8, 64),
+  EXPECT_THAT(error(IntConfig(1, Scheme::kAsym, 32), 8, 64),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("supports bits 2, 4 or 8")));
-  QuantConfig nf4 = Int(4, Scheme::kSym, 32);
+  QuantConfig nf4 = IntConfig(4, Scheme::kSym, 32);
   nf4.dtype = QuantDtype::kNf4;
   EXPECT_THAT(error(nf4, 8, 64),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr(kLayer), HasSubstr("needs dtype int, got nf4"))));
-  QuantConfig dim0 = Int(4, Scheme::kSym, 32);
+  QuantConfig dim0 = IntConfig(4, Scheme::kSym, 32);
   dim0.group_dim = 0;
   EXPECT_THAT(error(dim0, 8, 64),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs group_dim 1, got 0")));
-  QuantConfig dq = Int(4, Scheme::kAsym, 32);
+  QuantConfig dq = IntConfig(4, Scheme::kAsym, 32);
   dq.double_quant_dtype = QuantDtype::kInt;
   EXPECT_THAT(error(dq, 8, 64), StatusIs(absl::StatusCode::kInvalidArgument,
                                          HasSubstr("cannot store double-quantized scales")));
   // Loaders do not shrink a group larger than the row, and need whole groups.
-  EXPECT_THAT(error(Int(4, Scheme::kAsym, 128), 8, 64),
+  EXPECT_THAT(error(IntConfig(4, Scheme::kAsym, 128), 8, 64),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("needs in_features (64) divisible by the group size (128)")));
-  EXPECT_THAT(error(Int(4, Scheme::kAsym, 32), 8, 48),
+  EXPECT_THAT(error(IntConfig(4, Scheme::kAsym, 32), 8, 48),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("divisible by the group")));
 }
 
 TEST(CompressedTensorsTest, UnpackNamesMissingAndMisshapenTensors) {
-  const QuantConfig cfg = Int(4, Scheme::kAsym, 32);
+  const QuantConfig cfg = IntConfig(4, Scheme::kAsym, 32);
   const QuantizedTensor q = Quantize(cfg, 8, 64, ElemType::kBF16, 7);
   absl::StatusOr<std::vector<PackedTensor>> out = PackCompressedTensors(q, kLayer);
   ASSERT_THAT(out.status(), IsOk());
@@ -259,7 +243,7 @@ TEST(CompressedTensorsTest, UnpackNamesMissingAndMisshapenTensors) {
   EXPECT_THAT(UnpackCompressedTensors(bad, kLayer, cfg).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is not a weight shape")));
   // A config other than the one written: the zero-point tensor is unexpected in shape or absent.
-  EXPECT_THAT(UnpackCompressedTensors(*out, kLayer, Int(4, Scheme::kAsym, 16)).status(),
+  EXPECT_THAT(UnpackCompressedTensors(*out, kLayer, IntConfig(4, Scheme::kAsym, 16)).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("weight_scale")));
 }
 
@@ -275,7 +259,7 @@ TEST(AwqTest, KnownBytesFromTheFormatDefinition) {
   }
   std::vector<int32_t> zeros = {8, 9, 10, 11, 12, 13, 14, 15};
   absl::StatusOr<std::vector<PackedTensor>> out =
-      PackAwq(Handmade(Int(4, Scheme::kAsym, -1), 8, 2, codes, zeros), kLayer);
+      PackAwq(Handmade(IntConfig(4, Scheme::kAsym, -1), 8, 2, codes, zeros), kLayer);
   ASSERT_THAT(out.status(), IsOk());
   ASSERT_EQ(out->size(), 3u);
   EXPECT_EQ((*out)[0].name, std::string(kLayer) + ".qweight");
@@ -298,7 +282,7 @@ TEST(AwqTest, RoundTripsRealQuantization) {
                                      {8, 32}}) {
       if (gs > cols) continue;
       SCOPED_TRACE(::testing::Message() << "g" << gs << " [" << rows << ", " << cols << "]");
-      const QuantConfig cfg = Int(4, Scheme::kAsym, gs);
+      const QuantConfig cfg = IntConfig(4, Scheme::kAsym, gs);
       const QuantizedTensor q = Quantize(cfg, rows, cols, ElemType::kBF16, seed++);
       absl::StatusOr<std::vector<PackedTensor>> serial = PackAwq(q, kLayer);
       ASSERT_THAT(serial.status(), IsOk());
@@ -326,21 +310,21 @@ TEST(AwqTest, RefusesWhatItCannotStoreNamingTheTensorAndRule) {
   const auto error = [](const QuantConfig& cfg, int64_t out, int64_t in) {
     return CheckAwqCompatible(kLayer, cfg, out, in);
   };
-  EXPECT_THAT(error(Int(4, Scheme::kAsym, 128), 64, 256), IsOk());
-  EXPECT_THAT(error(Int(4, Scheme::kSym, 128), 64, 256),
+  EXPECT_THAT(error(IntConfig(4, Scheme::kAsym, 128), 64, 256), IsOk());
+  EXPECT_THAT(error(IntConfig(4, Scheme::kSym, 128), 64, 256),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr(kLayer), HasSubstr("4-bit asym weights only, got 4-bit sym"),
                              HasSubstr("gptq format"), HasSubstr("compressed-tensors format"))));
-  EXPECT_THAT(error(Int(8, Scheme::kAsym, 128), 64, 256),
+  EXPECT_THAT(error(IntConfig(8, Scheme::kAsym, 128), 64, 256),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("4-bit asym weights only, got 8-bit asym")));
-  EXPECT_THAT(error(Int(4, Scheme::kAsym, 128), 60, 256),
+  EXPECT_THAT(error(IntConfig(4, Scheme::kAsym, 128), 60, 256),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("needs out_features (60) divisible by 8")));
-  EXPECT_THAT(error(Int(4, Scheme::kAsym, 128), 64, 64),
+  EXPECT_THAT(error(IntConfig(4, Scheme::kAsym, 128), 64, 64),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("needs in_features (64) divisible by the group size (128)")));
-  QuantConfig fp4 = Int(4, Scheme::kAsym, 32);
+  QuantConfig fp4 = IntConfig(4, Scheme::kAsym, 32);
   fp4.dtype = QuantDtype::kFp4E2M1;
   EXPECT_THAT(error(fp4, 64, 256), StatusIs(absl::StatusCode::kInvalidArgument,
                                             HasSubstr("needs dtype int, got fp4_e2m1")));

@@ -8,23 +8,17 @@
 
 #include "core/layout/awq_config.h"
 #include "core/layout/compressed_tensors_config.h"
+#include "tests/testing/quant_testing.h"
 #include "tests/testing/status_matchers.h"
 
 namespace rtnq {
 namespace {
 
+using ::rtnq::testing::IntConfig;
 using ::rtnq::testing::IsOk;
 using ::rtnq::testing::StatusIs;
 using ::testing::HasSubstr;
 using Json = nlohmann::ordered_json;
-
-QuantConfig Int(int bits, Scheme scheme, int64_t group_size) {
-  QuantConfig c;
-  c.bits = bits;
-  c.scheme = scheme;
-  c.group_size = group_size;
-  return c;
-}
 
 std::vector<QuantizedLayer> Llama(const QuantConfig& cfg) {
   std::vector<QuantizedLayer> layers;
@@ -80,7 +74,7 @@ const char kCompressedTensorsReference[] = R"json({
 })json";
 
 TEST(CompressedTensorsRecordTest, MatchesTheReferenceConfig) {
-  const QuantConfig cfg = Int(4, Scheme::kAsym, 128);
+  const QuantConfig cfg = IntConfig(4, Scheme::kAsym, 128);
   absl::StatusOr<Json> got = CompressedTensorsQuantizationConfig(Llama(cfg), {"lm_head"});
   ASSERT_THAT(got.status(), IsOk());
   Json want = Json::parse(kCompressedTensorsReference);
@@ -116,10 +110,10 @@ TEST(CompressedTensorsRecordTest, MatchesTheReferenceConfig) {
 }
 
 TEST(CompressedTensorsRecordTest, OneGroupPerDistinctStoredConfigAndPerChannelSchemes) {
-  std::vector<QuantizedLayer> layers = Llama(Int(4, Scheme::kAsym, 128));
-  layers[3].config = Int(8, Scheme::kSym, -1);  // o_proj
-  layers[6].config = Int(8, Scheme::kSym, -1);  // down_proj
-  layers[6].config.quantile = 0.9;              // not part of the stored form: same group
+  std::vector<QuantizedLayer> layers = Llama(IntConfig(4, Scheme::kAsym, 128));
+  layers[3].config = IntConfig(8, Scheme::kSym, -1);  // o_proj
+  layers[6].config = IntConfig(8, Scheme::kSym, -1);  // down_proj
+  layers[6].config.quantile = 0.9;                    // not part of the stored form: same group
   absl::StatusOr<Json> got = CompressedTensorsQuantizationConfig(layers, {});
   ASSERT_THAT(got.status(), IsOk());
   const Json& groups = (*got)["config_groups"];
@@ -137,7 +131,7 @@ TEST(CompressedTensorsRecordTest, OneGroupPerDistinctStoredConfigAndPerChannelSc
 TEST(CompressedTensorsRecordTest, RefusesRecordsItCannotWrite) {
   EXPECT_THAT(CompressedTensorsQuantizationConfig({}, {"lm_head"}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no layer is quantized")));
-  std::vector<QuantizedLayer> layers = Llama(Int(4, Scheme::kSym, 32));
+  std::vector<QuantizedLayer> layers = Llama(IntConfig(4, Scheme::kSym, 32));
   EXPECT_THAT(CompressedTensorsQuantizationConfig(layers, {"model.layers.0.mlp.up_proj"}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("layer model.layers.0.mlp.up_proj is listed twice")));
@@ -160,30 +154,31 @@ const char kAwqReference[] = R"json({
 })json";
 
 TEST(AwqRecordTest, IsTheReferenceConfig) {
-  absl::StatusOr<Json> got = AwqQuantizationConfig(Llama(Int(4, Scheme::kAsym, 128)), {});
+  absl::StatusOr<Json> got = AwqQuantizationConfig(Llama(IntConfig(4, Scheme::kAsym, 128)), {});
   ASSERT_THAT(got.status(), IsOk());
   EXPECT_EQ(*got, Json::parse(kAwqReference));  // same keys, values and order
-  got = AwqQuantizationConfig(Llama(Int(4, Scheme::kAsym, 64)), {"lm_head", "model.embed_tokens"});
+  got = AwqQuantizationConfig(Llama(IntConfig(4, Scheme::kAsym, 64)),
+                              {"lm_head", "model.embed_tokens"});
   ASSERT_THAT(got.status(), IsOk());
   EXPECT_EQ((*got)["group_size"], 64);
   EXPECT_EQ((*got)["modules_to_not_convert"], Json({"lm_head", "model.embed_tokens"}));
 }
 
 TEST(AwqRecordTest, RefusesWhatOneAwqConfigCannotSay) {
-  std::vector<QuantizedLayer> layers = Llama(Int(4, Scheme::kAsym, 128));
+  std::vector<QuantizedLayer> layers = Llama(IntConfig(4, Scheme::kAsym, 128));
   layers[2].config.group_size = 64;
   EXPECT_THAT(AwqQuantizationConfig(layers, {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("model.layers.0.self_attn.v_proj has group_size 64"),
                              HasSubstr("model.layers.0.self_attn.q_proj has 128"),
                              HasSubstr("one group size for every layer"))));
-  layers[2].config = Int(4, Scheme::kSym, 128);
+  layers[2].config = IntConfig(4, Scheme::kSym, 128);
   EXPECT_THAT(AwqQuantizationConfig(layers, {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("model.layers.0.self_attn.v_proj"),
                              HasSubstr("4-bit asym weights only"))));
   // A skipped router whose name is part of a quantized module's name would skip that one too.
-  layers = Llama(Int(4, Scheme::kAsym, 128));
+  layers = Llama(IntConfig(4, Scheme::kAsym, 128));
   EXPECT_THAT(AwqQuantizationConfig(layers, {"model.layers.0.mlp.gate"}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("layer model.layers.0.mlp.gate is left unquantized"),

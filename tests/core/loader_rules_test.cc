@@ -8,11 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/quant_testing.h"
 #include "tests/testing/status_matchers.h"
 
 namespace rtnq {
 namespace {
 
+using ::rtnq::testing::IntConfig;
 using ::rtnq::testing::IsOk;
 using ::rtnq::testing::StatusIs;
 using ::testing::AllOf;
@@ -20,14 +22,6 @@ using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-QuantConfig Int(int bits, Scheme scheme, int64_t group_size) {
-  QuantConfig c;
-  c.bits = bits;
-  c.scheme = scheme;
-  c.group_size = group_size;
-  return c;
-}
 
 // One Llama decoder layer (hidden 4096, intermediate 11008) with every Linear quantized alike.
 LoaderRulesInput Llama(std::string layout, const QuantConfig& cfg) {
@@ -75,7 +69,7 @@ TEST(LoaderRulesTest, SymFourBitGptqAwqAndCompressedTensorsLoadEverywhere) {
                                        {"awq", Scheme::kAsym},
                                        {"fake", Scheme::kAsym}}) {
     SCOPED_TRACE(layout);
-    const LoaderRulesInput in = Llama(layout, Int(4, scheme, 128));
+    const LoaderRulesInput in = Llama(layout, IntConfig(4, scheme, 128));
     const std::vector<EngineVerdict> v = CheckLoaders(in);
     for (const EngineVerdict& e : v) {
       EXPECT_TRUE(e.loads) << e.engine << ": " << ::testing::PrintToString(e.problems);
@@ -89,17 +83,17 @@ TEST(LoaderRulesTest, SymFourBitGptqAwqAndCompressedTensorsLoadEverywhere) {
       }
     }
   }
-  EXPECT_EQ(Verdict(CheckLoaders(Llama("gptq", Int(4, Scheme::kSym, 128))), "vLLM").kernel,
+  EXPECT_EQ(Verdict(CheckLoaders(Llama("gptq", IntConfig(4, Scheme::kSym, 128))), "vLLM").kernel,
             "Marlin (gptq_marlin; auto_gptq in 2026 releases)");
-  EXPECT_EQ(Verdict(CheckLoaders(Llama("awq", Int(4, Scheme::kAsym, 128))), "vLLM").kernel,
+  EXPECT_EQ(Verdict(CheckLoaders(Llama("awq", IntConfig(4, Scheme::kAsym, 128))), "vLLM").kernel,
             "awq_marlin (Marlin)");
 }
 
 TEST(LoaderRulesTest, FusedQkvWithDifferentConfigsNamesTheModuleItsPartsAndConfigs) {
   for (const char* layout : {"gptq", "compressed-tensors"}) {
     SCOPED_TRACE(layout);
-    LoaderRulesInput in = Llama(layout, Int(4, Scheme::kSym, 128));
-    in.layers[0].config = Int(8, Scheme::kSym, 128);  // q_proj
+    LoaderRulesInput in = Llama(layout, IntConfig(4, Scheme::kSym, 128));
+    in.layers[0].config = IntConfig(8, Scheme::kSym, 128);  // q_proj
     ExpectVllmRefusesAndAnyWarns(
         in,
         "fused module model.layers.0.self_attn.qkv_proj: its 3 parts are loaded as one layer "
@@ -107,14 +101,14 @@ TEST(LoaderRulesTest, FusedQkvWithDifferentConfigsNamesTheModuleItsPartsAndConfi
         "(model.layers.0.self_attn.k_proj, model.layers.0.self_attn.v_proj)");
   }
   // transformers loads each part on its own: compressed-tensors is fine there.
-  LoaderRulesInput in = Llama("compressed-tensors", Int(4, Scheme::kSym, 128));
-  in.layers[0].config = Int(8, Scheme::kSym, 128);
+  LoaderRulesInput in = Llama("compressed-tensors", IntConfig(4, Scheme::kSym, 128));
+  in.layers[0].config = IntConfig(8, Scheme::kSym, 128);
   EXPECT_THAT(ApplyLoaderTarget(CheckLoaders(in), LoaderTarget::kTransformers, in.layout).status(),
               IsOk());
 }
 
 TEST(LoaderRulesTest, GateUpPartlyUnquantizedIsRefused) {
-  LoaderRulesInput in = Llama("awq", Int(4, Scheme::kAsym, 128));
+  LoaderRulesInput in = Llama("awq", IntConfig(4, Scheme::kAsym, 128));
   in.layers.erase(in.layers.begin() + 5);  // up_proj left in float
   in.unquantized.push_back("model.layers.0.mlp.up_proj");
   ExpectVllmRefusesAndAnyWarns(in,
@@ -130,10 +124,10 @@ TEST(LoaderRulesTest, ExpertsOfOneMoeLayerMustShareOneConfig) {
   for (int e = 0; e < 8; ++e) {
     for (const char* m : {"gate_proj", "up_proj", "down_proj"}) {
       in.layers.push_back({"model.layers.1.mlp.experts." + std::to_string(e) + "." + m,
-                           Int(4, Scheme::kSym, 128), 0, 0});
+                           IntConfig(4, Scheme::kSym, 128), 0, 0});
     }
   }
-  in.layers[22].config = Int(8, Scheme::kSym, 128);  // expert 7's up_proj
+  in.layers[22].config = IntConfig(8, Scheme::kSym, 128);  // expert 7's up_proj
   ExpectVllmRefusesAndAnyWarns(
       in,
       "fused module model.layers.1.mlp.experts: its 24 parts are loaded as one layer and need "
@@ -143,7 +137,7 @@ TEST(LoaderRulesTest, ExpertsOfOneMoeLayerMustShareOneConfig) {
 }
 
 TEST(LoaderRulesTest, GptqAsymIsNotServedByVllmAndSaysWhatIs) {
-  LoaderRulesInput in = Llama("gptq", Int(4, Scheme::kAsym, 128));
+  LoaderRulesInput in = Llama("gptq", IntConfig(4, Scheme::kAsym, 128));
   in.gptq_format = GptqFormat::kV2;
   ExpectVllmRefusesAndAnyWarns(
       in,
@@ -160,13 +154,13 @@ TEST(LoaderRulesTest, GptqAsymIsNotServedByVllmAndSaysWhatIs) {
 }
 
 TEST(LoaderRulesTest, GptqGroupSizeOutsideMarlinIsRefusedForVllm) {
-  ExpectVllmRefusesAndAnyWarns(Llama("gptq", Int(4, Scheme::kSym, 256)),
+  ExpectVllmRefusesAndAnyWarns(Llama("gptq", IntConfig(4, Scheme::kSym, 256)),
                                "Marlin takes group sizes -1, 32, 64 and 128, not 256");
 }
 
 TEST(LoaderRulesTest, GptqPerLayerOverridesAreRefusedForTransformersAndAutoGptq) {
-  LoaderRulesInput in = Llama("gptq", Int(4, Scheme::kSym, 128));
-  in.layers[6].config = Int(8, Scheme::kSym, 128);  // down_proj
+  LoaderRulesInput in = Llama("gptq", IntConfig(4, Scheme::kSym, 128));
+  in.layers[6].config = IntConfig(8, Scheme::kSym, 128);  // down_proj
   const std::vector<EngineVerdict> v = CheckLoaders(in);
   EXPECT_TRUE(Verdict(v, "vLLM").loads);
   EXPECT_TRUE(Verdict(v, "GPTQModel").loads);
@@ -181,7 +175,7 @@ TEST(LoaderRulesTest, GptqPerLayerOverridesAreRefusedForTransformersAndAutoGptq)
 }
 
 TEST(LoaderRulesTest, AsymGptqV1IsRefusedByGptqModel) {
-  LoaderRulesInput in = Llama("gptq", Int(4, Scheme::kAsym, 128));
+  LoaderRulesInput in = Llama("gptq", IntConfig(4, Scheme::kAsym, 128));
   in.gptq_format = GptqFormat::kV1;
   const std::vector<EngineVerdict> v = CheckLoaders(in);
   EXPECT_THAT(Verdict(v, "GPTQModel").problems,
@@ -192,22 +186,22 @@ TEST(LoaderRulesTest, AsymGptqV1IsRefusedByGptqModel) {
 }
 
 TEST(LoaderRulesTest, CompressedTensorsRules) {
-  ExpectVllmRefusesAndAnyWarns(Llama("compressed-tensors", Int(2, Scheme::kSym, 128)),
+  ExpectVllmRefusesAndAnyWarns(Llama("compressed-tensors", IntConfig(2, Scheme::kSym, 128)),
                                "vLLM loads 4- and 8-bit pack-quantized weights (its 2026 releases "
                                "add 2..7-bit sym), not 2-bit sym");
   LoaderRulesInput moe;
   moe.layout = "compressed-tensors";
   moe.layers.push_back(
-      {"model.layers.1.mlp.experts.0.gate_proj", Int(4, Scheme::kAsym, 128), 0, 0});
+      {"model.layers.1.mlp.experts.0.gate_proj", IntConfig(4, Scheme::kAsym, 128), 0, 0});
   moe.layers.push_back(
-      {"model.layers.1.mlp.experts.0.down_proj", Int(4, Scheme::kAsym, 128), 0, 0});
+      {"model.layers.1.mlp.experts.0.down_proj", IntConfig(4, Scheme::kAsym, 128), 0, 0});
   ExpectVllmRefusesAndAnyWarns(moe,
                                "2 layers (first model.layers.1.mlp.experts.0.gate_proj, "
                                "model.layers.1.mlp.experts.0.down_proj): vLLM's "
                                "compressed-tensors MoE kernels (WNA16 Marlin MoE) take sym "
                                "weights only");
   // Loadable but not on Marlin: notes, warnings under --target vllm, nothing under any.
-  const LoaderRulesInput g256 = Llama("compressed-tensors", Int(4, Scheme::kSym, 256));
+  const LoaderRulesInput g256 = Llama("compressed-tensors", IntConfig(4, Scheme::kSym, 256));
   const std::vector<EngineVerdict> v = CheckLoaders(g256);
   EXPECT_TRUE(Verdict(v, "vLLM").loads);
   absl::StatusOr<std::vector<std::string>> w = ApplyLoaderTarget(v, LoaderTarget::kVllm, "x");
@@ -215,20 +209,23 @@ TEST(LoaderRulesTest, CompressedTensorsRules) {
   EXPECT_THAT(*w, Contains(HasSubstr("group size 256 is not one of Marlin's")));
   EXPECT_THAT(*ApplyLoaderTarget(v, LoaderTarget::kAny, "x"), IsEmpty());
   EXPECT_THAT(
-      Verdict(CheckLoaders(Llama("compressed-tensors", Int(8, Scheme::kAsym, 128))), "vLLM").notes,
+      Verdict(CheckLoaders(Llama("compressed-tensors", IntConfig(8, Scheme::kAsym, 128))), "vLLM")
+          .notes,
       Contains(HasSubstr("Marlin takes zero points at 4 bits only")));
 }
 
 TEST(LoaderRulesTest, AwqKernelsAndGroupSizes) {
-  const std::vector<EngineVerdict> g256 = CheckLoaders(Llama("awq", Int(4, Scheme::kAsym, 256)));
+  const std::vector<EngineVerdict> g256 =
+      CheckLoaders(Llama("awq", IntConfig(4, Scheme::kAsym, 256)));
   EXPECT_EQ(Verdict(g256, "vLLM").kernel, "awq (GEMM kernel, float16 activations only)");
-  const std::vector<EngineVerdict> channel = CheckLoaders(Llama("awq", Int(4, Scheme::kAsym, -1)));
+  const std::vector<EngineVerdict> channel =
+      CheckLoaders(Llama("awq", IntConfig(4, Scheme::kAsym, -1)));
   EXPECT_THAT(Verdict(channel, "vLLM").notes,
               Contains(HasSubstr("group_size -1 runs on awq_marlin only")));
 }
 
 TEST(LoaderRulesTest, MarlinShapeNotesNameTheLayers) {
-  LoaderRulesInput in = Llama("gptq", Int(4, Scheme::kSym, 128));
+  LoaderRulesInput in = Llama("gptq", IntConfig(4, Scheme::kSym, 128));
   in.layers[1].out_features = 1000;  // k_proj
   EXPECT_THAT(Verdict(CheckLoaders(in), "vLLM").notes,
               ElementsAre(AllOf(HasSubstr("layer model.layers.0.self_attn.k_proj: Marlin needs "
@@ -236,7 +233,7 @@ TEST(LoaderRulesTest, MarlinShapeNotesNameTheLayers) {
 }
 
 TEST(LoaderRulesTest, IncFilesIncItselfMisreadsAreWarnedNamingVersions) {
-  LoaderRulesInput in = Llama("inc", Int(8, Scheme::kAsym, 128));
+  LoaderRulesInput in = Llama("inc", IntConfig(8, Scheme::kAsym, 128));
   in.layers[3].config.dtype = QuantDtype::kFp4E2M1;
   in.layers[3].config.bits = 4;
   const std::vector<EngineVerdict> v = CheckLoaders(in);
@@ -253,9 +250,9 @@ TEST(LoaderRulesTest, IncFilesIncItselfMisreadsAreWarnedNamingVersions) {
   EXPECT_THAT(ApplyLoaderTarget(v, LoaderTarget::kVllm, "inc").status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("vLLM has no loader for INC's packed layout")));
-  EXPECT_TRUE(
-      Verdict(CheckLoaders(Llama("inc", Int(4, Scheme::kAsym, 128))), "Intel Neural Compressor")
-          .loads);
+  EXPECT_TRUE(Verdict(CheckLoaders(Llama("inc", IntConfig(4, Scheme::kAsym, 128))),
+                      "Intel Neural Compressor")
+                  .loads);
 }
 
 TEST(LoaderRulesTest, TargetNames) {

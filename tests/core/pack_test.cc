@@ -17,11 +17,13 @@
 #include "core/engine.h"
 #include "core/gptq_config.h"
 #include "core/kernels/kernel_params.h"
+#include "tests/testing/quant_testing.h"
 #include "tests/testing/status_matchers.h"
 
 namespace rtnq {
 namespace {
 
+using ::rtnq::testing::IntConfig;
 using ::rtnq::testing::IsOk;
 using ::rtnq::testing::StatusIs;
 using ::testing::ElementsAre;
@@ -29,16 +31,6 @@ using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
 constexpr char kName[] = "model.layers.0.mlp.down_proj";
-
-QuantConfig IntConfig(int bits, Scheme scheme, int64_t group_size, int group_dim = 1) {
-  QuantConfig c;
-  c.dtype = QuantDtype::kInt;
-  c.bits = bits;
-  c.scheme = scheme;
-  c.group_size = group_size;
-  c.group_dim = group_dim;
-  return c;
-}
 
 // A QuantizedTensor with the given codes (as ints) and all-1 scales / given zeros.
 QuantizedTensor MakeQ(const QuantConfig& cfg, int64_t rows, int64_t cols,
