@@ -15,6 +15,7 @@
 #include "core/engine.h"
 #include "core/layout/awq.h"
 #include "core/layout/compressed_tensors.h"
+#include "core/layout/pack_bits.h"
 #include "core/quantize.h"
 #include "tests/testing/quant_testing.h"
 #include "tests/testing/status_matchers.h"
@@ -64,14 +65,8 @@ std::vector<uint32_t> Words(const PackedTensor& t) {
 // A hand-made QuantizedTensor: the given codes, scales 1 and the given zero points.
 QuantizedTensor Handmade(const QuantConfig& cfg, int64_t rows, int64_t cols,
                          const std::vector<int>& codes, const std::vector<int32_t>& zeros) {
-  QuantizedTensor q;
-  q.name = kLayer;
-  q.quantized = true;
-  q.config = cfg;
-  q.rows = rows;
-  q.cols = cols;
-  q.shape = {rows, cols};
-  q.group_size = cfg.group_size == -1 ? cols : cfg.group_size;
+  QuantizedTensor q = packing::UnpackedHeader(kLayer, ElemType::kF32, cfg, rows, cols,
+                                              cfg.group_size == -1 ? cols : cfg.group_size);
   for (int c : codes) q.codes.push_back(static_cast<uint8_t>(c));
   q.scales.assign(rows * (cols / q.group_size), 1.0f);
   q.zeros = zeros;
