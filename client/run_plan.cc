@@ -51,36 +51,24 @@ std::vector<std::string> OutputFileNames(const InputCheckpoint& input,
 
 }  // namespace
 
-absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string& input_path,
-                                const WeightConfigResolver& resolver,
-                                const TensorSelection& selection, const PlanOptions& options) {
+absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensors,
+                                    const WeightConfigResolver& resolver,
+                                    const TensorSelection& selection, const PlanOptions& options) {
   RunPlan plan;
   const bool gptq = options.format == OutputFormat::kGptq;
-  std::error_code ec;
-  plan.write_index = input.is_dir && fs::exists(fs::path(input_path) / kShardIndexFileName, ec);
-  for (const std::string& name : OutputFileNames(input, options.output_name)) {
-    plan.files.push_back(PlannedFile{name, {}});
-  }
-
   // Decide every tensor first: the GPTQ zero-point format depends on all of them.
-  std::map<const SafetensorsFile*, int> file_of;
-  for (size_t i = 0; i < input.checkpoint.shards().size(); ++i) {
-    file_of[&input.checkpoint.shards()[i]] = static_cast<int>(i);
-  }
   bool any_asym = false;
-  for (const TensorInfo* t : FileOrder(input.checkpoint)) {
+  for (const TensorInfo* t : tensors) {
     PlannedTensor p;
     p.tensor = t;
-    p.file = file_of.at(input.checkpoint.ShardOf(t->name));
     ASSIGN_OR_RETURN(p.decision, selection.Decide(t->name, t->dtype, t->shape, resolver));
     if (p.decision.action == TensorAction::kQuantize) {
       any_asym |= p.decision.resolved.config.scheme == Scheme::kAsym;
     }
-    plan.bytes_before += t->data.size();
+    plan.bytes_before += static_cast<uint64_t>(t->num_elements) * ElemSize(t->dtype);
     plan.tensors.push_back(std::move(p));
   }
   plan.gptq_format = options.gptq_format.value_or(DefaultGptqFormat(any_asym));
-
   OutputLayoutOptions layout;
   layout.layout = LayoutOf(options.format);
   layout.compression_dim = options.compression_dim;
@@ -134,10 +122,7 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
     }
   }
   for (const PlannedTensor& p : plan.tensors) {
-    for (const TensorSpec& s : p.outputs) {
-      plan.files[p.file].specs.push_back(s);
-      plan.bytes_after += SpecBytes(s);
-    }
+    for (const TensorSpec& s : p.outputs) plan.bytes_after += SpecBytes(s);
   }
 
   ASSIGN_OR_RETURN(plan.warnings,
@@ -158,11 +143,69 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
   return plan;
 }
 
+absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string& input_path,
+                                const WeightConfigResolver& resolver,
+                                const TensorSelection& selection, const PlanOptions& options) {
+  ASSIGN_OR_RETURN(RunPlan plan,
+                   PlanTensors(FileOrder(input.checkpoint), resolver, selection, options));
+  std::error_code ec;
+  plan.write_index = input.is_dir && fs::exists(fs::path(input_path) / kShardIndexFileName, ec);
+  for (const std::string& name : OutputFileNames(input, options.output_name)) {
+    plan.files.push_back(PlannedFile{name, {}});
+  }
+  std::map<const SafetensorsFile*, int> file_of;
+  for (size_t i = 0; i < input.checkpoint.shards().size(); ++i) {
+    file_of[&input.checkpoint.shards()[i]] = static_cast<int>(i);
+  }
+  for (PlannedTensor& p : plan.tensors) {
+    p.file = file_of.at(input.checkpoint.ShardOf(p.tensor->name));
+    for (const TensorSpec& s : p.outputs) plan.files[p.file].specs.push_back(s);
+  }
+  return plan;
+}
+
+const char* RecordKey(const RunPlan& plan) {
+  return HasHfQuantizationConfig(plan.manifest.format) ? "quantization_config"
+                                                       : "rtnq_quantization";
+}
+
+namespace {
+
+absl::Status WriteConfigJson(const std::string& dest, nlohmann::ordered_json config,
+                             const RunPlan& plan) {
+  config[RecordKey(plan)] = plan.record;
+  return WriteFileAtomically(dest, config.dump(2) + "\n");
+}
+
+// GPTQ loaders (AutoGPTQ, GPTQModel) read quantize_config.json next to config.json.
+absl::StatusOr<std::string> WriteQuantizeConfig(const std::string& out_dir, const RunPlan& plan) {
+  RETURN_IF_ERROR(WriteFileAtomically((fs::path(out_dir) / "quantize_config.json").string(),
+                                      plan.record.dump(2) + "\n"));
+  return std::string("quantize_config.json");
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> WriteRecordFiles(const std::string& out_dir,
+                                                          const RunPlan& plan,
+                                                          nlohmann::ordered_json config) {
+  if (!config.is_object()) {
+    return absl::InvalidArgumentError("config must be a JSON object to record the quantization");
+  }
+  RETURN_IF_ERROR(
+      WriteConfigJson((fs::path(out_dir) / "config.json").string(), std::move(config), plan));
+  std::vector<std::string> written = {"config.json"};
+  if (plan.manifest.format == OutputFormat::kGptq) {
+    ASSIGN_OR_RETURN(std::string name, WriteQuantizeConfig(out_dir, plan));
+    written.push_back(std::move(name));
+  }
+  return written;
+}
+
 absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input_dir,
                                                         const std::string& out_dir,
                                                         const RunPlan& plan) {
   const bool gptq = plan.manifest.format == OutputFormat::kGptq;
-  const bool hf_record = HasHfQuantizationConfig(plan.manifest.format);
   std::error_code ec;
   fs::directory_iterator it(input_dir, ec);
   if (ec) return ErrnoError(ec.value(), "list directory", input_dir);
@@ -184,9 +227,7 @@ absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input
         return absl::InvalidArgumentError(
             absl::StrCat(p.string(), ": not a JSON object, cannot record the quantization"));
       }
-      nlohmann::ordered_json& config = *parsed;
-      config[hf_record ? "quantization_config" : "rtnq_quantization"] = plan.record;
-      RETURN_IF_ERROR(WriteFileAtomically(dest, config.dump(2) + "\n"));
+      RETURN_IF_ERROR(WriteConfigJson(dest, *std::move(parsed), plan));
     } else {
       fs::copy_file(p, dest, fs::copy_options::overwrite_existing, ec);
       if (ec) return ErrnoError(ec.value(), absl::StrCat("copy ", p.string(), " to"), dest);
@@ -194,9 +235,8 @@ absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input
     written.push_back(name);
   }
   if (gptq) {
-    RETURN_IF_ERROR(WriteFileAtomically((fs::path(out_dir) / "quantize_config.json").string(),
-                                        plan.record.dump(2) + "\n"));
-    written.push_back("quantize_config.json");
+    ASSIGN_OR_RETURN(std::string name, WriteQuantizeConfig(out_dir, plan));
+    written.push_back(std::move(name));
   }
   return written;
 }

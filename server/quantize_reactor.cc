@@ -425,6 +425,7 @@ void QuantizeReactor::OnSessionReady(absl::StatusOr<std::shared_ptr<const Sessio
                                                                     : v1::GPTQ_FORMAT_V2);
         s->set_max_tensor_bytes(svc_.options->max_tensor_bytes);
         s->set_max_message_bytes(svc_.options->max_message_bytes);
+        s->set_candidates(static_cast<int32_t>(session_->candidates.size()));
         Account(Queue(std::move(r), nullptr), wake);
         state_ = State::kAwaitHeader;
       }

@@ -93,6 +93,9 @@ class TensorJob {
   JobStep DoAddData(std::vector<std::string>& chunks, bool last);
   JobStep DoFinishBuffered(std::vector<std::string>& chunks);
   JobStep DoFinishStreamed(std::vector<std::string>& chunks);
+  // Candidate sessions: every candidate on the whole tensor, one result each
+  // (tensor_job_candidates.cc).
+  void FinishCandidates(JobStep& step, const TensorInput& input);
   // Runs rows through the row quantizer; whole rows only, the rest stays in carry_.
   absl::Status StreamRows(std::vector<std::string>& chunks, JobStep& step);
   // Quantizes whole rows and keeps (packed forms) or emits their outputs.

@@ -10,11 +10,13 @@
 #include "client/checkpoint_util.h"
 #include "client/cli/command.h"
 #include "client/cli/flags.h"
+#include "client/cli/plan_cli.h"
 #include "client/local_backend.h"
 #include "client/quantize_run.h"
 #include "client/remote/remote_backend.h"
 #include "client/session_config.h"
 #include "client/tensor_selection.h"
+#include "core/status_macros.h"
 
 ABSL_FLAG(std::string, format, "fake", "fake, inc, gptq, compressed-tensors or awq");
 ABSL_FLAG(std::string, gptq_checkpoint_format, "",
@@ -46,51 +48,54 @@ constexpr char kUsage[] = R"(rtnq quantize INPUT -o OUTPUT [options]
            sym; awq: 4-bit asym only)
            --gptq-checkpoint-format v1|v2 --compression-dim 0|1 (inc)
            --target any|vllm|transformers (default any: warn about loader rules; otherwise the
-           engine's rules are errors, checked before anything is written) --include PATTERNS --exclude PATTERNS (repeatable,
-           comma lists; names, globs, re:REGEX) --report FILE.json
+           engine's rules are errors, checked before anything is written)
+           --include PATTERNS --exclude PATTERNS (repeatable, comma lists; names, globs,
+           re:REGEX) --report FILE.json
   run:     --streams N --resume --quiet --json (summary JSON on stdout)
+           --dry-run (print the whole plan from the headers, read no tensor data; -o optional)
+  plan:    --target-bpw B | --target-size S | --min-snr DB with --candidates LIST (and
+           --imatrix F, --objective): run `rtnq plan` first, then quantize with its choice
   local:   --threads N --kernels reference|avx2|avx512
   remote:  --server ADDR (host:port, h1:p1,h2:p2 or dns:///name:port) --tls-ca F --tls-cert F
            --tls-key F --tls-server-name NAME --token-file F --deadline SECONDS
            --max-attempts N)";
 
-// --gptq-checkpoint-format: v1/v2 as users say it, or the config's own names.
-absl::StatusOr<GptqFormat> ParseGptqFormatFlag(const std::string& s) {
-  if (s == "v1") return GptqFormat::kV1;
-  if (s == "v2") return GptqFormat::kV2;
-  absl::StatusOr<GptqFormat> f = ParseGptqFormat(s);
-  if (!f.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--gptq-checkpoint-format must be v1 or v2, got \"", s, "\""));
+}  // namespace
+
+absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeOptions& options) {
+  ASSIGN_OR_RETURN(options.format, ParseOutputFormat(absl::GetFlag(FLAGS_format)));
+  if (args.Has("gptq_checkpoint_format")) {
+    if (options.format != OutputFormat::kGptq) {
+      return absl::InvalidArgumentError("--gptq-checkpoint-format needs --format gptq");
+    }
+    ASSIGN_OR_RETURN(options.gptq_format,
+                     ParseGptqFormatFlag(absl::GetFlag(FLAGS_gptq_checkpoint_format)));
   }
-  return f;
+  options.compression_dim = absl::GetFlag(FLAGS_compression_dim);
+  ASSIGN_OR_RETURN(options.target, ParseLoaderTarget(absl::GetFlag(FLAGS_target)));
+  if (args.Has("include")) options.include = SplitPatternList(args.values.at("include"));
+  if (args.Has("exclude")) options.exclude = SplitPatternList(args.values.at("exclude"));
+  return absl::OkStatus();
 }
+
+namespace {
 
 int Run(const Command& self, const ParsedArgs& args) {
   if (args.positional.size() != 1) return UsageError(self, "quantize takes exactly one INPUT");
   QuantizeOptions options;
   options.input = args.positional[0];
   options.output = absl::GetFlag(FLAGS_output);
-  if (options.output.empty()) return UsageError(self, "quantize needs -o OUTPUT");
+  if (options.output.empty() && !args.Has("dry_run")) {
+    return UsageError(self, "quantize needs -o OUTPUT");
+  }
 
   if (absl::Status s = CheckModeFlags(args); !s.ok()) {
     return UsageError(self, std::string(s.message()));
   }
   const bool remote = args.Has("server");
-  absl::StatusOr<OutputFormat> format = ParseOutputFormat(absl::GetFlag(FLAGS_format));
-  if (!format.ok()) return UsageError(self, std::string(format.status().message()));
-  options.format = *format;
-  if (args.Has("gptq_checkpoint_format")) {
-    if (options.format != OutputFormat::kGptq) {
-      return UsageError(self, "--gptq-checkpoint-format needs --format gptq");
-    }
-    absl::StatusOr<GptqFormat> g = ParseGptqFormatFlag(absl::GetFlag(FLAGS_gptq_checkpoint_format));
-    if (!g.ok()) return UsageError(self, std::string(g.status().message()));
-    options.gptq_format = *g;
+  if (absl::Status s = OutputFlagsToOptions(args, options); !s.ok()) {
+    return UsageError(self, std::string(s.message()));
   }
-  options.compression_dim = absl::GetFlag(FLAGS_compression_dim);
-  if (args.Has("include")) options.include = SplitPatternList(args.values.at("include"));
-  if (args.Has("exclude")) options.exclude = SplitPatternList(args.values.at("exclude"));
   options.streams = absl::GetFlag(FLAGS_streams);
   if (options.streams < 1) return UsageError(self, "--streams must be at least 1");
   options.resume = absl::GetFlag(FLAGS_resume);
@@ -104,12 +109,11 @@ int Run(const Command& self, const ParsedArgs& args) {
     absl::StatusOr<GptqSchemeDefault> d = ApplyGptqSchemeDefault(options.config_json);
     if (!d.ok()) return Fail(d.status());
     options.config_json = d->config_json;
-    if (!d->notice.empty() && !absl::GetFlag(FLAGS_quiet))
+    if (!d->notice.empty() && !absl::GetFlag(FLAGS_quiet)) {
       std::cerr << "note: " << d->notice << "\n";
+    }
   }
-  absl::StatusOr<LoaderTarget> target = ParseLoaderTarget(absl::GetFlag(FLAGS_target));
-  if (!target.ok()) return UsageError(self, std::string(target.status().message()));
-  options.target = *target;
+  if (std::optional<int> exit = PlanBeforeQuantize(self, args, options)) return *exit;
 
   std::unique_ptr<Backend> backend;
   if (remote) {
@@ -150,8 +154,9 @@ const Command& QuantizeCommand() {
       .flags = FlagSet({kSpecFlags,
                         kEngineFlags,
                         kRemoteFlags,
-                        {"output", "format", "gptq_checkpoint_format", "compression_dim", "target",
-                         "include", "exclude", "report", "streams", "resume", "quiet", "json"}}),
+                        kPlanFlags,
+                        kOutputFlags,
+                        {"output", "report", "streams", "resume", "quiet", "json", "dry_run"}}),
       .run = Run};
   return *command;
 }

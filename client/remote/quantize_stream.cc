@@ -84,7 +84,6 @@ TensorAttempt QuantizeStream::Quantize(const TensorRequest& tensor, uint32_t crc
   if (a.after == After::kAbandoned) ctx_.TryCancel();
   writer.join();
   const bool fired = deadline_.Disarm();
-  TensorAttempt out;
   switch (a.after) {
     case After::kBroken: {
       absl::Status st = Finish(/*cancelled_here=*/fired);

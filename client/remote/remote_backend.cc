@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "client/checkpoint_util.h"
 #include "client/remote/attempt_deadline.h"
 #include "client/remote/channel.h"
 #include "client/remote/quantize_stream.h"
@@ -20,20 +21,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// By name (client/checkpoint_util.h), so the wire mapping of a format lives in one place.
 v1::OutputForm FormOf(OutputFormat f) {
-  switch (f) {
-    case OutputFormat::kInc:
-      return v1::OUTPUT_FORM_PACKED_INC;
-    case OutputFormat::kGptq:
-      return v1::OUTPUT_FORM_PACKED_GPTQ;
-    case OutputFormat::kCompressedTensors:
-      return v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS;
-    case OutputFormat::kAwq:
-      return v1::OUTPUT_FORM_PACKED_AWQ;
-    case OutputFormat::kFake:
-      break;
-  }
-  return v1::OUTPUT_FORM_FAKE_QUANT;
+  v1::OutputForm form = v1::OUTPUT_FORM_FAKE_QUANT;
+  v1::OutputForm_Parse(OutputFormName(f), &form);
+  return form;
 }
 
 // A session: one live stream at a time, carrying tensor after tensor. The stream is replaced when
@@ -124,6 +116,7 @@ class RemoteSession : public Session {
         options_.chunk_bytes, deadline_);
     if (!s.ok()) return s.status();
     stream_ = *std::move(s);
+    ++streams_opened_;
     return absl::OkStatus();
   }
 
@@ -133,11 +126,15 @@ class RemoteSession : public Session {
     stream_.reset();
   }
 
-  // The rotation rule: a stream that carried stream_max_tensors tensors or stream_max_bytes
-  // bytes, or has been open stream_max_seconds, is ended before the next tensor (0: no limit).
+  // The rotation rule: the session's k-th stream is ended before the next tensor once it carried
+  // min(2^(k-1), stream_max_tensors) tensors or stream_max_bytes bytes, or has been open
+  // stream_max_seconds (0: no limit of that kind). The doubling start places a session's first
+  // tensors on several streams, so a run reaches every replica even when some connect late.
   bool Worn(const QuantizeStream& s) const {
     const double age = std::chrono::duration<double>(Clock::now() - s.opened()).count();
-    return (options_.stream_max_tensors > 0 && s.tensors() >= options_.stream_max_tensors) ||
+    const int64_t ramp = int64_t{1} << std::min(streams_opened_ - 1, 30);
+    const int64_t max_tensors = std::min<int64_t>(options_.stream_max_tensors, ramp);
+    return (options_.stream_max_tensors > 0 && s.tensors() >= max_tensors) ||
            (options_.stream_max_bytes > 0 && s.bytes() >= options_.stream_max_bytes) ||
            (options_.stream_max_seconds > 0 && age >= options_.stream_max_seconds);
   }
@@ -157,6 +154,7 @@ class RemoteSession : public Session {
   std::mt19937 rng_;
   AttemptDeadline deadline_;  // before stream_: the stream refers to it
   std::unique_ptr<QuantizeStream> stream_;
+  int streams_opened_ = 0;
 };
 
 }  // namespace
@@ -177,8 +175,9 @@ absl::StatusOr<std::unique_ptr<Session>> RemoteBackend::OpenSession(const Sessio
   config.set_config_json(spec.config_json);
   config.set_output_form(FormOf(spec.format));
   if (spec.format == OutputFormat::kGptq) {
-    config.set_gptq_format(spec.gptq_format == GptqFormat::kV2 ? v1::GPTQ_FORMAT_V2
-                                                               : v1::GPTQ_FORMAT_V1);
+    v1::GptqFormat gptq = v1::GPTQ_FORMAT_DEFAULT;
+    v1::GptqFormat_Parse(GptqFormatWireName(spec.gptq_format), &gptq);
+    config.set_gptq_format(gptq);
   }
   if (spec.format == OutputFormat::kInc) config.set_compression_dim(spec.compression_dim);
   auto session = std::make_unique<RemoteSession>(options_, channel_, token_, std::move(config));

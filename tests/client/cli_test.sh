@@ -8,58 +8,10 @@
 # Usage: cli_test.sh PATH/TO/rtnq PATH/TO/rtnq-server
 set -euo pipefail
 
+BIN=${1:?usage: cli_test.sh PATH/TO/rtnq PATH/TO/rtnq-server}
+SERVER=${2:?usage: cli_test.sh PATH/TO/rtnq PATH/TO/rtnq-server}
 # shellcheck source=tests/client/cli_lib.sh
-source "$(dirname "$0")/cli_lib.sh"
-# Waits until file $1 has at least one line (a progress line of a background run, pid $2).
-wait_for_line() {
-  for _ in $(seq 3000); do
-    [ -s "$1" ] && return 0
-    kill -0 "$2" 2>/dev/null || return 0
-    sleep 0.02
-  done
-}
-# Writes a safetensors file $1 of F32 tensors given as NAME:ROWSxCOLS arguments, their values a
-# 256 KiB block of normal(0, 0.02) samples repeated (quick to make at any size).
-write_f32_tensors() {
-  python3 - "$@" <<'PY'
-import json, random, struct, sys
-random.seed(5)
-block = struct.pack("<65536f", *[random.gauss(0, 0.02) for _ in range(65536)])
-specs, off = {}, 0
-for arg in sys.argv[2:]:
-    name, dims = arg.split(":")
-    rows, cols = map(int, dims.split("x"))
-    specs[name] = {"dtype": "F32", "shape": [rows, cols], "data_offsets": [off, off + 4 * rows * cols]}
-    off += 4 * rows * cols
-header = json.dumps(specs).encode()
-header += b" " * (-len(header) % 8)
-with open(sys.argv[1], "wb") as f:
-    f.write(struct.pack("<Q", len(header)) + header)
-    for _ in range(off // len(block)):
-        f.write(block)
-    f.write(block[: off % len(block)])
-PY
-}
-# Peak RssAnon (anonymous memory: not the mmapped input or the page cache) of process $1 in KiB,
-# sampled every 20 ms until it exits; written to file $2.
-peak_rss_anon() {
-  local pid=$1 peak=0 v
-  while v=$(awk '/^RssAnon:/{print $2}' "/proc/$pid/status" 2>/dev/null) && [ -n "$v" ]; do
-    [ "$v" -gt "$peak" ] && peak=$v
-    sleep 0.02
-  done
-  echo "$peak" >"$2"
-}
-# Writes a safetensors file $1 whose header is the JSON $2 followed by $3 zero bytes.
-write_safetensors() {
-  python3 - "$1" "$2" "$3" <<'PY'
-import struct, sys
-path, header, size = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
-header += b" " * (-len(header) % 8)
-with open(path, "wb") as f:
-    f.write(struct.pack("<Q", len(header)) + header + bytes(size))
-PY
-}
+. "$(dirname "$0")/cli_lib.sh"
 
 # --- usage and flag syntax
 status 2 "$BIN"

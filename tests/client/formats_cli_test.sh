@@ -7,9 +7,11 @@
 # Usage: formats_cli_test.sh PATH/TO/rtnq PATH/TO/rtnq-server PATH/TO/layout_reader_test.py
 set -euo pipefail
 
+BIN=${1:?usage: formats_cli_test.sh PATH/TO/rtnq PATH/TO/rtnq-server PATH/TO/reader.py}
+SERVER=${2:?usage: formats_cli_test.sh PATH/TO/rtnq PATH/TO/rtnq-server PATH/TO/reader.py}
 READER=${3:?usage: formats_cli_test.sh PATH/TO/rtnq PATH/TO/rtnq-server PATH/TO/reader.py}
 # shellcheck source=tests/client/cli_lib.sh
-source "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/cli_lib.sh"
 PY=/usr/bin/python3 # Debian's, where python3-numpy is installed
 
 start_server a
