@@ -7,7 +7,8 @@
 // Kernel benchmarks call the dispatched row kernel into preallocated outputs (codes, scales,
 // zero points: what the packers consume); tensor benchmarks run QuantizeTensor end to end,
 // allocation included. Case 5 (tensor only) is the service's GPTQ path: QuantizeTensor int4 sym
-// g32 codes, then PackGptq; BM_GptqPack times PackGptq alone on codes computed once. Every
+// g32 codes, then PackGptq; BM_GptqPack times PackGptq alone on codes computed once, and
+// BM_LayoutPack the compressed-tensors and AWQ packers on int4 asym g32 codes. Every
 // figure counts bytes of the float input, so all cases compare directly.
 #include <benchmark/benchmark.h>
 
@@ -25,6 +26,8 @@
 #include "core/dtype.h"
 #include "core/engine.h"
 #include "core/kernels/kernels.h"
+#include "core/layout/awq.h"
+#include "core/layout/compressed_tensors.h"
 #include "core/pack.h"
 #include "core/quantize.h"
 #include "core/row_pass.h"
@@ -243,25 +246,25 @@ void BM_Tensor(benchmark::State& state) {
   SetCounters(state, buf, engine, SecondsSince(t0));
 }
 
-// PackGptq alone in the engine's arena, on int4 sym g32 codes computed once; bytes are those of
-// the float input the codes came from. Args: shape index, dtype, threads (0 = all).
-void BM_GptqPack(benchmark::State& state) {
+// Times pack(q) alone on the codes of case `c` for the shape and dtype of args 0 and 1, computed
+// once in `engine`'s arena; bytes are those of the float input the codes came from.
+template <typename Pack>
+void TimePacking(benchmark::State& state, int c, const Engine& engine, Pack pack) {
   const int si = state.range(0);
   const ElemType dtype = state.range(1) ? ElemType::kBF16 : ElemType::kF32;
-  const Engine& engine = EngineWith(state.range(2));
   const auto& buf = Weights(si, dtype);
   const TensorInput in{"w", dtype, {kShapes[si].rows, kShapes[si].cols}, buf};
   QuantizeOptions opts;
   opts.codes = true;
   opts.fake_quant = false;
-  auto q = QuantizeTensor(in, CaseConfig(kGptqCase), opts, engine);
+  auto q = QuantizeTensor(in, CaseConfig(c), opts, engine);
   if (!q.ok()) {
     state.SkipWithError(q.status().ToString().c_str());
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
-    auto packed = PackGptq(*q, "w", {}, engine);
+    auto packed = pack(*q);
     if (!packed.ok()) {
       state.SkipWithError(packed.status().ToString().c_str());
       break;
@@ -269,6 +272,24 @@ void BM_GptqPack(benchmark::State& state) {
     benchmark::DoNotOptimize(packed);
   }
   SetCounters(state, buf, engine, SecondsSince(t0));
+}
+
+// PackGptq alone in the engine's arena, on int4 sym g32 codes. Args: shape index, dtype,
+// threads (0 = all).
+void BM_GptqPack(benchmark::State& state) {
+  const Engine& engine = EngineWith(state.range(2));
+  TimePacking(state, kGptqCase, engine,
+              [&](const QuantizedTensor& q) { return PackGptq(q, "w", {}, engine); });
+}
+
+// PackCompressedTensors (awq 0) or PackAwq (awq 1) alone in the engine's arena, on int4 asym g32
+// codes (case 0). Args: shape index, dtype, awq, threads (0 = all).
+void BM_LayoutPack(benchmark::State& state) {
+  const bool awq = state.range(2) == 1;
+  const Engine& engine = EngineWith(state.range(3));
+  TimePacking(state, 0, engine, [&](const QuantizedTensor& q) {
+    return awq ? PackAwq(q, "w", &engine) : PackCompressedTensors(q, "w", &engine);
+  });
 }
 
 // Cases 0-4 for the kernel benchmark; the tensor benchmark adds case 5 (quantize + PackGptq).
@@ -295,6 +316,12 @@ BENCHMARK(BM_Tensor)->Apply([](auto* b) { CaseArgs(b, 6); }) -> Unit(benchmark::
 BENCHMARK(BM_GptqPack)
     ->ArgNames({"shape", "bf16", "threads"})
     ->ArgsProduct({{0, 1}, {0, 1}, {1, 0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+BENCHMARK(BM_LayoutPack)
+    ->ArgNames({"shape", "bf16", "awq", "threads"})
+    ->ArgsProduct({{0, 1}, {0, 1}, {0, 1}, {1, 0}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -21,8 +21,8 @@
 
 namespace rtnq::client {
 
-/// The form results take; the CLI's --format (fake, inc, gptq).
-enum class OutputFormat : uint8_t { kFake, kInc, kGptq };
+/// The form results take; the CLI's --format (fake, inc, gptq, compressed-tensors, awq).
+enum class OutputFormat : uint8_t { kFake, kInc, kGptq, kCompressedTensors, kAwq };
 
 /// Everything fixed for a whole run (the first message of a remote stream).
 struct SessionSpec {

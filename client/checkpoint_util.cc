@@ -17,21 +17,23 @@
 namespace rtnq::client {
 
 const std::string& OutputFormatName(OutputFormat f) {
-  static const std::string kNames[] = {"fake", "inc", "gptq"};
+  static const std::string kNames[] = {"fake", "inc", "gptq", "compressed-tensors", "awq"};
   return kNames[static_cast<int>(f)];
 }
 
 absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view s) {
-  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq}) {
+  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq,
+                         OutputFormat::kCompressedTensors, OutputFormat::kAwq}) {
     if (s == OutputFormatName(f)) return f;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("format must be fake, inc or gptq, got \"", std::string(s), "\""));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "format must be fake, inc, gptq, compressed-tensors or awq, got \"", std::string(s), "\""));
 }
 
 const std::string& OutputFormName(OutputFormat f) {
-  static const std::string kNames[] = {"OUTPUT_FORM_FAKE_QUANT", "OUTPUT_FORM_PACKED_INC",
-                                       "OUTPUT_FORM_PACKED_GPTQ"};
+  static const std::string kNames[] = {
+      "OUTPUT_FORM_FAKE_QUANT", "OUTPUT_FORM_PACKED_INC", "OUTPUT_FORM_PACKED_GPTQ",
+      "OUTPUT_FORM_PACKED_COMPRESSED_TENSORS", "OUTPUT_FORM_PACKED_AWQ"};
   return kNames[static_cast<int>(f)];
 }
 
@@ -49,8 +51,19 @@ OutputLayout LayoutOf(OutputFormat f) {
       return OutputLayout::kInc;
     case OutputFormat::kGptq:
       return OutputLayout::kGptq;
+    case OutputFormat::kCompressedTensors:
+      return OutputLayout::kCompressedTensors;
+    case OutputFormat::kAwq:
+      return OutputLayout::kAwq;
   }
   return OutputLayout::kFake;
+}
+
+bool HalfBias(OutputFormat f) { return f == OutputFormat::kGptq || f == OutputFormat::kAwq; }
+
+bool HasHfQuantizationConfig(OutputFormat f) {
+  return f == OutputFormat::kGptq || f == OutputFormat::kCompressedTensors ||
+         f == OutputFormat::kAwq;
 }
 
 absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path, ShardAccess access) {

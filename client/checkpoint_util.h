@@ -14,7 +14,7 @@
 
 namespace rtnq::client {
 
-/// "fake", "inc", "gptq".
+/// "fake", "inc", "gptq", "compressed-tensors", "awq".
 const std::string& OutputFormatName(OutputFormat f);
 /// InvalidArgument naming the value for anything else.
 absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view s);
@@ -26,6 +26,12 @@ const std::string& OutputFormName(OutputFormat f);
 const std::string& GptqFormatWireName(GptqFormat f);
 /// The core's name for the same layout.
 OutputLayout LayoutOf(OutputFormat f);
+/// True for the layouts whose loaders read a quantized layer's bias as float16 (GPTQ, AWQ).
+bool HalfBias(OutputFormat f);
+/// True for the layouts whose record is config.json's "quantization_config" (GPTQ,
+/// compressed-tensors, AWQ: what Hugging Face loaders read); the others record rtnq's manifest
+/// under "rtnq_quantization".
+bool HasHfQuantizationConfig(OutputFormat f);
 
 /// A checkpoint given on the command line: a .safetensors file or a checkpoint directory.
 struct InputCheckpoint {

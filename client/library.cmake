@@ -17,3 +17,6 @@ add_library(rtnq_client STATIC
 target_link_libraries(rtnq_client
   PUBLIC rtnq_client_api rtnq_core nlohmann_json::nlohmann_json
   PRIVATE rtnq_warnings)
+# The producer checkpoint records name (GPTQ's meta.quantizer "rtnq:<version>").
+set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/run_plan.cc PROPERTIES
+  COMPILE_DEFINITIONS RTNQ_VERSION="${PROJECT_VERSION}")

@@ -73,21 +73,10 @@ absl::StatusOr<LayoutOutputs> QuantizeToLayout(const TensorInput& input, const Q
   }
   LayoutOutputs out;
   out.metrics = q.metrics;
-  const std::string layer = LayerName(input.name);
-  switch (options.layout) {
-    case OutputLayout::kFake:
-      out.tensors.push_back(PackedTensor{input.name, input.dtype, input.shape, std::move(q.fake)});
-      break;
-    case OutputLayout::kInc: {
-      ASSIGN_OR_RETURN(out.tensors, PackInc(q, layer, options.compression_dim, engine));
-      break;
-    }
-    case OutputLayout::kGptq: {
-      GptqPackOptions po;
-      po.format = options.gptq_format;
-      ASSIGN_OR_RETURN(out.tensors, PackGptq(q, layer, po, engine));
-      break;
-    }
+  if (options.layout == OutputLayout::kFake) {
+    out.tensors.push_back(PackedTensor{input.name, input.dtype, input.shape, std::move(q.fake)});
+  } else {
+    ASSIGN_OR_RETURN(out.tensors, PackToLayout(q, input.name, options, engine));
   }
   return out;
 }

@@ -48,6 +48,12 @@ void Progress::DrawBar() {
   out_.flush();
 }
 
+void Progress::Warn(const std::string& line) {
+  std::lock_guard<std::mutex> lock(mu_);
+  out_ << "warning: " << line << "\n";
+  out_.flush();
+}
+
 void Progress::Finish() {
   std::lock_guard<std::mutex> lock(mu_);
   if (mode_ == ProgressMode::kBar) out_ << "\r\x1b[K";

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <mutex>
 #include <ostream>
+#include <string>
 
 #include "client/report.h"
 
@@ -26,6 +27,8 @@ class Progress {
   virtual void TensorDone(const TensorReport& t);
   /// Clears the bar's line.
   virtual void Finish();
+  /// A line the user must see before the work starts ("warning: ..."), in every mode.
+  virtual void Warn(const std::string& line);
 
  private:
   void DrawBar();

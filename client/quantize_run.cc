@@ -391,7 +391,9 @@ absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backen
   po.format = options.format;
   po.gptq_format = options.gptq_format;
   po.compression_dim = options.compression_dim;
+  po.target = options.target;
   ASSIGN_OR_RETURN(RunPlan plan, PlanRun(in, options.input, resolver, selection, po));
+  for (const std::string& w : plan.warnings) progress.Warn(w);
 
   SessionSpec spec;
   spec.config_json = options.config_json;
@@ -428,6 +430,7 @@ absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backen
   s.bytes_before = run.plan().bytes_before;
   s.bytes_after = run.plan().bytes_after;
   s.files = *std::move(files);
+  s.warnings = run.plan().warnings;
   outcome.tensors = std::move(run.reports());
   Summarize(outcome.tensors, s);
   s.wall_seconds = SecondsSince(start);

@@ -10,6 +10,7 @@
 #include "client/backend.h"
 #include "client/progress.h"
 #include "client/report.h"
+#include "core/layout/loader_rules.h"
 
 namespace rtnq::client {
 
@@ -19,13 +20,14 @@ struct QuantizeOptions {
   std::string output;  ///< a file for file input; a new or empty directory for a directory
   std::string config_json = "{}";  ///< the merged session config (MergeSessionConfig)
   OutputFormat format = OutputFormat::kFake;
-  std::optional<GptqFormat> gptq_format;  ///< unset: v1 when every layer is sym, else v2
-  int compression_dim = 1;                ///< inc
-  std::vector<std::string> include;       ///< --include patterns (already split)
-  std::vector<std::string> exclude;       ///< --exclude patterns
-  int streams = 1;                        ///< parallel sessions, one worker thread each
-  bool resume = false;                    ///< reuse a previous run's verified partial output
-  std::string report_path;                ///< --report FILE.json; empty: none
+  std::optional<GptqFormat> gptq_format;     ///< unset: v1 when every layer is sym, else v2
+  int compression_dim = 1;                   ///< inc
+  LoaderTarget target = LoaderTarget::kAny;  ///< --target: whose loader rules refuse the run
+  std::vector<std::string> include;          ///< --include patterns (already split)
+  std::vector<std::string> exclude;          ///< --exclude patterns
+  int streams = 1;                           ///< parallel sessions, one worker thread each
+  bool resume = false;                       ///< reuse a previous run's verified partial output
+  std::string report_path;                   ///< --report FILE.json; empty: none
 };
 
 /// The result of a successful run.
@@ -34,7 +36,9 @@ struct QuantizeOutcome {
   std::vector<TensorReport> tensors;  ///< in file order
 };
 
-/// Plans every tensor (selection, config, output shapes, GPTQ compatibility) before sending any,
+/// Plans every tensor (selection, config, output shapes, GPTQ compatibility) and checks the
+/// loader rules of `target` (an error, before anything is written; other engines' problems are
+/// warnings, shown through `progress` and kept in the summary) before sending any tensor,
 /// lays out every output file's header from the plan, then lets `streams` workers (each with its
 /// own session, one tensor at a time) quantize tensors, their outputs written at their offsets
 /// as the bytes arrive (TensorFileSink: in remote mode no result is ever held whole, so the

@@ -131,6 +131,7 @@ Json SummaryToJson(const RunSummary& s) {
   j["worst"] = std::move(worst);
   j["wall_seconds"] = s.wall_seconds;
   j["files"] = s.files;
+  j["warnings"] = s.warnings;
   return j;
 }
 

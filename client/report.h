@@ -47,7 +47,8 @@ struct RunSummary {
   double snr_mean_db = 0;
   std::vector<std::pair<std::string, double>> worst;  ///< up to 3 lowest SNR, worst first
   double wall_seconds = 0;
-  std::vector<std::string> files;  ///< written, relative to output
+  std::vector<std::string> files;     ///< written, relative to output
+  std::vector<std::string> warnings;  ///< loader rules the output breaks (--target any)
 };
 
 /// Fills the SNR and count fields of `summary` from `tensors`.

@@ -10,9 +10,15 @@
 #include "absl/strings/str_cat.h"
 #include "core/file_io.h"
 #include "core/gptq_config.h"
+#include "core/layout/awq_config.h"
+#include "core/layout/compressed_tensors_config.h"
 #include "core/output_plan.h"
 #include "core/status_macros.h"
 #include "core/strict_json.h"
+
+#ifndef RTNQ_VERSION
+#define RTNQ_VERSION "dev"
+#endif
 
 namespace rtnq::client {
 namespace {
@@ -23,6 +29,13 @@ uint64_t SpecBytes(const TensorSpec& s) {
   uint64_t n = 1;
   for (int64_t d : s.shape) n *= static_cast<uint64_t>(d);
   return n * ElemSize(s.dtype);
+}
+
+// Columns of the 2-D view a weight is quantized as.
+int64_t Cols(const std::vector<int64_t>& shape) {
+  int64_t cols = 1;
+  for (size_t i = 1; i < shape.size(); ++i) cols *= shape[i];
+  return cols;
 }
 
 // Output file names: a directory keeps its shards' names (same split), a file its output name.
@@ -64,6 +77,9 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
   plan.manifest.compression_dim = options.compression_dim;
   plan.manifest.gptq_format = plan.gptq_format;
   std::set<std::string> quantized_layers;
+  LoaderRulesInput rules;
+  rules.layout = OutputFormatName(options.format);
+  rules.gptq_format = plan.gptq_format;
   std::vector<GptqLayerQuant> gptq_layers;
   std::vector<std::string> gptq_skipped;
   for (PlannedTensor& p : plan.tensors) {
@@ -78,10 +94,12 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
                                                        DecidedByText(p.decision.resolved)});
         gptq_layers.push_back(
             GptqLayerQuant{layer, cfg.bits, cfg.group_size, cfg.scheme == Scheme::kSym, false});
+        rules.layers.push_back({layer, cfg, t.shape[0], Cols(t.shape)});
         break;
       }
       case TensorAction::kSkip:
         plan.manifest.skipped[t.name] = p.decision.reason;
+        if (t.shape.size() == 2) rules.unquantized.push_back(LayerName(t.name));
         if (!p.decision.excluded_by_rule) gptq_skipped.push_back(LayerName(t.name));
         [[fallthrough]];
       case TensorAction::kCopy:
@@ -89,8 +107,8 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
         break;
     }
   }
-  // GPTQ loaders read a quantized layer's bias as float16.
-  if (gptq) {
+  // GPTQ and AWQ loaders read a quantized layer's bias as float16.
+  if (HalfBias(options.format)) {
     for (PlannedTensor& p : plan.tensors) {
       const TensorInfo& t = *p.tensor;
       if (p.decision.action == TensorAction::kQuantize || !absl::EndsWith(t.name, ".bias") ||
@@ -107,11 +125,20 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
     for (const TensorSpec& s : p.outputs) plan.bytes_after += SpecBytes(s);
   }
 
+  ASSIGN_OR_RETURN(plan.warnings,
+                   ApplyLoaderTarget(CheckLoaders(rules), options.target, rules.layout));
+
   plan.record = ManifestToJson(plan.manifest);
   plan.metadata = {{"format", "pt"}, {kManifestKey, plan.record.dump()}};
   if (gptq) {
-    ASSIGN_OR_RETURN(plan.record, GptqQuantizationConfig(GptqConfigFromLayers(
-                                      gptq_layers, gptq_skipped, plan.gptq_format)));
+    GptqCheckpointConfig cfg = GptqConfigFromLayers(gptq_layers, gptq_skipped, plan.gptq_format);
+    cfg.producer = "rtnq:" RTNQ_VERSION;
+    ASSIGN_OR_RETURN(plan.record, GptqQuantizationConfig(cfg));
+  } else if (options.format == OutputFormat::kCompressedTensors) {
+    ASSIGN_OR_RETURN(plan.record,
+                     CompressedTensorsQuantizationConfig(rules.layers, rules.unquantized));
+  } else if (options.format == OutputFormat::kAwq) {
+    ASSIGN_OR_RETURN(plan.record, AwqQuantizationConfig(rules.layers, rules.unquantized));
   }
   return plan;
 }
@@ -138,7 +165,8 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
 }
 
 const char* RecordKey(const RunPlan& plan) {
-  return plan.manifest.format == OutputFormat::kGptq ? "quantization_config" : "rtnq_quantization";
+  return HasHfQuantizationConfig(plan.manifest.format) ? "quantization_config"
+                                                       : "rtnq_quantization";
 }
 
 namespace {

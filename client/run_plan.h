@@ -16,6 +16,7 @@
 #include "client/checkpoint_util.h"
 #include "client/manifest.h"
 #include "client/tensor_selection.h"
+#include "core/layout/loader_rules.h"
 #include "core/safetensors_header.h"
 
 namespace rtnq::client {
@@ -43,8 +44,11 @@ struct RunPlan {
   bool write_index = false;                     ///< the input had model.safetensors.index.json
   GptqFormat gptq_format = GptqFormat::kV1;
   Manifest manifest;
-  /// config.json's quantization record (gptq: the quantization_config object).
+  /// config.json's quantization record (gptq, compressed-tensors, awq: the quantization_config
+  /// object).
   nlohmann::ordered_json record;
+  /// What loaders would make of the output that --target lets through (core/layout/loader_rules.h).
+  std::vector<std::string> warnings;
   uint64_t bytes_before = 0;  ///< input tensor bytes
   uint64_t bytes_after = 0;   ///< output tensor bytes
 };
@@ -55,6 +59,7 @@ struct PlanOptions {
   OutputFormat format = OutputFormat::kFake;
   std::optional<GptqFormat> gptq_format;  ///< unset: DefaultGptqFormat(any layer asym)
   int compression_dim = 1;
+  LoaderTarget target = LoaderTarget::kAny;  ///< whose loader rules refuse rather than warn
 };
 
 /// Plans `tensors` in the order given, without placing them in files (every PlannedTensor's
@@ -66,13 +71,14 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
                                     const TensorSelection& selection, const PlanOptions& options);
 
 /// Plans every tensor of `input` (opened from `input_path`) with PlanTensors and lays them out
-/// in the output files. Errors name the tensor and rule.
+/// in the output files. Both check the loader rules of the output (CheckLoaders,
+/// ApplyLoaderTarget with options.target). Errors name the tensor (or layer) and rule.
 absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string& input_path,
                                 const WeightConfigResolver& resolver,
                                 const TensorSelection& selection, const PlanOptions& options);
 
-/// config.json's key for the plan's record: "quantization_config" for gptq (what loaders read),
-/// "rtnq_quantization" otherwise.
+/// config.json's key for the plan's record: "quantization_config" for gptq, compressed-tensors
+/// and awq (what loaders read), "rtnq_quantization" otherwise.
 const char* RecordKey(const RunPlan& plan);
 
 /// Writes `config` (a JSON object, e.g. the input's config.json) with the plan's record under
@@ -84,8 +90,8 @@ absl::StatusOr<std::vector<std::string>> WriteRecordFiles(const std::string& out
 
 /// Writes the side files of a directory input into `out_dir`: every regular file of `input_dir`
 /// except safetensors files and the shard index is copied, config.json gets the record
-/// ("quantization_config" for gptq, "rtnq_quantization" otherwise) and gptq writes
-/// quantize_config.json. Returns the file names written.
+/// ("quantization_config" for gptq, compressed-tensors and awq, "rtnq_quantization" otherwise)
+/// and gptq writes quantize_config.json. Returns the file names written.
 absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input_dir,
                                                         const std::string& out_dir,
                                                         const RunPlan& plan);

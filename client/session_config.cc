@@ -54,4 +54,16 @@ absl::StatusOr<std::string> MergeSessionConfig(const std::string& config_path,
   return text;
 }
 
+absl::StatusOr<GptqSchemeDefault> ApplyGptqSchemeDefault(const std::string& config_json) {
+  ASSIGN_OR_RETURN(nlohmann::ordered_json j, ParseStrictJson(config_json, "session config"));
+  if (!j.is_object()) return absl::InvalidArgumentError("session config: not a JSON object");
+  if (j.contains("scheme") || j.contains("preset")) return GptqSchemeDefault{config_json, ""};
+  j["scheme"] = "sym";
+  return GptqSchemeDefault{
+      j.dump(),
+      "--format gptq without --scheme quantizes sym: vLLM serves 4/8-bit sym GPTQ on Marlin; "
+      "--scheme asym writes gptq_v2, which vLLM does not serve fast (use --format awq or "
+      "compressed-tensors for fast asym int4)"};
+}
+
 }  // namespace rtnq::client

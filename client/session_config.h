@@ -34,4 +34,17 @@ struct ConfigFlags {
 absl::StatusOr<std::string> MergeSessionConfig(const std::string& config_path,
                                                const ConfigFlags& flags);
 
+/// A merged session config with the scheme `rtnq quantize --format gptq` uses when the user
+/// chose none, and the one-line notice saying so.
+struct GptqSchemeDefault {
+  std::string config_json;
+  std::string notice;  ///< empty when the config was left as it was
+};
+
+/// For --format gptq: a config whose top level names no "scheme" and no "preset" gets
+/// "scheme": "sym", because vLLM serves 4- and 8-bit GPTQ on its fast Marlin kernels only when
+/// sym (its 2026 releases refuse asym GPTQ). weight_config entries keep what they say.
+/// InvalidArgument for text that is not a JSON object (MergeSessionConfig's output always is).
+absl::StatusOr<GptqSchemeDefault> ApplyGptqSchemeDefault(const std::string& config_json);
+
 }  // namespace rtnq::client

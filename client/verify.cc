@@ -8,6 +8,8 @@
 #include "absl/strings/str_format.h"
 #include "client/checkpoint_util.h"
 #include "client/local_backend.h"
+#include "core/layout/awq.h"
+#include "core/layout/compressed_tensors.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -24,7 +26,7 @@ absl::StatusOr<Manifest> LoadManifest(const ShardedCheckpoint& quant, const std:
       path, " has no \"", kManifestKey, "\" metadata: not a checkpoint rtnq quantize wrote"));
 }
 
-// Names of the stored tensors a quantized weight became.
+// Names of the stored tensors a quantized weight became (missing ones are reported by Decode).
 std::vector<std::string> StoredNames(const ManifestTensor& r, OutputFormat format) {
   switch (format) {
     case OutputFormat::kFake:
@@ -33,6 +35,11 @@ std::vector<std::string> StoredNames(const ManifestTensor& r, OutputFormat forma
       return {r.layer + ".qweight", r.layer + ".scales", r.layer + ".qzeros"};
     case OutputFormat::kGptq:
       return {r.layer + ".qweight", r.layer + ".qzeros", r.layer + ".scales", r.layer + ".g_idx"};
+    case OutputFormat::kCompressedTensors:
+      return {r.layer + ".weight_packed", r.layer + ".weight_scale", r.layer + ".weight_shape",
+              r.layer + ".weight_zero_point"};
+    case OutputFormat::kAwq:
+      return {r.layer + ".qweight", r.layer + ".qzeros", r.layer + ".scales"};
   }
   return {};
 }
@@ -73,6 +80,19 @@ absl::StatusOr<std::vector<float>> Decode(const ManifestTensor& r, const Manifes
                                                        ShapeString(r.shape)));
       }
       return DequantizeGptq(stored, r.layer, r.config.bits, m.gptq_format);
+    }
+    case OutputFormat::kCompressedTensors:
+    case OutputFormat::kAwq: {
+      // What loaders compute: (q - zp) * the stored scale, widened to float32.
+      ASSIGN_OR_RETURN(QuantizedTensor q, m.format == OutputFormat::kAwq
+                                              ? UnpackAwq(stored, r.layer, r.config.group_size)
+                                              : UnpackCompressedTensors(stored, r.layer, r.config));
+      if (q.rows != rows || q.cols != cols) {
+        return absl::InvalidArgumentError(absl::StrCat("packed as [", q.rows, ", ", q.cols,
+                                                       "], expected ", ShapeString(r.shape)));
+      }
+      q.name = r.name;
+      return DequantizeCodes(q, engine);
     }
   }
   return absl::InternalError("unknown format");
@@ -184,12 +204,12 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
   if (!report.quantized.empty()) snr_sum /= static_cast<double>(report.quantized.size());
   report.snr_mean_db = snr_sum;
 
-  // Everything else must be the original's; GPTQ stores a quantized layer's bias as float16.
+  // Everything else must be the original's; GPTQ and AWQ store a quantized layer's bias as F16.
   for (const TensorInfo* t : FileOrder(orig)) {
     if (consumed.count(t->name) != 0) continue;
     consumed.insert(t->name);
     const TensorInfo* s = quant.Find(t->name);
-    const bool f16_bias = m.format == OutputFormat::kGptq && t->name.size() > 5 &&
+    const bool f16_bias = HalfBias(m.format) && t->name.size() > 5 &&
                           t->name.compare(t->name.size() - 5, 5, ".bias") == 0 &&
                           quantized_layers.count(t->name.substr(0, t->name.size() - 5)) != 0 &&
                           IsQuantizableFloat(t->dtype);

@@ -1,6 +1,7 @@
 #include "core/gptq_config.h"
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -8,6 +9,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/fused_groups.h"
+#include "core/layout/quantized_layer.h"
 
 namespace rtnq {
 namespace {
@@ -16,14 +19,79 @@ using Key = std::tuple<int, int64_t, bool, bool>;
 
 Key KeyOf(const GptqLayerQuant& l) { return {l.bits, l.group_size, l.sym, l.desc_act}; }
 
-// A Python `re` pattern matching exactly `name`.
-std::string ExactPattern(const std::string& name) {
-  std::string out = "^";
-  for (char ch : name) {
+// `text` with Python `re` metacharacters escaped.
+std::string Escape(std::string_view text) {
+  std::string out;
+  for (char ch : text) {
     if (std::string_view(".^$*+?()[]{}|\\").find(ch) != std::string_view::npos) out += '\\';
     out += ch;
   }
-  return out + "$";
+  return out;
+}
+
+// A Python `re` pattern matching exactly `name`.
+std::string ExactPattern(const std::string& name) { return "^" + Escape(name) + "$"; }
+
+// The last dotted component of `name`.
+std::string LastPart(const std::string& name) {
+  const size_t dot = name.rfind('.');
+  return dot == std::string::npos ? name : name.substr(dot + 1);
+}
+
+// One "dynamic" key's subject: a layer alone, or the parts of a fused module that share one
+// state (all quantized with one key, or all skipped).
+struct DynamicUnit {
+  std::vector<std::string> names;
+  std::optional<FusedGroup> fused;
+  std::optional<Key> key;  // nullopt: skipped
+};
+
+// The pattern of a unit: its parts' names and, for a fused module, the name vLLM gives it.
+std::string UnitPattern(const DynamicUnit& u) {
+  if (!u.fused.has_value()) return ExactPattern(u.names[0]);
+  if (u.fused->kind == "experts") return "^" + Escape(u.fused->name) + "(\\..+)?$";
+  const std::string fused_last = LastPart(u.fused->name);
+  const std::string parent(u.fused->name.substr(0, u.fused->name.size() - fused_last.size()));
+  std::string alternatives;
+  for (const std::string& n : u.names) absl::StrAppend(&alternatives, LastPart(n), "|");
+  return absl::StrCat("^", Escape(parent), "(", alternatives, fused_last, ")$");
+}
+
+// Groups the layers into units: a fused module whose parts agree is one unit, everything else
+// one unit per layer. Units come in the order of their first layer, quantized before skipped.
+std::vector<DynamicUnit> DynamicUnits(const GptqCheckpointConfig& cfg) {
+  std::vector<DynamicUnit> parts;
+  for (const GptqLayerQuant& l : cfg.layers)
+    parts.push_back({{l.name}, FusedGroupOf(l.name), KeyOf(l)});
+  for (const std::string& n : cfg.skipped_layers)
+    parts.push_back({{n}, FusedGroupOf(n), std::nullopt});
+  std::map<std::string, std::vector<size_t>> by_fused;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].fused.has_value()) by_fused[parts[i].fused->name].push_back(i);
+  }
+  std::vector<bool> merged(parts.size(), false);
+  std::vector<DynamicUnit> units;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (merged[i]) continue;
+    if (!parts[i].fused.has_value()) {
+      units.push_back(parts[i]);
+      continue;
+    }
+    const std::vector<size_t>& members = by_fused[parts[i].fused->name];
+    const bool agree = std::all_of(members.begin(), members.end(),
+                                   [&](size_t m) { return parts[m].key == parts[i].key; });
+    if (!agree) {
+      units.push_back({parts[i].names, std::nullopt, parts[i].key});
+      continue;
+    }
+    DynamicUnit u{{}, parts[i].fused, parts[i].key};
+    for (size_t m : members) {
+      u.names.push_back(parts[m].names[0]);
+      merged[m] = true;
+    }
+    units.push_back(std::move(u));
+  }
+  return units;
 }
 
 // The part of a module name after its block index ("model.layers.3.mlp.up" -> "mlp.up"); nullopt
@@ -97,22 +165,15 @@ absl::StatusOr<nlohmann::ordered_json> GptqQuantizationConfig(const GptqCheckpoi
     return absl::InvalidArgumentError(absl::StrCat(
         "quantization_config: damp_percent must be in (0, 1), got ", cfg.damp_percent));
   }
-  std::set<std::string> seen;
+  std::vector<std::string> names;
   for (const GptqLayerQuant& l : cfg.layers) {
     if (absl::Status s = CheckBitsAndGroup(l.bits, l.group_size, absl::StrCat("layer ", l.name));
         !s.ok()) {
       return s;
     }
-    if (!seen.insert(l.name).second) {
-      return absl::InvalidArgumentError(absl::StrCat("layer ", l.name, " is listed twice"));
-    }
+    names.push_back(l.name);
   }
-  for (const std::string& name : cfg.skipped_layers) {
-    if (!seen.insert(name).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layer ", name, " is listed twice (quantized and skipped, or repeated)"));
-    }
-  }
+  if (absl::Status s = CheckLayersListedOnce(names, cfg.skipped_layers); !s.ok()) return s;
 
   nlohmann::ordered_json j;
   j["quant_method"] = "gptq";
@@ -121,20 +182,25 @@ absl::StatusOr<nlohmann::ordered_json> GptqQuantizationConfig(const GptqCheckpoi
   j["sym"] = cfg.sym;
   j["desc_act"] = cfg.desc_act;
   j["checkpoint_format"] = GptqFormatName(cfg.format);
+  j["format"] = GptqFormatName(cfg.format);
+  j["pack_dtype"] = "int32";
   j["damp_percent"] = cfg.damp_percent;
   j["true_sequential"] = cfg.true_sequential;
   j["lm_head"] = std::any_of(cfg.layers.begin(), cfg.layers.end(),
                              [](const GptqLayerQuant& l) { return IsLmHead(l.name); });
+  j["meta"] = {{"quantizer", {cfg.producer}}};
 
-  const GptqLayerQuant global{"", cfg.bits, cfg.group_size, cfg.sym, cfg.desc_act};
+  const Key global{cfg.bits, cfg.group_size, cfg.sym, cfg.desc_act};
   nlohmann::ordered_json dynamic = nlohmann::ordered_json::object();
-  for (const GptqLayerQuant& l : cfg.layers) {
-    if (KeyOf(l) == KeyOf(global)) continue;
-    dynamic["+:" + ExactPattern(l.name)] = {
-        {"bits", l.bits}, {"group_size", l.group_size}, {"sym", l.sym}, {"desc_act", l.desc_act}};
+  const std::vector<DynamicUnit> units = DynamicUnits(cfg);
+  for (const DynamicUnit& u : units) {
+    if (!u.key.has_value() || *u.key == global) continue;
+    const auto& [bits, group_size, sym, desc_act] = *u.key;
+    dynamic["+:" + UnitPattern(u)] = {
+        {"bits", bits}, {"group_size", group_size}, {"sym", sym}, {"desc_act", desc_act}};
   }
-  for (const std::string& name : cfg.skipped_layers) {
-    dynamic["-:" + ExactPattern(name)] = nlohmann::ordered_json::object();
+  for (const DynamicUnit& u : units) {
+    if (!u.key.has_value()) dynamic["-:" + UnitPattern(u)] = nlohmann::ordered_json::object();
   }
   if (!dynamic.empty()) j["dynamic"] = dynamic;
 

@@ -34,6 +34,8 @@ struct GptqCheckpointConfig {
   bool true_sequential = true;
   std::vector<GptqLayerQuant> layers;       ///< every quantized Linear layer
   std::vector<std::string> skipped_layers;  ///< Linear layers left unquantized
+  /// meta.quantizer's entry, "name:version": the producer, named honestly (GPTQModel reads it).
+  std::string producer = "rtnq";
 };
 
 /// Builds a GptqCheckpointConfig whose global values are the most common (bits, group_size,
@@ -44,12 +46,19 @@ GptqCheckpointConfig GptqConfigFromLayers(std::vector<GptqLayerQuant> layers,
                                           GptqFormat format);
 
 /// The quantization_config object, every key explicit, in this order: quant_method "gptq", bits,
-/// group_size, sym, desc_act, checkpoint_format, damp_percent, true_sequential, lm_head (true
-/// when a layer named "lm_head" or "*.lm_head" is quantized: vLLM reads it), then only when
-/// needed:
-///  - "dynamic" (GPTQModel, vLLM): "+:^<escaped name>$" -> {bits, group_size, sym, desc_act}
-///    for each layer differing from the global values, and "-:^<escaped name>$" -> {} for each
-///    skipped layer. Loaders take the first matching pattern (re.match).
+/// group_size, sym, desc_act, checkpoint_format and format (the same value: vLLM, AutoGPTQ and
+/// transformers read the first, optimum and GPTQModel the second), pack_dtype "int32",
+/// damp_percent, true_sequential, lm_head (true when a layer named "lm_head" or "*.lm_head" is
+/// quantized: vLLM reads it), meta {"quantizer": [producer]}, then only when needed:
+///  - "dynamic" (GPTQModel, vLLM): "+:<pattern>" -> {bits, group_size, sym, desc_act} for each
+///    layer differing from the global values, and "-:<pattern>" -> {} for each skipped layer.
+///    Loaders take the first pattern that re.match()es the module name, and name modules
+///    differently: GPTQModel by the checkpoint's names, vLLM by its fused modules (q/k/v as
+///    "qkv_proj", gate/up as "gate_up_proj", one MoE layer's experts as "...experts"). So the
+///    parts of a fused module that share one config get one pattern matching the parts and the
+///    fused name, e.g. "^model\.layers\.0\.self_attn\.(q_proj|k_proj|v_proj|qkv_proj)$" and
+///    "^model\.layers\.1\.mlp\.experts(\..+)?$"; parts that differ (which vLLM cannot load,
+///    see core/layout/loader_rules.h) get one exact "^<escaped name>$" each.
 ///  - "modules_in_block_to_quantize" (HF optimum) when layers inside repeated blocks (a name with
 ///    a numeric component, e.g. "model.layers.3.") are skipped: [[the quantized names relative
 ///    to their block, first-seen order]]. optimum applies that list to every block, so a name

@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/kernels/kernel_params.h"
+#include "core/layout/awq.h"
+#include "core/layout/compressed_tensors.h"
 #include "core/status_macros.h"
 
 namespace rtnq {
@@ -14,6 +16,17 @@ std::vector<int64_t> IncWords(int64_t rows, int64_t cols, int bits, int compress
   const int64_t n = IncPackFactor(bits);
   if (compression_dim == 1) return {rows, CeilDiv(cols, n)};
   return {CeilDiv(rows, n), cols};
+}
+
+const char* LayoutLabel(OutputLayout l) {
+  switch (l) {
+    case OutputLayout::kCompressedTensors:
+      return "compressed-tensors";
+    case OutputLayout::kAwq:
+      return "AWQ";
+    default:
+      return "GPTQ";
+  }
 }
 
 absl::Status PlanError(std::string_view name, std::string_view what) {
@@ -76,11 +89,18 @@ absl::StatusOr<std::vector<TensorSpec>> PlanQuantizedOutputs(std::string_view na
       }
       return out;
     }
+    case OutputLayout::kCompressedTensors:
+    case OutputLayout::kAwq:
     case OutputLayout::kGptq: {
       if (shape.size() != 2) {
-        return PlanError(name, absl::StrCat("the GPTQ layout needs a 2-D weight, got shape ",
-                                            ShapeString(shape)));
+        return PlanError(
+            name, absl::StrCat("the ", LayoutLabel(options.layout),
+                               " layout needs a 2-D weight, got shape ", ShapeString(shape)));
       }
+      if (options.layout == OutputLayout::kCompressedTensors) {
+        return PlanCompressedTensors(layer, config, dtype, rows, cols);
+      }
+      if (options.layout == OutputLayout::kAwq) return PlanAwq(layer, config, rows, cols);
       RETURN_IF_ERROR(CheckGptqCompatible(name, config, rows, cols));
       const int64_t in = cols, out_f = rows, b = config.bits;
       const int64_t groups = in / EffectiveGroupSize(config.group_size, in);
@@ -93,6 +113,27 @@ absl::StatusOr<std::vector<TensorSpec>> PlanQuantizedOutputs(std::string_view na
     }
   }
   return absl::InternalError("unknown output layout");
+}
+
+absl::StatusOr<std::vector<PackedTensor>> PackToLayout(const QuantizedTensor& q,
+                                                       std::string_view name,
+                                                       const OutputLayoutOptions& options,
+                                                       const Engine& engine) {
+  const std::string layer = LayerName(name);
+  switch (options.layout) {
+    case OutputLayout::kInc:
+      return PackInc(q, layer, options.compression_dim, engine);
+    case OutputLayout::kGptq:
+      return PackGptq(q, layer, GptqPackOptions{options.gptq_format, {}, nullptr}, engine);
+    case OutputLayout::kCompressedTensors:
+      return PackCompressedTensors(q, layer, &engine);
+    case OutputLayout::kAwq:
+      return PackAwq(q, layer, &engine);
+    case OutputLayout::kFake:
+      break;
+  }
+  return absl::InternalError(
+      absl::StrCat("tensor \"", std::string(name), "\": the fake layout is not packed"));
 }
 
 }  // namespace rtnq

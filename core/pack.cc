@@ -13,199 +13,35 @@
 #include "core/engine.h"
 #include "core/huge_pages.h"
 #include "core/kernels/kernel_params.h"
+#include "core/layout/pack_bits.h"
 #include "core/status_macros.h"
 
 namespace rtnq {
 namespace {
 
+using packing::ByteOfField;
+using packing::Bytes;
+using packing::CheckCodeRange;
+using packing::CodeFormat;
+using packing::CodeFormatFor;
+using packing::CodeOfByte;
+using packing::FindPacked;
+using packing::ForBlocks;
+using packing::GetBits;
+using packing::IsIntAsym;
+using packing::MakeTensor;
+using packing::Mask;
+using packing::PackWord;
+using packing::PutBits;
+using packing::ReadValues;
+using packing::ShapeStr;
+using packing::ToHalfChecked;
+using packing::ValidateQuantized;
+
 // Packed tensors are built with memcpy, which is only the safetensors byte order on such hosts.
 static_assert(std::endian::native == std::endian::little, "packing assumes a little-endian host");
 
 std::string Str(std::string_view s) { return std::string(s); }
-
-std::string ShapeStr(const std::vector<int64_t>& shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
-}
-
-uint32_t Mask(int bits) { return (1u << bits) - 1u; }
-
-template <typename T>
-PackedTensor MakeTensor(std::string name, ElemType dtype, std::vector<int64_t> shape,
-                        const std::vector<T>& values) {
-  PackedTensor t{std::move(name), dtype, std::move(shape), {}};
-  t.data.resize(values.size() * sizeof(T));
-  if (!values.empty()) std::memcpy(t.data.data(), values.data(), t.data.size());
-  return t;
-}
-
-template <typename T>
-std::vector<T> ReadValues(const PackedTensor& t) {
-  std::vector<T> out(t.data.size() / sizeof(T));
-  if (!out.empty()) std::memcpy(out.data(), t.data.data(), out.size() * sizeof(T));
-  return out;
-}
-
-// Finds `name` among `tensors` and checks its dtype, rank-and-shape (when `shape` is given) and
-// byte count.
-absl::StatusOr<const PackedTensor*> FindPacked(absl::Span<const PackedTensor> tensors,
-                                               const std::string& name, ElemType dtype,
-                                               std::optional<std::vector<int64_t>> shape,
-                                               size_t rank) {
-  const PackedTensor* found = nullptr;
-  for (const PackedTensor& t : tensors) {
-    if (t.name == name) found = &t;
-  }
-  if (found == nullptr) return absl::InvalidArgumentError(absl::StrCat("missing tensor ", name));
-  if (found->dtype != dtype) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, ": expected dtype ",
-                                                   ElemTypeName(dtype), ", got ",
-                                                   ElemTypeName(found->dtype)));
-  }
-  if (shape.has_value() ? found->shape != *shape : found->shape.size() != rank) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor ", name, ": expected shape ",
-                     shape.has_value() ? ShapeStr(*shape) : absl::StrCat("of rank ", rank),
-                     ", got ", ShapeStr(found->shape)));
-  }
-  int64_t elements = 1;
-  for (int64_t d : found->shape) {
-    if (d < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor ", name, ": negative dimension in shape ", ShapeStr(found->shape)));
-    }
-    elements *= d;
-  }
-  const uint64_t expect = static_cast<uint64_t>(elements) * ElemSize(dtype);
-  if (found->data.size() != expect) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor ", name, ": ", found->data.size(), " bytes, expected ", expect,
-                     " for shape ", ShapeStr(found->shape), " of ", ElemTypeName(dtype)));
-  }
-  return found;
-}
-
-bool IsIntAsym(const QuantConfig& cfg) {
-  return cfg.dtype == QuantDtype::kInt && cfg.scheme == Scheme::kAsym;
-}
-
-// How a tensor's code bytes map to `bits`-bit fields.
-struct CodeFormat {
-  int bits;
-  bool is_signed;  // two's complement within `bits` (sign-extended on unpacking)
-  int lo;
-  int hi;
-};
-
-absl::StatusOr<CodeFormat> CodeFormatFor(const QuantConfig& cfg, std::string_view name) {
-  if (cfg.is_float4()) {
-    if (cfg.bits != 4) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor ", Str(name), ": dtype ",
-                                                     QuantDtypeName(cfg.dtype),
-                                                     " needs bits 4, got ", cfg.bits));
-    }
-    return CodeFormat{4, true, -8, 7};
-  }
-  if (cfg.dtype != QuantDtype::kInt) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor ", Str(name), ": dtype ", QuantDtypeName(cfg.dtype), " has no codes"));
-  }
-  if (cfg.bits < 1 || cfg.bits > 8) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor ", Str(name), ": bits must be in 1..8, got ", cfg.bits));
-  }
-  const int b = cfg.bits;
-  if (cfg.scheme == Scheme::kAsym) return CodeFormat{b, false, 0, (1 << b) - 1};
-  // The reference's 1-bit sym uses codes {0, 1}; sign-extending 1 would turn it into -1.
-  if (b == 1) return CodeFormat{1, false, 0, 1};
-  return CodeFormat{b, true, -(1 << (b - 1)), (1 << (b - 1)) - 1};
-}
-
-int CodeOfByte(uint8_t byte, const CodeFormat& f) {
-  return f.is_signed ? static_cast<int>(static_cast<int8_t>(byte)) : static_cast<int>(byte);
-}
-
-uint8_t ByteOfField(uint32_t field, const CodeFormat& f) {
-  int v = static_cast<int>(field);
-  if (f.is_signed && v >= (1 << (f.bits - 1))) v -= 1 << f.bits;
-  return static_cast<uint8_t>(v);
-}
-
-// The sizes QuantizedTensor promises; a mismatch is a bug upstream, hence Internal.
-absl::Status ValidateQuantized(const QuantizedTensor& q, std::string_view name) {
-  if (!q.quantized) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor ", Str(name), " was not quantized (",
-                                                   q.skip_reason, "): nothing to pack"));
-  }
-  if (q.rows <= 0 || q.cols <= 0 || q.group_size <= 0) {
-    return absl::InternalError(absl::StrCat("tensor ", Str(name), ": bad quantized view rows ",
-                                            q.rows, ", cols ", q.cols, ", group size ",
-                                            q.group_size));
-  }
-  if (q.config.group_dim != 0 && q.config.group_dim != 1) {
-    return absl::InternalError(
-        absl::StrCat("tensor ", Str(name), ": group_dim ", q.config.group_dim));
-  }
-  const uint64_t codes = static_cast<uint64_t>(q.rows) * q.cols;
-  const uint64_t scales = static_cast<uint64_t>(q.scale_rows()) * q.scale_cols();
-  const uint64_t zeros = IsIntAsym(q.config) ? scales : 0;
-  if (q.codes.size() != codes || q.scales.size() != scales || q.zeros.size() != zeros) {
-    return absl::InternalError(absl::StrCat(
-        "tensor ", Str(name), ": ", q.codes.size(), " codes, ", q.scales.size(), " scales, ",
-        q.zeros.size(), " zero points; expected ", codes, ", ", scales, ", ", zeros));
-  }
-  return absl::OkStatus();
-}
-
-// Runs fn(block) for every block: in the engine's arena when one is given, else serially.
-absl::Status ForBlocks(const Engine* engine, int64_t blocks,
-                       const std::function<void(int64_t)>& fn) {
-  if (engine != nullptr) return engine->ParallelFor(blocks, fn);
-  for (int64_t b = 0; b < blocks; ++b) fn(b);
-  return absl::OkStatus();
-}
-
-// Codes scanned per block by CodesInRange.
-constexpr int64_t kRangeBlock = int64_t{1} << 20;
-
-// True when every code byte lies in f's range: a branch-free scan the compiler vectorizes; the
-// exact first offender is only looked for (by CheckCodeRange) when this fails.
-bool CodesInRange(const std::vector<uint8_t>& codes, const CodeFormat& f, const Engine* engine) {
-  const int64_t n = static_cast<int64_t>(codes.size());
-  const int64_t blocks = (n + kRangeBlock - 1) / kRangeBlock;
-  std::atomic<bool> bad{false};
-  const absl::Status s = ForBlocks(engine, blocks, [&](int64_t blk) {
-    const uint8_t* c = codes.data() + blk * kRangeBlock;
-    const int64_t len = std::min(kRangeBlock, n - blk * kRangeBlock);
-    // Byte arithmetic modulo 256: code - lo lies in 0..hi-lo exactly when the code is in range
-    // (lo is negative for signed codes, whose bytes are two's complement).
-    const uint8_t lo = static_cast<uint8_t>(f.lo);
-    uint8_t worst = 0;
-    for (int64_t i = 0; i < len; ++i) worst = std::max(worst, static_cast<uint8_t>(c[i] - lo));
-    if (worst > f.hi - f.lo) bad.store(true, std::memory_order_relaxed);
-  });
-  return s.ok() && !bad.load();
-}
-
-absl::Status CheckCodeRange(const QuantizedTensor& q, std::string_view name, const CodeFormat& f,
-                            const Engine* engine = nullptr) {
-  // The fast scan passes for every tensor the quantizer produced; the loop names the offender.
-  const bool codes_ok = CodesInRange(q.codes, f, engine);
-  for (size_t i = 0; !codes_ok && i < q.codes.size(); ++i) {
-    const int v = CodeOfByte(q.codes[i], f);
-    if (v < f.lo || v > f.hi) {
-      return absl::InternalError(absl::StrCat("tensor ", Str(name), ": code ", v, " at element ", i,
-                                              " is outside ", f.lo, "..", f.hi));
-    }
-  }
-  const int zmax = (1 << f.bits) - 1;
-  for (size_t i = 0; i < q.zeros.size(); ++i) {
-    if (q.zeros[i] < 0 || q.zeros[i] > zmax) {
-      return absl::InternalError(absl::StrCat("tensor ", Str(name), ": zero point ", q.zeros[i],
-                                              " at group ", i, " is outside 0..", zmax));
-    }
-  }
-  return absl::OkStatus();
-}
 
 // ---- INC words ----
 
@@ -274,57 +110,6 @@ absl::Status CheckCompressionDim(int compression_dim, std::string_view name) {
 
 // ---- GPTQ bit streams ----
 
-// Writes a masked `bits`-bit value at bit `pos` of a little-endian stream of words that lie
-// `stride` words apart. A value crossing a word edge puts its low bits at the top of one word and
-// its high bits at the bottom of the next: AutoGPTQ's 3-bit packing.
-void PutBits(uint32_t* words, int64_t stride, int64_t pos, int bits, uint32_t v) {
-  const int64_t w = pos >> 5;
-  const int off = static_cast<int>(pos & 31);
-  words[w * stride] |= v << off;
-  if (off + bits > 32) words[(w + 1) * stride] |= v >> (32 - off);
-}
-
-uint32_t GetBits(const uint32_t* words, int64_t stride, int64_t pos, int bits) {
-  const int64_t w = pos >> 5;
-  const int off = static_cast<int>(pos & 31);
-  uint32_t v = words[w * stride] >> off;
-  if (off + bits > 32) v |= words[(w + 1) * stride] << (32 - off);
-  return v & Mask(bits);
-}
-
-// Byte b of a uint64 replicated into all 8 bytes.
-constexpr uint64_t Bytes(uint64_t b) { return b * 0x0101010101010101ull; }
-
-// Gathers the low B bits of each of the 8 bytes of x (byte e -> bits B*e..B*e+B-1) by merging
-// neighbouring fields pairwise three times.
-template <int B>
-uint64_t GatherFields(uint64_t x) {
-  static_assert(B == 2 || B == 4);
-  x = (x | (x >> (8 - B))) & (((uint64_t{1} << (2 * B)) - 1) * 0x0001000100010001ull);
-  x = (x | (x >> (16 - 2 * B))) & (((uint64_t{1} << (4 * B)) - 1) * 0x0000000100000001ull);
-  return (x | (x >> (32 - 4 * B))) & ((uint64_t{1} << (8 * B)) - 1);
-}
-
-// One GPTQ qweight word from the 32/B codes at `c` (in range): each masked to B bits and XORed
-// with `flip` (2^(B-1) in every byte for sym, which is adding 2^(B-1) modulo 2^B), code 0 lowest.
-template <int B>
-uint32_t PackWord(const uint8_t* c, uint64_t flip) {
-  if constexpr (B == 8) {
-    uint32_t w;
-    std::memcpy(&w, c, 4);
-    return w ^ static_cast<uint32_t>(flip);
-  } else {
-    uint32_t w = 0;
-    for (int k = 0; k < 4 / B; ++k) {
-      uint64_t x;
-      std::memcpy(&x, c + 8 * k, 8);
-      x = (x & Bytes((1u << B) - 1)) ^ flip;
-      w |= static_cast<uint32_t>(GatherFields<B>(x) << (8 * B * k));
-    }
-    return w;
-  }
-}
-
 // qweight columns [o0, o1) of an unpermuted B-bit layer (B = 2, 4 or 8): whole words, no
 // read-modify-write, written a cache line of columns at a time.
 template <int B>
@@ -340,33 +125,10 @@ void PackColumns(const uint8_t* codes, int64_t in, int64_t out, int64_t o0, int6
 absl::Status CheckGptqCompatibleGs(std::string_view name, const QuantConfig& config, int64_t out,
                                    int64_t in, int64_t gs) {
   const std::string prefix = absl::StrCat("tensor ", Str(name), ": GPTQ layout ");
-  if (config.dtype != QuantDtype::kInt) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "needs dtype int, got ", QuantDtypeName(config.dtype)));
-  }
+  RETURN_IF_ERROR(packing::CheckIntLinearLayout(prefix, config, out, in, gs));
   const int b = config.bits;
   if (b != 2 && b != 3 && b != 4 && b != 8) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, "supports bits 2, 3, 4 or 8, got ", b));
-  }
-  if (config.group_dim != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "needs group_dim 1, got ", config.group_dim));
-  }
-  if (config.double_quant()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        prefix, "cannot store double-quantized scales (double_quant_dtype int); turn it off"));
-  }
-  if (out <= 0 || in <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "needs a non-empty weight, got [", out, ", ", in, "]"));
-  }
-  if (gs <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "needs group_size > 0 or -1, got ", config.group_size));
-  }
-  if (in % gs != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, "needs in_features (", in,
-                                                   ") divisible by the group size (", gs, ")"));
   }
   // 3-bit codes fill whole words only in blocks of 32 codes (3 words).
   const int64_t m = b == 3 ? 32 : 32 / b;
@@ -403,18 +165,6 @@ absl::Status ValidatePerm(const std::vector<int32_t>& perm, int64_t in, std::str
     seen[c] = true;
   }
   return absl::OkStatus();
-}
-
-// float -> F16 bits, refusing a finite value that float16 cannot hold.
-absl::StatusOr<uint16_t> ToHalfChecked(float v, std::string_view name, std::string_view what,
-                                       int64_t index) {
-  const uint16_t h = FloatToHalf(v);
-  if (std::isfinite(v) && !std::isfinite(HalfToFloat(h))) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor ", Str(name), ": ", Str(what), " ", v,
-                                                   " at index ", index,
-                                                   " overflows float16 (max 65504)"));
-  }
-  return h;
 }
 
 }  // namespace
@@ -593,14 +343,9 @@ absl::StatusOr<QuantizedTensor> UnpackInc(absl::Span<const PackedTensor> tensors
   }
   ASSIGN_OR_RETURN(const CodeFormat f, CodeFormatFor(config, base_name));
 
-  QuantizedTensor q;
-  q.name = base;
-  q.shape = {rows, cols};
-  q.quantized = true;
-  q.config = config;
-  q.rows = rows;
-  q.cols = cols;
-  q.group_size = EffectiveGroupSize(config.group_size, config.group_dim == 1 ? cols : rows);
+  QuantizedTensor q = packing::UnpackedHeader(
+      base, ElemType::kF32, config, rows, cols,
+      EffectiveGroupSize(config.group_size, config.group_dim == 1 ? cols : rows));
   const int64_t sr = q.scale_rows();
   const int64_t sc = q.scale_cols();
 
@@ -744,30 +489,14 @@ static absl::StatusOr<std::vector<PackedTensor>> PackGptqWith(const QuantizedTen
     }
   }
 
-  // One block per group row; the first error in (group, output) order wins, as serially.
-  std::vector<uint16_t> scales(groups * out);
-  std::vector<absl::Status> scale_errors(groups);
-  RETURN_IF_ERROR(ForBlocks(engine, groups, [&](int64_t g) {
-    for (int64_t o = 0; o < out; ++o) {
-      const float s = q.scales[o * groups + g];
-      if (!std::isfinite(s)) {
-        scale_errors[g] = absl::InternalError(absl::StrCat(
-            "tensor ", base, ": scale ", s, " at row ", o, " group ", g, " is not finite"));
-        return;
-      }
-      scales[g * out + o] = FloatToHalf(s);
-      if ((scales[g * out + o] & 0x7c00u) == 0x7c00u) {  // overflowed; ToHalfChecked words it
-        scale_errors[g] = ToHalfChecked(s, base_name, "scale", o * groups + g).status();
-        return;
-      }
-    }
-  }));
-  for (const absl::Status& e : scale_errors) RETURN_IF_ERROR(e);
+  ASSIGN_OR_RETURN(std::vector<uint8_t> scales,
+                   packing::StoredScales(q, base_name, ElemType::kF16, /*transpose=*/true, engine));
 
   std::vector<PackedTensor> result;
   result.push_back(std::move(qweight_tensor));
   result.push_back(MakeTensor(base + ".qzeros", ElemType::kI32, {groups, zw}, qzeros));
-  result.push_back(MakeTensor(base + ".scales", ElemType::kF16, {groups, out}, scales));
+  result.push_back(
+      PackedTensor{base + ".scales", ElemType::kF16, {groups, out}, std::move(scales)});
   result.push_back(MakeTensor(base + ".g_idx", ElemType::kI32, {in}, g_idx));
   if (options.bias != nullptr) {
     ASSIGN_OR_RETURN(std::vector<uint16_t> bias, BiasToHalf(*options.bias, out, base_name));
@@ -849,14 +578,8 @@ absl::StatusOr<GptqUnpacked> UnpackGptq(absl::Span<const PackedTensor> tensors,
     if (identity) result.perm.clear();
   }
 
+  result.q = packing::UnpackedHeader(base, ElemType::kF16, cfg, out, in, gs);
   QuantizedTensor& q = result.q;
-  q.name = base;
-  q.shape = {out, in};
-  q.quantized = true;
-  q.config = cfg;
-  q.rows = out;
-  q.cols = in;
-  q.group_size = gs;
 
   // zp[o, g], as loaders read it.
   std::vector<int32_t> zp(out * groups);

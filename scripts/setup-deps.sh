@@ -13,6 +13,8 @@ PACKAGES=(
   # fuzzers (tests/fuzz, scripts/fuzz.sh): clang's libFuzzer and sanitizer runtimes
   clang libfuzzer-14-dev
   python3 openssl
+  # the independent readers of packed layouts (tests/core/layout_reader_test.py)
+  python3-numpy
   # deploy tests (tests/deploy/): compose file validation, promtool + a real Prometheus for the
   # scale-out test, YAML parsing of the manifests, HTTP queries
   docker-compose prometheus python3-yaml curl

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/output_plan.h"
 #include "core/pack.h"
 #include "core/quant_config.h"
 #include "core/weight_config.h"
@@ -28,6 +29,14 @@ struct Session {
   std::vector<QuantConfig> candidates = {};
   bool column_errors = false;  ///< candidates: per-column squared errors in TensorMetrics
 };
+
+/// True for the forms whose results are packed from all of a tensor's codes at its end
+/// (PACKED_INC, PACKED_GPTQ, PACKED_COMPRESSED_TENSORS, PACKED_AWQ).
+bool IsPackedForm(v1::OutputForm f);
+
+/// The core layout a session's output form packs into (kFake for FAKE_QUANT and CODES), with the
+/// session's compression_dim and GPTQ format.
+OutputLayoutOptions LayoutOf(const Session& s);
 
 /// Most candidate configs one session measures.
 inline constexpr int kMaxCandidateConfigs = 64;

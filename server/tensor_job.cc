@@ -67,12 +67,10 @@ int64_t OutputBytes(const Session& s, const std::string& name, ElemType dtype,
     case v1::OUTPUT_FORM_CODES:
       return CodesBytes(c, rows, cols);
     case v1::OUTPUT_FORM_PACKED_INC:
-    case v1::OUTPUT_FORM_PACKED_GPTQ: {
-      OutputLayoutOptions layout;
-      layout.layout =
-          s.output_form == v1::OUTPUT_FORM_PACKED_INC ? OutputLayout::kInc : OutputLayout::kGptq;
-      layout.compression_dim = s.compression_dim;
-      auto specs = PlanQuantizedOutputs(name, dtype, shape, c, layout);
+    case v1::OUTPUT_FORM_PACKED_GPTQ:
+    case v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS:
+    case v1::OUTPUT_FORM_PACKED_AWQ: {
+      auto specs = PlanQuantizedOutputs(name, dtype, shape, c, LayoutOf(s));
       // Where the planner does not know the shape, a bound: packed words never take more than
       // the codes they pack plus one word per row and column (and GPTQ's g_idx per column).
       if (!specs.ok()) return CodesBytes(c, rows, cols) + 8 * (rows + cols);
@@ -171,9 +169,13 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
       return fail(st);
     }
   }
-  const bool packed = (s.output_form == v1::OUTPUT_FORM_PACKED_INC ||
-                       s.output_form == v1::OUTPUT_FORM_PACKED_GPTQ) &&
-                      !s.metrics_only;
+  if (s.output_form == v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS ||
+      s.output_form == v1::OUTPUT_FORM_PACKED_AWQ) {
+    // Their rules (bits, scheme, 2-D, group sizes loaders take) before any data is read.
+    auto specs = PlanQuantizedOutputs(job->name_, job->dtype_, job->shape_, config, LayoutOf(s));
+    if (!specs.ok()) return fail(specs.status());
+  }
+  const bool packed = IsPackedForm(s.output_form) && !s.metrics_only;
   if (RowStreamQuantizer::CanStream(config, o)) {
     TensorInput in{job->name_, job->dtype_, job->shape_, {}};
     auto rows = RowStreamQuantizer::Create(in, config, o, engine);
@@ -389,8 +391,7 @@ absl::Status TensorJob::QuantizeRows(absl::string_view rows, JobStep& step) {
   step.consumed_bytes += n;
 
   const v1::OutputForm form = session_->output_form;
-  const bool packed = form == v1::OUTPUT_FORM_PACKED_INC || form == v1::OUTPUT_FORM_PACKED_GPTQ;
-  if (packed) {
+  if (IsPackedForm(form)) {
     QuantizedTensor& q = packed_codes_;
     if (q.codes.capacity() == 0 && !out.codes.empty()) {
       // The codes were reserved whole at the header: allocate them once, never by doubling,
@@ -475,15 +476,11 @@ JobStep TensorJob::DoFinishStreamed(std::vector<std::string>& chunks) {
   }
   // This finished step closes the share: its reservation (the kept codes and the packed outputs
   // built from them) goes back, and the output messages are accounted as they are queued.
-  const v1::OutputForm form = session_->output_form;
-  if (form == v1::OUTPUT_FORM_PACKED_INC || form == v1::OUTPUT_FORM_PACKED_GPTQ) {
+  if (IsPackedForm(session_->output_form)) {
     packed_codes_.metrics = *metrics;
     if (!session_->metrics_only) {
       absl::StatusOr<std::vector<PackedTensor>> packed =
-          form == v1::OUTPUT_FORM_PACKED_INC
-              ? PackInc(packed_codes_, LayerName(name_), session_->compression_dim, *engine_)
-              : PackGptq(packed_codes_, LayerName(name_),
-                         GptqPackOptions{session_->gptq_format, {}, nullptr}, *engine_);
+          PackToLayout(packed_codes_, name_, LayoutOf(*session_), *engine_);
       if (!packed.ok()) {
         Fail(step, packed.status());
         return step;
@@ -553,14 +550,13 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
       break;
     }
     case v1::OUTPUT_FORM_PACKED_INC:
-    case v1::OUTPUT_FORM_PACKED_GPTQ: {
+    case v1::OUTPUT_FORM_PACKED_GPTQ:
+    case v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS:
+    case v1::OUTPUT_FORM_PACKED_AWQ: {
       std::vector<v1::OutputTensor> outputs;
       std::vector<PackedTensor> packed;
       if (!session_->metrics_only) {
-        auto p = session_->output_form == v1::OUTPUT_FORM_PACKED_INC
-                     ? PackInc(q, LayerName(name_), session_->compression_dim, *engine_)
-                     : PackGptq(q, LayerName(name_),
-                                GptqPackOptions{session_->gptq_format, {}, nullptr}, *engine_);
+        auto p = PackToLayout(q, name_, LayoutOf(*session_), *engine_);
         if (!p.ok()) {
           Fail(step, p.status());
           return step;

@@ -36,11 +36,11 @@ const Command& SynthCommand();
 const Command& PlanCommand();
 
 /// quantize's output flags, which plan reads too.
-inline const std::set<std::string> kOutputFlags = {"format", "gptq_checkpoint_format",
-                                                   "compression_dim", "include", "exclude"};
-/// quantize's output flags (--format, --gptq-checkpoint-format, --compression-dim, --include,
-/// --exclude) into `options`; InvalidArgument (a usage error) for a bad value. Plan reads them
-/// too.
+inline const std::set<std::string> kOutputFlags = {
+    "format", "gptq_checkpoint_format", "compression_dim", "target", "include", "exclude"};
+/// quantize's output flags (--format, --gptq-checkpoint-format, --compression-dim, --target,
+/// --include, --exclude) into `options`; InvalidArgument (a usage error) for a bad value. Plan
+/// reads them too.
 absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeOptions& options);
 
 /// Prints "rtnq: <message>" and the command's usage to stderr; returns kExitUsage.

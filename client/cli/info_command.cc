@@ -3,6 +3,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_join.h"
+#include "client/checkpoint_util.h"
 #include "client/cli/command.h"
 #include "client/cli/flags.h"
 #include "client/cli/version.h"
@@ -30,7 +31,10 @@ absl::StatusOr<ServerInfoSummary> LocalInfo() {
     info.quant_dtypes.push_back(QuantDtypeName(d));
   }
   for (int b = 1; b <= 8; ++b) info.int_bits.push_back(b);
-  info.output_forms = {"fake", "inc", "gptq"};
+  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq,
+                         OutputFormat::kCompressedTensors, OutputFormat::kAwq}) {
+    info.output_forms.push_back(OutputFormatName(f));
+  }
   info.presets = {"BNB_NF4", "GGML_TYPE_Q4_K"};
   info.kernel = std::string((*engine)->kernels().name);
   info.threads = (*engine)->threads();

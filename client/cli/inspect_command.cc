@@ -11,6 +11,8 @@
 #include "client/cli/flags.h"
 #include "client/manifest.h"
 #include "core/file_io.h"
+#include "core/layout/loader_rules.h"
+#include "core/output_plan.h"
 #include "core/quant_config.h"
 #include "core/safetensors_header.h"
 #include "core/strict_json.h"
@@ -22,7 +24,49 @@ namespace {
 constexpr char kUsage[] = R"(rtnq inspect FILE|DIR [--json]
   Lists the tensors of a .safetensors file or checkpoint directory (name, dtype, shape, bytes),
   the totals and any quantization record: the rtnq manifest ("rtnq.quantization" metadata) and
-  config.json's quantization_config.)";
+  config.json's quantization_config. For a checkpoint rtnq wrote, also which engines load it
+  (vLLM, transformers, ...), on which kernels, and why not when they do not.)";
+
+// The loader rules' view of a checkpoint rtnq wrote: its quantized layers from the manifest, and
+// the 2-D weights it left unquantized.
+LoaderRulesInput LoaderInputOf(const Manifest& m, const ShardedCheckpoint& c) {
+  LoaderRulesInput in;
+  in.layout = OutputFormatName(m.format);
+  in.gptq_format = m.gptq_format;
+  for (const ManifestTensor& t : m.tensors) {
+    int64_t cols = 1;
+    for (size_t i = 1; i < t.shape.size(); ++i) cols *= t.shape[i];
+    in.layers.push_back({t.layer, t.config, t.shape.empty() ? 0 : t.shape[0], cols});
+  }
+  for (const auto& [name, why] : m.skipped) {
+    const TensorInfo* t = c.Find(name);
+    if (t != nullptr && t->shape.size() == 2) in.unquantized.push_back(LayerName(name));
+  }
+  return in;
+}
+
+nlohmann::ordered_json VerdictsToJson(const std::vector<EngineVerdict>& v) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const EngineVerdict& e : v) {
+    out.push_back({{"engine", e.engine},
+                   {"loads", e.loads},
+                   {"kernel", e.kernel},
+                   {"problems", e.problems},
+                   {"notes", e.notes}});
+  }
+  return out;
+}
+
+void PrintVerdicts(const std::vector<EngineVerdict>& v) {
+  std::cout << "loaders:\n";
+  for (const EngineVerdict& e : v) {
+    std::cout << absl::StrFormat(
+        "  %-24s %s\n", e.engine,
+        e.loads ? absl::StrCat("loads it: ", e.kernel) : "does not load it");
+    for (const std::string& p : e.problems) std::cout << "      " << p << "\n";
+    for (const std::string& n : e.notes) std::cout << "      note: " << n << "\n";
+  }
+}
 
 // The rtnq manifest of the first shard that carries one; nullopt when none does. Parsing it
 // checks it is one `verify` can use.
@@ -78,6 +122,8 @@ int Run(const Command& self, const ParsedArgs& args) {
     width = std::max(width, t->name.size());
   }
   const size_t shards = input->checkpoint.shards().size();
+  std::vector<EngineVerdict> verdicts;
+  if (manifest->has_value()) verdicts = CheckLoaders(LoaderInputOf(**manifest, input->checkpoint));
   if (absl::GetFlag(FLAGS_json)) {
     nlohmann::ordered_json j = {
         {"path", path},
@@ -86,7 +132,8 @@ int Run(const Command& self, const ParsedArgs& args) {
         {"total_bytes", total},
         {"rtnq_quantization",
          manifest->has_value() ? ManifestToJson(**manifest) : nlohmann::ordered_json()},
-        {"quantization_config", *hf}};
+        {"quantization_config", *hf},
+        {"loaders", VerdictsToJson(verdicts)}};
     std::cout << j.dump(2) << "\n";
     return kExitOk;
   }
@@ -109,6 +156,7 @@ int Run(const Command& self, const ParsedArgs& args) {
     for (const auto& [name, why] : m.skipped) {
       std::cout << absl::StrFormat("  %-*s  skipped: %s\n", width, name, why);
     }
+    PrintVerdicts(verdicts);
   }
   if (!hf->is_null()) std::cout << "config.json quantization_config: " << hf->dump(2) << "\n";
   if (!manifest->has_value() && hf->is_null()) std::cout << "no quantization recorded\n";

@@ -18,10 +18,13 @@
 #include "client/tensor_selection.h"
 #include "core/status_macros.h"
 
-ABSL_FLAG(std::string, format, "fake", "fake, inc or gptq");
+ABSL_FLAG(std::string, format, "fake", "fake, inc, gptq, compressed-tensors or awq");
 ABSL_FLAG(std::string, gptq_checkpoint_format, "",
           "v1 (gptq) or v2 (gptq_v2); default v1 when every layer is sym");
 ABSL_FLAG(int32_t, compression_dim, 1, "inc: 1 packs along rows, 0 along columns");
+ABSL_FLAG(std::string, target, "any",
+          "any (warn about loaders that would not load the output), vllm or transformers "
+          "(refuse to write what that engine would not load as intended)");
 ABSL_FLAG(std::string, include, "", "tensors to quantize (repeatable, comma lists)");
 ABSL_FLAG(std::string, exclude, "", "tensors to leave unquantized (repeatable, comma lists)");
 ABSL_FLAG(std::string, report, "", "write a per-tensor JSON report to this file");
@@ -41,9 +44,13 @@ constexpr char kUsage[] = R"(rtnq quantize INPUT -o OUTPUT [options]
            --double-quant-bits N --double-quant-scheme S --double-quant-group-size N
            --preset BNB_NF4|GGML_TYPE_Q4_K --config FILE.json (spec keys + "weight_config";
            flags override the file's top-level keys). --dtype is the quantization dtype.
-  output:  --format fake|inc|gptq (default fake) --gptq-checkpoint-format v1|v2
-           --compression-dim 0|1 (inc) --include PATTERNS --exclude PATTERNS (repeatable,
-           comma lists; names, globs, re:REGEX) --report FILE.json
+  output:  --format fake|inc|gptq|compressed-tensors|awq (default fake; gptq without --scheme:
+           sym; awq: 4-bit asym only)
+           --gptq-checkpoint-format v1|v2 --compression-dim 0|1 (inc)
+           --target any|vllm|transformers (default any: warn about loader rules; otherwise the
+           engine's rules are errors, checked before anything is written)
+           --include PATTERNS --exclude PATTERNS (repeatable, comma lists; names, globs,
+           re:REGEX) --report FILE.json
   run:     --streams N --resume --quiet --json (summary JSON on stdout)
            --dry-run (print the whole plan from the headers, read no tensor data; -o optional)
   plan:    --target-bpw B | --target-size S | --min-snr DB with --candidates LIST (and
@@ -65,6 +72,7 @@ absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeOptions& optio
                      ParseGptqFormatFlag(absl::GetFlag(FLAGS_gptq_checkpoint_format)));
   }
   options.compression_dim = absl::GetFlag(FLAGS_compression_dim);
+  ASSIGN_OR_RETURN(options.target, ParseLoaderTarget(absl::GetFlag(FLAGS_target)));
   if (args.Has("include")) options.include = SplitPatternList(args.values.at("include"));
   if (args.Has("exclude")) options.exclude = SplitPatternList(args.values.at("exclude"));
   return absl::OkStatus();
@@ -97,6 +105,14 @@ int Run(const Command& self, const ParsedArgs& args) {
       MergeSessionConfig(absl::GetFlag(FLAGS_config), ConfigFlagsFromArgs(args));
   if (!config.ok()) return Fail(config.status());
   options.config_json = *config;
+  if (options.format == OutputFormat::kGptq) {
+    absl::StatusOr<GptqSchemeDefault> d = ApplyGptqSchemeDefault(options.config_json);
+    if (!d.ok()) return Fail(d.status());
+    options.config_json = d->config_json;
+    if (!d->notice.empty() && !absl::GetFlag(FLAGS_quiet)) {
+      std::cerr << "note: " << d->notice << "\n";
+    }
+  }
   if (std::optional<int> exit = PlanBeforeQuantize(self, args, options)) return *exit;
 
   std::unique_ptr<Backend> backend;

@@ -321,7 +321,7 @@ absl::Status Infeasible(const PlanRequest& r, const std::string& what, uint64_t 
       what, " is below the smallest plan the candidates allow: ", least_bytes, " bytes (",
       Bpw(least_bytes, elements), " bits per weight)",
       r.format == OutputFormat::kFake
-          ? "; with --format fake every config costs the stored size: plan for inc or gptq"
+          ? "; with --format fake every config costs the stored size: plan for a packed format"
           : ""));
 }
 

@@ -152,6 +152,22 @@ grep -qF 'pattern \"*.down_proj' "$WORK/local-gptq.json" || fail "report lacks t
 ok "$BIN" inspect "$WORK/remote-gptq"
 contains "rtnq quantization: format gptq"
 contains "quantization_config"
+contains "loaders:"
+contains "vLLM                     loads it: Marlin"
+
+# --- GPTQ without a scheme is sym (Marlin-ready) and says so; --target vllm refuses asym GPTQ
+# before anything is written, --target any warns
+ok "$BIN" quantize "$WORK/tiny" -o "$WORK/gptq-default" --format gptq
+contains "note: --format gptq without --scheme quantizes sym"
+python3 -c 'import json,sys; q=json.load(open(sys.argv[1]))["quantization_config"]; assert q["sym"] and q["format"] == "gptq" and q["meta"]["quantizer"][0].startswith("rtnq:"), q' \
+  "$WORK/gptq-default/config.json" || fail "gptq default config"
+bad_run "$WORK/gptq-asym" "$BIN" quantize "$WORK/tiny" -o "$WORK/gptq-asym" --format gptq \
+  --scheme asym --target vllm
+contains "--target vllm: vLLM would not load this gptq checkpoint"
+ok "$BIN" quantize "$WORK/tiny" -o "$WORK/gptq-asym" --format gptq --scheme asym --quiet
+contains "warning: vLLM: 14 layers"
+status 2 "$BIN" quantize "$WORK/tiny" -o "$WORK/x-target" --target sglang
+contains "--target must be any, vllm or transformers"
 
 # --- tensors beyond a server's small budgets (1 MiB per stream, 4 MiB in all): 4x a stream's
 # budget, 2.5x the global one, rows of 1.125 MiB; each format with 1 and 4 streams, identical to

@@ -10,4 +10,11 @@ if(TARGET rtnq)
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:rtnq>
                    $<TARGET_FILE:rtnq-server>)
   set_tests_properties(rtnq_cli PROPERTIES TIMEOUT 300 LABELS client)
+
+  # compressed-tensors and AWQ end to end; its numpy reader needs Debian's python3-numpy.
+  add_test(NAME rtnq_formats_cli
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/formats_cli_test.sh $<TARGET_FILE:rtnq>
+                   $<TARGET_FILE:rtnq-server>
+                   ${PROJECT_SOURCE_DIR}/tests/core/layout_reader_test.py)
+  set_tests_properties(rtnq_formats_cli PROPERTIES TIMEOUT 300 LABELS client)
 endif()

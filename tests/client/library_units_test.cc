@@ -133,6 +133,25 @@ TEST(SessionConfigTest, UnknownKeyAndBadFlagAreNamed) {
   EXPECT_EQ(*MergeSessionConfig("", {}), "{}");
 }
 
+TEST(SessionConfigTest, GptqWithoutASchemeIsSymAndSaysSo) {
+  absl::StatusOr<GptqSchemeDefault> d =
+      ApplyGptqSchemeDefault(R"({"bits": 8, "weight_config": {"x": {"scheme": "asym"}}})");
+  ASSERT_THAT(d, IsOk());
+  const nlohmann::json j = nlohmann::json::parse(d->config_json);
+  EXPECT_EQ(j["scheme"], "sym");
+  EXPECT_EQ(j["weight_config"]["x"]["scheme"], "asym");  // entries keep what they say
+  EXPECT_THAT(d->notice, ::testing::AllOf(HasSubstr("quantizes sym"), HasSubstr("Marlin"),
+                                          HasSubstr("--format awq or compressed-tensors")));
+  // A scheme or preset the user chose stays, silently.
+  for (const char* chosen : {R"({"scheme": "asym"})", R"({"preset": "GGML_TYPE_Q4_K"})"}) {
+    d = ApplyGptqSchemeDefault(chosen);
+    ASSERT_THAT(d, IsOk());
+    EXPECT_EQ(d->config_json, chosen);
+    EXPECT_EQ(d->notice, "");
+  }
+  EXPECT_THAT(ApplyGptqSchemeDefault("[1]"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(JournalTest, RoundTripAndTornLastLineIgnored) {
   const std::string path = TestDir() + "/journal.jsonl";
   JournalEntry a{"a.weight", 7, {{"a.qweight", 1}, {"a.scales", 2}}, {{"name", "a.weight"}}};

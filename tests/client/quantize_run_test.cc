@@ -98,13 +98,15 @@ TEST_F(QuantizeRunTest, EveryFormatLoadsBackWithPlannedNamesAndShapes) {
   const SafetensorsFile in = *SafetensorsFile::Open(input);
   const std::string up = "model.layers.0.mlp.up_proj";
   const std::vector<int64_t> up_shape = in.Find(up + ".weight")->shape;  // [768, 256]
-  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq}) {
+  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq,
+                         OutputFormat::kCompressedTensors, OutputFormat::kAwq}) {
     SCOPED_TRACE(OutputFormatName(f));
     QuantizeOptions o;
     o.input = input;
     o.output = dir + "/out-" + OutputFormatName(f) + ".safetensors";
     o.format = f;
-    o.config_json = R"({"bits": 4, "group_size": 32, "scheme": "sym"})";
+    o.config_json = f == OutputFormat::kAwq ? R"({"bits": 4, "group_size": 32, "scheme": "asym"})"
+                                            : R"({"bits": 4, "group_size": 32, "scheme": "sym"})";
     o.report_path = dir + "/report-" + OutputFormatName(f) + ".json";
     const absl::StatusOr<QuantizeOutcome> r = Run(o);
     ASSERT_THAT(r, IsOk());
@@ -135,6 +137,19 @@ TEST_F(QuantizeRunTest, EveryFormatLoadsBackWithPlannedNamesAndShapes) {
         EXPECT_EQ(out->Find(up + ".scales")->dtype, ElemType::kF16);
         EXPECT_EQ(out->Find(up + ".g_idx")->shape, (std::vector<int64_t>{256}));
         EXPECT_EQ(r->summary.gptq_format, "gptq");  // all sym: v1
+        break;
+      case OutputFormat::kCompressedTensors:
+        EXPECT_EQ(out->Find(up + ".weight_packed")->shape, (std::vector<int64_t>{768, 256 / 8}));
+        EXPECT_EQ(out->Find(up + ".weight_scale")->dtype, ElemType::kBF16);  // the model's
+        EXPECT_EQ(out->Find(up + ".weight_scale")->shape, (std::vector<int64_t>{768, 8}));
+        EXPECT_EQ(out->Find(up + ".weight_shape")->dtype, ElemType::kI64);
+        EXPECT_EQ(out->Find(up + ".weight_zero_point"), nullptr);  // sym
+        break;
+      case OutputFormat::kAwq:
+        EXPECT_EQ(out->Find(up + ".qweight")->shape, (std::vector<int64_t>{256, 768 / 8}));
+        EXPECT_EQ(out->Find(up + ".qzeros")->shape, (std::vector<int64_t>{8, 768 / 8}));
+        EXPECT_EQ(out->Find(up + ".scales")->shape, (std::vector<int64_t>{8, 768}));
+        EXPECT_EQ(out->Find(up + ".scales")->dtype, ElemType::kF16);
         break;
     }
     // The manifest lets verify recompute; the report file matches the outcome.
@@ -277,6 +292,47 @@ TEST_F(QuantizeRunTest, FailingTensorIsNamedAndLeavesNothing) {
   o.config_json = R"({"bitz": 4})";
   EXPECT_THAT(Run(o), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bitz")));
   ExpectOnly(dir, {"in.safetensors", "ok.safetensors"});
+}
+
+TEST_F(QuantizeRunTest, LoaderRulesRefuseForTheTargetBeforeWritingAndWarnOtherwise) {
+  const std::string dir = TestDir();
+  Synth(dir + "/in", 1);
+  QuantizeOptions o;
+  o.input = dir + "/in";
+  o.output = dir + "/out";
+  o.format = OutputFormat::kGptq;
+  // q_proj 8-bit, k/v 4-bit: vLLM loads q/k/v as one qkv_proj and cannot.
+  o.config_json = R"({"scheme": "sym", "group_size": 64,
+                      "weight_config": {"model.layers.0.self_attn.q_proj": {"bits": 8}}})";
+  o.target = LoaderTarget::kVllm;
+  EXPECT_THAT(Run(o), StatusIs(absl::StatusCode::kInvalidArgument,
+                               ::testing::AllOf(HasSubstr("--target vllm"),
+                                                HasSubstr("model.layers.0.self_attn.qkv_proj"),
+                                                HasSubstr("int8 sym g64 "
+                                                          "(model.layers.0.self_attn.q_proj)"))));
+  ExpectOnly(dir, {"in"});  // refused while planning: nothing written, not even .partial
+
+  // --target any writes it and says what vLLM and the loaders ignoring "dynamic" would do.
+  o.target = LoaderTarget::kAny;
+  std::ostringstream out;
+  Progress progress(ProgressMode::kQuiet, out);
+  absl::StatusOr<QuantizeOutcome> r = RunQuantize(o, *backend_, progress);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_THAT(out.str(),
+              HasSubstr("warning: vLLM: fused module model.layers.0.self_attn.qkv_proj"));
+  EXPECT_THAT(
+      r->summary.warnings,
+      ::testing::Contains(HasSubstr("transformers: layer model.layers.0.self_attn.q_proj")));
+  EXPECT_THAT(SummaryToJson(r->summary)["warnings"].dump(), HasSubstr("qkv_proj"));
+
+  // INC files INC itself misreads are warned about, naming the INC versions.
+  o.output = dir + "/inc";
+  o.format = OutputFormat::kInc;
+  o.config_json = R"({"bits": 8, "scheme": "asym"})";
+  r = Run(o);
+  ASSERT_THAT(r, IsOk());
+  ASSERT_FALSE(r->summary.warnings.empty());
+  EXPECT_THAT(r->summary.warnings[0], HasSubstr("neural-compressor 2.x and 3.x"));
 }
 
 TEST_F(QuantizeRunTest, UnwritableOutputIsAClearError) {

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <optional>
 #include <random>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -16,11 +17,13 @@
 #include "core/engine.h"
 #include "core/gptq_config.h"
 #include "core/kernels/kernel_params.h"
+#include "tests/testing/quant_testing.h"
 #include "tests/testing/status_matchers.h"
 
 namespace rtnq {
 namespace {
 
+using ::rtnq::testing::IntConfig;
 using ::rtnq::testing::IsOk;
 using ::rtnq::testing::StatusIs;
 using ::testing::ElementsAre;
@@ -28,16 +31,6 @@ using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
 constexpr char kName[] = "model.layers.0.mlp.down_proj";
-
-QuantConfig IntConfig(int bits, Scheme scheme, int64_t group_size, int group_dim = 1) {
-  QuantConfig c;
-  c.dtype = QuantDtype::kInt;
-  c.bits = bits;
-  c.scheme = scheme;
-  c.group_size = group_size;
-  c.group_dim = group_dim;
-  return c;
-}
 
 // A QuantizedTensor with the given codes (as ints) and all-1 scales / given zeros.
 QuantizedTensor MakeQ(const QuantConfig& cfg, int64_t rows, int64_t cols,
@@ -928,16 +921,93 @@ TEST(GptqConfigTest, EveryKeyExplicitInOrder) {
   std::vector<std::string> keys;
   for (auto it = j->begin(); it != j->end(); ++it) keys.push_back(it.key());
   EXPECT_THAT(keys, ElementsAre("quant_method", "bits", "group_size", "sym", "desc_act",
-                                "checkpoint_format", "damp_percent", "true_sequential", "lm_head"));
+                                "checkpoint_format", "format", "pack_dtype", "damp_percent",
+                                "true_sequential", "lm_head", "meta"));
   EXPECT_EQ((*j)["quant_method"], "gptq");
   EXPECT_EQ((*j)["bits"], 4);
   EXPECT_EQ((*j)["group_size"], 128);
   EXPECT_EQ((*j)["sym"], true);
   EXPECT_EQ((*j)["desc_act"], false);
   EXPECT_EQ((*j)["checkpoint_format"], "gptq");
+  EXPECT_EQ((*j)["format"], "gptq");  // newer optimum and GPTQModel read this one
+  EXPECT_EQ((*j)["pack_dtype"], "int32");
   EXPECT_EQ((*j)["damp_percent"], 0.01);
   EXPECT_EQ((*j)["true_sequential"], true);
   EXPECT_EQ((*j)["lm_head"], false);
+  // The producer, named honestly: never "gptqmodel:..." (GPTQModel trusts that name).
+  EXPECT_EQ((*j)["meta"].dump(), R"({"quantizer":["rtnq"]})");
+  cfg.producer = "rtnq:1.2.0";
+  EXPECT_EQ((*GptqQuantizationConfig(cfg))["meta"]["quantizer"][0], "rtnq:1.2.0");
+}
+
+// Whether Python's re.match(pattern, name) succeeds, for the patterns rtnq writes (escaped
+// literals, one alternation, one optional group: ECMAScript regexes mean the same there).
+bool Matches(const std::string& key, const std::string& name) {
+  return std::regex_search(name, std::regex(key.substr(2)), std::regex_constants::match_continuous);
+}
+
+TEST(GptqConfigTest, DynamicKeysMatchTheNamesOfBothGptqModelAndVllm) {
+  std::vector<GptqLayerQuant> layers;
+  for (int l = 0; l < 2; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    for (const char* m : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                          "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}) {
+      layers.push_back({p + m, 4, 128, true, false});
+    }
+  }
+  layers[0].bits = layers[1].bits = layers[2].bits = 8;  // layer 0's q/k/v alike
+  for (int e = 0; e < 2; ++e) {
+    for (const char* m : {"gate_proj", "up_proj", "down_proj"}) {
+      layers.push_back(
+          {"model.layers.1.mlp.experts." + std::to_string(e) + "." + m, 8, 64, true, false});
+    }
+  }
+  auto j = GptqQuantizationConfig(GptqConfigFromLayers(
+      layers, {"model.mtp.mlp.gate_proj", "model.mtp.mlp.up_proj"}, GptqFormat::kV1));
+  ASSERT_THAT(j, IsOk());
+  std::vector<std::string> keys;
+  for (auto it = (*j)["dynamic"].begin(); it != (*j)["dynamic"].end(); ++it) {
+    keys.push_back(it.key());
+  }
+  EXPECT_THAT(keys,
+              ElementsAre("+:^model\\.layers\\.0\\.self_attn\\.(q_proj|k_proj|v_proj|qkv_proj)$",
+                          "+:^model\\.layers\\.1\\.mlp\\.experts(\\..+)?$",
+                          "-:^model\\.mtp\\.mlp\\.(gate_proj|up_proj|gate_up_proj)$"));
+  EXPECT_EQ((*j)["dynamic"][keys[0]]["bits"], 8);
+  EXPECT_EQ((*j)["dynamic"][keys[1]]["group_size"], 64);
+  // GPTQModel asks with the checkpoint's names, vLLM with its fused modules' names.
+  for (const char* name : {"model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj",
+                           "model.layers.0.self_attn.qkv_proj"}) {
+    EXPECT_TRUE(Matches(keys[0], name)) << name;
+  }
+  for (const char* name : {"model.layers.0.self_attn.o_proj", "model.layers.10.self_attn.q_proj",
+                           "model.layers.0.self_attn.q_proj_x"}) {
+    EXPECT_FALSE(Matches(keys[0], name)) << name;
+  }
+  for (const char* name :
+       {"model.layers.1.mlp.experts", "model.layers.1.mlp.experts.3.down_proj"}) {
+    EXPECT_TRUE(Matches(keys[1], name)) << name;
+  }
+  for (const char* name : {"model.layers.11.mlp.experts", "model.layers.1.mlp.experts_x"}) {
+    EXPECT_FALSE(Matches(keys[1], name)) << name;
+  }
+  EXPECT_TRUE(Matches(keys[2], "model.mtp.mlp.gate_up_proj"));
+  EXPECT_TRUE(Matches(keys[2], "model.mtp.mlp.up_proj"));
+  EXPECT_FALSE(Matches(keys[2], "model.mtp.mlp.down_proj"));
+}
+
+TEST(GptqConfigTest, FusedPartsThatDifferKeepOnePatternEach) {
+  // vLLM cannot load these (the loader rules say so); GPTQModel still reads each part right.
+  auto j = GptqQuantizationConfig(
+      GptqConfigFromLayers({{"model.layers.0.self_attn.q_proj", 8, 128, true, false},
+                            {"model.layers.0.self_attn.k_proj", 4, 128, true, false},
+                            {"model.layers.0.self_attn.v_proj", 4, 128, true, false}},
+                           {}, GptqFormat::kV1));
+  ASSERT_THAT(j, IsOk());
+  EXPECT_EQ(
+      (*j)["dynamic"].dump(),
+      R"({"+:^model\\.layers\\.0\\.self_attn\\.q_proj$":{"bits":8,"group_size":128,"sym":true,)"
+      R"("desc_act":false}})");
 }
 
 TEST(GptqConfigTest, DynamicOverridesOnlyWhereLayersDiffer) {

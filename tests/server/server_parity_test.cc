@@ -8,6 +8,7 @@
 #include "core/crc32c.h"
 #include "core/dtype.h"
 #include "core/engine.h"
+#include "core/output_plan.h"
 #include "core/pack.h"
 #include "core/quantize.h"
 #include "core/weight_config.h"
@@ -34,15 +35,6 @@ struct Expected {
 
 std::string Bytes(const void* p, size_t n) { return std::string(static_cast<const char*>(p), n); }
 
-std::string BaseName(const std::string& name) {
-  const std::string suffix = ".weight";
-  if (name.size() > suffix.size() &&
-      name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-    return name.substr(0, name.size() - suffix.size());
-  }
-  return name;
-}
-
 Expected CoreResult(const Tensor& t, const Session& s, const Engine& engine) {
   Expected e;
   const QuantConfig config = s.resolver.Resolve(t.name)->config;
@@ -65,6 +57,12 @@ Expected CoreResult(const Tensor& t, const Session& s, const Engine& engine) {
     if (absl::Status st = CheckGptqCompatible(t.name, config, plan->rows, plan->cols); !st.ok()) {
       return fail(st);
     }
+  }
+  if (plan.ok() && plan->quantize &&
+      (s.output_form == v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS ||
+       s.output_form == v1::OUTPUT_FORM_PACKED_AWQ)) {
+    auto specs = PlanQuantizedOutputs(t.name, in.dtype, in.shape, config, LayoutOf(s));
+    if (!specs.ok()) return fail(specs.status());
   }
   auto q = QuantizeTensor(in, config, o, engine);
   if (!q.ok()) return fail(q.status());
@@ -92,10 +90,7 @@ Expected CoreResult(const Tensor& t, const Session& s, const Engine& engine) {
       }
       break;
     default: {
-      auto packed =
-          s.output_form == v1::OUTPUT_FORM_PACKED_INC
-              ? PackInc(*q, BaseName(t.name), s.compression_dim)
-              : PackGptq(*q, BaseName(t.name), GptqPackOptions{s.gptq_format, {}, nullptr});
+      auto packed = PackToLayout(*q, t.name, LayoutOf(s), engine);
       if (!packed.ok()) return fail(packed.status());
       for (const auto& p : *packed) {
         e.names.push_back(p.name);
@@ -308,7 +303,9 @@ TEST_P(ParityTest, IncCompressionDimZeroAndExplicitGptqFormat) {
 
 INSTANTIATE_TEST_SUITE_P(AllForms, ParityTest,
                          ::testing::Values(v1::OUTPUT_FORM_FAKE_QUANT, v1::OUTPUT_FORM_CODES,
-                                           v1::OUTPUT_FORM_PACKED_INC, v1::OUTPUT_FORM_PACKED_GPTQ),
+                                           v1::OUTPUT_FORM_PACKED_INC, v1::OUTPUT_FORM_PACKED_GPTQ,
+                                           v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS,
+                                           v1::OUTPUT_FORM_PACKED_AWQ),
                          [](const auto& info) { return v1::OutputForm_Name(info.param); });
 
 // ---------------------------------------------------------------------------------------------
@@ -433,7 +430,8 @@ TEST_F(ServiceTest, GetServerInfo) {
   EXPECT_THAT(info.int_bits(), ElementsAre(1, 2, 3, 4, 5, 6, 7, 8));
   EXPECT_THAT(info.output_forms(),
               ElementsAre("OUTPUT_FORM_FAKE_QUANT", "OUTPUT_FORM_CODES", "OUTPUT_FORM_PACKED_INC",
-                          "OUTPUT_FORM_PACKED_GPTQ"));
+                          "OUTPUT_FORM_PACKED_GPTQ", "OUTPUT_FORM_PACKED_COMPRESSED_TENSORS",
+                          "OUTPUT_FORM_PACKED_AWQ"));
   EXPECT_THAT(info.presets(), ElementsAre("BNB_NF4", "GGML_TYPE_Q4_K"));
   EXPECT_EQ(info.max_tensor_bytes(), TestOptions().max_tensor_bytes);
   EXPECT_EQ(info.max_message_bytes(), TestOptions().max_message_bytes);
