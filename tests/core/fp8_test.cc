@@ -8,6 +8,7 @@
 #include <limits>
 #include <random>
 
+#include "core/fp8_source.h"
 #include "core/safetensors_header.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -307,6 +308,80 @@ TEST(Fp8Dequant, ByteCountsMustMatch) {
   EXPECT_THAT(DequantizeFp8("m.x.weight", ElemType::kF8E4M3, absl::MakeConstSpan(codes).subspan(1),
                             *l, scale, *e),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoint level: pairing weights with scales, what is consumed, block sizes from config.json
+// ---------------------------------------------------------------------------------------------
+
+TEST(Fp8Source, PairsWeightsWithScalesAndConsumesRuntimeScales) {
+  const std::vector<TensorSpec> tensors = {
+      {"model.embed_tokens.weight", ElemType::kBF16, {1000, 256}},
+      {"model.layers.0.mlp.experts.0.up_proj.weight", ElemType::kF8E4M3, {300, 256}},
+      {"model.layers.0.mlp.experts.0.up_proj.weight_scale_inv", ElemType::kF32, {3, 2}},
+      {"model.layers.0.self_attn.q_proj.weight", ElemType::kF8E4M3, {256, 256}},
+      {"model.layers.0.self_attn.q_proj.weight_scale", ElemType::kF32, {}},
+      {"model.layers.0.self_attn.q_proj.input_scale", ElemType::kF32, {}},
+      {"model.layers.0.self_attn.k_scale", ElemType::kF32, {}},
+      {"model.layers.0.mlp.gate.e_score_correction_bias", ElemType::kF32, {8}},
+  };
+  absl::StatusOr<Fp8SourcePlan> p = PlanFp8Sources(tensors, std::nullopt);
+  ASSERT_THAT(p, IsOk());
+  ASSERT_EQ(p->weights.size(), 2u);
+  EXPECT_EQ(p->weights.at("model.layers.0.mlp.experts.0.up_proj.weight").description,
+            "128x128 blocks");
+  EXPECT_EQ(p->weights.at("model.layers.0.self_attn.q_proj.weight").description, "per tensor");
+  EXPECT_THAT(p->consumed,
+              ::testing::UnorderedElementsAre(
+                  ::testing::Key("model.layers.0.mlp.experts.0.up_proj.weight_scale_inv"),
+                  ::testing::Key("model.layers.0.self_attn.q_proj.weight_scale"),
+                  ::testing::Key("model.layers.0.self_attn.q_proj.input_scale"),
+                  ::testing::Key("model.layers.0.self_attn.k_scale")));
+  EXPECT_THAT(p->consumed.at("model.layers.0.self_attn.q_proj.weight_scale"),
+              HasSubstr("scale of FP8 tensor \"model.layers.0.self_attn.q_proj.weight\""));
+
+  // Without FP8 weights nothing is consumed: an F32 checkpoint's k_scale is just a tensor.
+  p = PlanFp8Sources({tensors[0], tensors[6]}, std::nullopt);
+  ASSERT_THAT(p, IsOk());
+  EXPECT_TRUE(p->empty());
+  EXPECT_TRUE(p->consumed.empty());
+}
+
+TEST(Fp8Source, WeightWithoutScaleOrWithAnUnknownOneIsAnError) {
+  EXPECT_THAT(
+      PlanFp8Sources({{"a.weight", ElemType::kF8E4M3, {128, 128}},
+                      {"b.weight_scale_inv", ElemType::kF32, {1, 1}}},
+                     std::nullopt),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("FP8 tensor \"a.weight\""), HasSubstr("no scale tensor"),
+                     HasSubstr("\"a.weight_scale_inv\""), HasSubstr("\"a.weight_scale\""))));
+  EXPECT_THAT(PlanFp8Sources({{"a.weight", ElemType::kF8E5M2, {256, 256}},
+                              {"a.weight_scale_inv", ElemType::kF32, {3, 3}}},
+                             std::nullopt),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("\"a.weight\""), HasSubstr("unknown scale layout"))));
+}
+
+TEST(Fp8Source, BlockSizeFromConfig) {
+  using Block = std::optional<std::array<int64_t, 2>>;
+  auto block = [](const char* json) { return Fp8BlockFromConfig(nlohmann::json::parse(json)); };
+  EXPECT_EQ(*block(R"({"model_type": "llama"})"), Block{});
+  EXPECT_EQ(*block(R"({"quantization_config": {"quant_method": "fp8", "fmt": "e4m3",
+                       "weight_block_size": [128, 64]}})"),
+            (Block{{128, 64}}));
+  EXPECT_EQ(*block(R"({"quantization_config": {"quant_method": "fp8"}})"), Block{});
+  EXPECT_EQ(*block(R"({"quantization_config": {"quant_method": "compressed-tensors",
+                       "config_groups": {"group_0": {"weights": {"type": "float", "num_bits": 8,
+                       "strategy": "block", "block_structure": [64, 64]}}}}})"),
+            (Block{{64, 64}}));
+  EXPECT_THAT(block(R"({"quantization_config": {"weight_block_size": [128]}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("weight_block_size")));
+  EXPECT_THAT(block(R"({"quantization_config": {"weight_block_size": [0, 128]}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("[0,128]")));
+  EXPECT_THAT(block(R"({"quantization_config": {"config_groups": {
+                       "a": {"weights": {"block_structure": [64, 64]}},
+                       "b": {"weights": {"block_structure": [128, 128]}}}}})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("differs")));
 }
 
 }  // namespace
