@@ -91,6 +91,22 @@ float F8E8M0ToFloat(uint8_t code) {
   return std::ldexp(1.0f, static_cast<int>(code) - 127);  // 2^-127 is a float32 subnormal
 }
 
+uint8_t FloatToF8E4M3(float f) {
+  const uint8_t sign = std::signbit(f) ? 0x80 : 0;
+  if (std::isnan(f)) return sign | 0x7f;
+  const float a = std::fabs(f);
+  // Positive finite codes 0x00..0x7E decode to increasing values: find the two around `a`.
+  const float* v = LutOf(ElemType::kF8E4M3).v;
+  const float* hi = std::lower_bound(v, v + 0x7f, a);
+  if (hi == v + 0x7f) return sign | 0x7e;  // beyond 448: saturate
+  uint8_t code = static_cast<uint8_t>(hi - v);
+  if (code > 0 && *hi != a) {
+    const float up = *hi - a, down = a - v[code - 1];
+    if (down < up || (down == up && (code & 1) != 0)) --code;  // ties to the even mantissa
+  }
+  return sign | code;
+}
+
 bool IsFp8Weight(ElemType t) { return t == ElemType::kF8E4M3 || t == ElemType::kF8E5M2; }
 
 std::vector<std::string> Fp8ScaleNames(std::string_view weight_name) {

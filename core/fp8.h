@@ -33,6 +33,10 @@ float F8E5M2ToFloat(uint8_t code);
 /// Exact float32 value of an F8_E8M0 code: 2^(code - 127), NaN for 0xFF (no sign, no zero).
 float F8E8M0ToFloat(uint8_t code);
 
+/// float32 -> F8_E4M3, round to nearest even, saturating at +-448 (NaN -> 0x7F with its sign).
+/// For writing synthetic FP8 checkpoints; FloatToF8E4M3(F8E4M3ToFloat(c)) == c for every finite c.
+uint8_t FloatToF8E4M3(float f);
+
 /// F8_E4M3 and F8_E5M2: the FP8 weight types rtnq dequantizes before quantizing.
 bool IsFp8Weight(ElemType t);
 

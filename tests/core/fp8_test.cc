@@ -124,6 +124,22 @@ TEST(Fp8Decode, E8M0AllCodes) {
   EXPECT_EQ(F8E8M0ToFloat(254), 0x1p127f);
 }
 
+TEST(Fp8Encode, E4M3RoundsToNearestEvenAndSaturates) {
+  for (int c = 0; c < 256; ++c) {
+    if ((c & 0x7f) == 0x7f) continue;
+    EXPECT_EQ(FloatToF8E4M3(F8E4M3ToFloat(static_cast<uint8_t>(c))), c) << c;
+  }
+  EXPECT_EQ(FloatToF8E4M3(1.0625f), 0x38);  // halfway between 1 and 1.125: even (1)
+  EXPECT_EQ(FloatToF8E4M3(1.1875f), 0x3a);  // halfway between 1.125 and 1.25: even (1.25)
+  EXPECT_EQ(FloatToF8E4M3(1.07f), 0x39);
+  EXPECT_EQ(FloatToF8E4M3(0x1p-10f), 0x00);   // half the smallest subnormal: even (0)
+  EXPECT_EQ(FloatToF8E4M3(0x1.8p-9f), 0x02);  // 1.5 subnormal units: even (2)
+  EXPECT_EQ(FloatToF8E4M3(1e6f), 0x7e);
+  EXPECT_EQ(FloatToF8E4M3(-1e6f), 0xfe);
+  EXPECT_EQ(FloatToF8E4M3(-0.0f), 0x80);
+  EXPECT_TRUE(std::isnan(F8E4M3ToFloat(FloatToF8E4M3(NAN))));
+}
+
 TEST(Fp8Decode, ElemTypesParse) {
   for (const char* name : {"F8_E4M3", "F8_E5M2", "F8_E8M0", "U16", "U32", "U64"}) {
     absl::StatusOr<ElemType> t = ParseElemType(name);
