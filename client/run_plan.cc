@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "client/fp8_input.h"
 #include "core/file_io.h"
 #include "core/gptq_config.h"
 #include "core/output_plan.h"
@@ -53,12 +54,29 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
   for (size_t i = 0; i < input.checkpoint.shards().size(); ++i) {
     file_of[&input.checkpoint.shards()[i]] = static_cast<int>(i);
   }
+  ASSIGN_OR_RETURN(const Fp8SourcePlan fp8, PlanInputFp8(input, options.input_config));
+  plan.fp8_source = !fp8.empty();
   bool any_asym = false;
   for (const TensorInfo* t : FileOrder(input.checkpoint)) {
     PlannedTensor p;
     p.tensor = t;
     p.file = file_of.at(input.checkpoint.ShardOf(t->name));
-    ASSIGN_OR_RETURN(p.decision, selection.Decide(t->name, t->dtype, t->shape, resolver));
+    p.dtype = t->dtype;
+    if (auto it = fp8.weights.find(t->name); it != fp8.weights.end()) {
+      p.fp8 = it->second;
+      p.dtype = ElemType::kF32;
+    }
+    if (auto it = fp8.consumed.find(t->name); it != fp8.consumed.end()) {
+      p.decision.action = TensorAction::kConsume;
+      p.decision.reason = it->second;
+      plan.bytes_before += t->data.size();
+      plan.tensors.push_back(std::move(p));
+      continue;
+    }
+    ASSIGN_OR_RETURN(p.decision, selection.Decide(t->name, p.dtype, t->shape, resolver));
+    if (p.fp8.has_value() && p.decision.action != TensorAction::kQuantize) {
+      p.decision.reason = absl::StrCat(p.decision.reason, "; ", Fp8SourceNote(*t, *p.fp8));
+    }
     if (p.decision.action == TensorAction::kQuantize) {
       any_asym |= p.decision.resolved.config.scheme == Scheme::kAsym;
     }
@@ -82,10 +100,10 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
     switch (p.decision.action) {
       case TensorAction::kQuantize: {
         const QuantConfig& cfg = p.decision.resolved.config;
-        ASSIGN_OR_RETURN(p.outputs, PlanQuantizedOutputs(t.name, t.dtype, t.shape, cfg, layout));
+        ASSIGN_OR_RETURN(p.outputs, PlanQuantizedOutputs(t.name, p.dtype, t.shape, cfg, layout));
         const std::string layer = LayerName(t.name);
         quantized_layers.insert(layer);
-        plan.manifest.tensors.push_back(ManifestTensor{t.name, layer, t.dtype, t.shape, cfg,
+        plan.manifest.tensors.push_back(ManifestTensor{t.name, layer, p.dtype, t.shape, cfg,
                                                        DecidedByText(p.decision.resolved)});
         gptq_layers.push_back(
             GptqLayerQuant{layer, cfg.bits, cfg.group_size, cfg.scheme == Scheme::kSym, false});
@@ -96,7 +114,10 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
         if (!p.decision.excluded_by_rule) gptq_skipped.push_back(LayerName(t.name));
         [[fallthrough]];
       case TensorAction::kCopy:
-        p.outputs = {TensorSpec{t.name, t.dtype, t.shape}};
+        p.outputs = {TensorSpec{t.name, p.dtype, t.shape}};
+        break;
+      case TensorAction::kConsume:
+        plan.manifest.skipped[t.name] = p.decision.reason;
         break;
     }
   }
@@ -104,7 +125,8 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
   if (gptq) {
     for (PlannedTensor& p : plan.tensors) {
       const TensorInfo& t = *p.tensor;
-      if (p.decision.action == TensorAction::kQuantize || !absl::EndsWith(t.name, ".bias") ||
+      if (p.decision.action == TensorAction::kQuantize ||
+          p.decision.action == TensorAction::kConsume || !absl::EndsWith(t.name, ".bias") ||
           t.dtype == ElemType::kF16 || !IsQuantizableFloat(t.dtype)) {
         continue;
       }
@@ -155,6 +177,8 @@ absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input
         return absl::InvalidArgumentError(
             absl::StrCat(p.string(), ": not a JSON object, cannot record the quantization"));
       }
+      // The FP8 config would make loaders read the re-quantized weights as FP8.
+      if (plan.fp8_source) config.erase("quantization_config");
       config[gptq ? "quantization_config" : "rtnq_quantization"] = plan.record;
       RETURN_IF_ERROR(WriteFileAtomically(dest, config.dump(2) + "\n"));
     } else {

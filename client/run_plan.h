@@ -16,6 +16,7 @@
 #include "client/checkpoint_util.h"
 #include "client/manifest.h"
 #include "client/tensor_selection.h"
+#include "core/fp8_source.h"
 #include "core/safetensors_header.h"
 
 namespace rtnq::client {
@@ -28,6 +29,10 @@ struct PlannedTensor {
   std::vector<TensorSpec> outputs;  ///< quantized: the packed tensors; otherwise the tensor
   /// GPTQ: the bias of a quantized layer, stored as F16 as the layout requires.
   bool bias_to_f16 = false;
+  /// An FP8 source: dequantized to F32 with this scale before it is quantized or written.
+  std::optional<Fp8ScaleLayout> fp8;
+  /// The dtype the backend (or the writer) gets: F32 for an FP8 source, else the tensor's.
+  ElemType dtype = ElemType::kF32;
 };
 
 /// One output safetensors file.
@@ -45,6 +50,8 @@ struct RunPlan {
   Manifest manifest;
   /// config.json's quantization record (gptq: the quantization_config object).
   nlohmann::ordered_json record;
+  /// The input is an FP8 checkpoint: its quantization_config is dropped from config.json.
+  bool fp8_source = false;
   uint64_t bytes_before = 0;  ///< input tensor bytes
   uint64_t bytes_after = 0;   ///< output tensor bytes
 };
@@ -55,6 +62,8 @@ struct PlanOptions {
   OutputFormat format = OutputFormat::kFake;
   std::optional<GptqFormat> gptq_format;  ///< unset: DefaultGptqFormat(any layer asym)
   int compression_dim = 1;
+  /// The input's config.json (null when there is none): FP8 block sizes.
+  nlohmann::json input_config;
 };
 
 /// Plans every tensor of `input` (opened from `input_path`). Errors name the tensor and rule.
@@ -64,8 +73,9 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
 
 /// Writes the side files of a directory input into `out_dir`: every regular file of `input_dir`
 /// except safetensors files and the shard index is copied, config.json gets the record
-/// ("quantization_config" for gptq, "rtnq_quantization" otherwise) and gptq writes
-/// quantize_config.json. Returns the file names written.
+/// ("quantization_config" for gptq, "rtnq_quantization" otherwise; an FP8 source's own
+/// quantization_config is removed) and gptq writes quantize_config.json. Returns the file names
+/// written.
 absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input_dir,
                                                         const std::string& out_dir,
                                                         const RunPlan& plan);

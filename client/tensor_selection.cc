@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/expert_layout.h"
 #include "core/safetensors_header.h"
 #include "core/status_macros.h"
 
@@ -97,6 +98,13 @@ absl::StatusOr<TensorDecision> TensorSelection::Decide(std::string_view name, El
                                 "\": kept by default (name it in weight_config or --include)");
         return d;
       }
+    }
+    if (IsMoeRouter(n)) {
+      d.excluded_by_rule = true;
+      d.reason =
+          "MoE router: kept in float by default, as inference engines load it (name it in "
+          "weight_config or --include)";
+      return d;
     }
   }
   if (d.resolved.config.dtype == QuantDtype::kFp32) {

@@ -1,12 +1,14 @@
 #include "client/verify.h"
 
 #include <algorithm>
+#include <deque>
 #include <limits>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/checkpoint_util.h"
+#include "client/fp8_input.h"
 #include "client/local_backend.h"
 #include "core/status_macros.h"
 
@@ -114,6 +116,24 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
   ASSIGN_OR_RETURN(report.manifest, LoadManifest(quant, quantized));
   const Manifest& m = report.manifest;
 
+  // FP8 sources were quantized (or written) as their dequantized float32 values, and their
+  // scales left out: compare against those values.
+  ASSIGN_OR_RETURN(const nlohmann::json orig_config, ReadInputConfig(original, orig_in));
+  ASSIGN_OR_RETURN(const Fp8SourcePlan fp8, PlanInputFp8(orig_in, orig_config));
+  struct Decoded {
+    std::vector<uint8_t> bytes;
+    TensorInfo info;
+  };
+  std::deque<Decoded> decoded_fp8;  // this iteration's; stable addresses
+  auto reference = [&](const TensorInfo* t) -> absl::StatusOr<const TensorInfo*> {
+    const auto it = t == nullptr ? fp8.weights.end() : fp8.weights.find(t->name);
+    if (it == fp8.weights.end()) return t;
+    Decoded& d = decoded_fp8.emplace_back();
+    ASSIGN_OR_RETURN(d.bytes, DequantizedFp8Bytes(orig_in, *t, it->second, engine));
+    d.info = TensorInfo{t->name, ElemType::kF32, t->shape, t->num_elements, 0, d.bytes};
+    return &d.info;
+  };
+
   std::set<std::string> consumed;  // stored tensors accounted for
   std::set<std::string> quantized_layers;
   double snr_sum = 0;
@@ -124,7 +144,8 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
     c.config = r.config;
     quantized_layers.insert(r.layer);
     consumed.insert(r.name);
-    const TensorInfo* w = orig.Find(r.name);
+    decoded_fp8.clear();
+    ASSIGN_OR_RETURN(const TensorInfo* w, reference(orig.Find(r.name)));
     if (w == nullptr) {
       c.problems.push_back("recorded as quantized but missing from the original");
     } else if (w->dtype != r.dtype || w->shape != r.shape || r.shape.size() != 2) {
@@ -185,9 +206,11 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
   report.snr_mean_db = snr_sum;
 
   // Everything else must be the original's; GPTQ stores a quantized layer's bias as float16.
-  for (const TensorInfo* t : FileOrder(orig)) {
-    if (consumed.count(t->name) != 0) continue;
-    consumed.insert(t->name);
+  for (const TensorInfo* orig_t : FileOrder(orig)) {
+    if (consumed.count(orig_t->name) != 0 || fp8.consumed.count(orig_t->name) != 0) continue;
+    consumed.insert(orig_t->name);
+    decoded_fp8.clear();
+    ASSIGN_OR_RETURN(const TensorInfo* t, reference(orig_t));
     const TensorInfo* s = quant.Find(t->name);
     const bool f16_bias = m.format == OutputFormat::kGptq && t->name.size() > 5 &&
                           t->name.compare(t->name.size() - 5, 5, ".bias") == 0 &&

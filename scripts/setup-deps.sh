@@ -9,6 +9,8 @@ PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 openssl
+  # FP8 decoding checked against numpy (tests/client/moe_fp8_cli_test.py)
+  python3-numpy
   # deploy tests (tests/deploy/): compose file validation, promtool + a real Prometheus for the
   # scale-out test, YAML parsing of the manifests, HTTP queries
   docker-compose prometheus python3-yaml curl

@@ -10,4 +10,14 @@ if(TARGET rtnq)
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:rtnq>
                    $<TARGET_FILE:rtnq-server>)
   set_tests_properties(rtnq_cli PROPERTIES TIMEOUT 300 LABELS client)
+
+  # MoE and FP8 checkpoints through the real binary, checked with numpy (Debian's
+  # python3 and python3-numpy, scripts/setup-deps.sh).
+  find_program(RTNQ_NUMPY_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+  if(RTNQ_NUMPY_PYTHON)
+    add_test(NAME rtnq_moe_fp8_cli
+             COMMAND ${RTNQ_NUMPY_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/moe_fp8_cli_test.py
+                     $<TARGET_FILE:rtnq>)
+    set_tests_properties(rtnq_moe_fp8_cli PROPERTIES TIMEOUT 300 LABELS client)
+  endif()
 endif()
