@@ -5,26 +5,29 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/file_io.h"
+#include "core/input_limits.h"
 #include "core/status_macros.h"
+#include "core/strict_json.h"
 
 namespace rtnq::client {
 
-absl::StatusOr<nlohmann::json> ReadInputConfig(const std::string& input_path,
-                                               const InputCheckpoint& input) {
-  if (!input.is_dir) return nlohmann::json();
+absl::StatusOr<nlohmann::ordered_json> ReadInputConfig(const std::string& input_path,
+                                                       const InputCheckpoint& input) {
+  if (!input.is_dir) return nlohmann::ordered_json();
   const std::string path = (std::filesystem::path(input_path) / "config.json").string();
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return nlohmann::json();
+  if (!std::filesystem::exists(path, ec)) return nlohmann::ordered_json();
   ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
-  nlohmann::json config = nlohmann::json::parse(text, nullptr, false);
-  if (config.is_discarded() || !config.is_object()) {
+  absl::StatusOr<nlohmann::ordered_json> config = ParseJsonBounded(text, kMaxJsonDepth);
+  if (!config.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
+  if (!config->is_object())
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
-  }
   return config;
 }
 
 absl::StatusOr<Fp8SourcePlan> PlanInputFp8(const InputCheckpoint& input,
-                                           const nlohmann::json& config) {
+                                           const nlohmann::ordered_json& config) {
   std::vector<TensorSpec> specs;
   for (const TensorInfo* t : FileOrder(input.checkpoint)) {
     specs.push_back(TensorSpec{t->name, t->dtype, t->shape});

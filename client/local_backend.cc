@@ -18,7 +18,7 @@ class LocalSession : public Session {
 
   absl::StatusOr<TensorResult> Quantize(const TensorRequest& tensor) override {
     const auto start = std::chrono::steady_clock::now();
-    const ResolvedConfig rc = resolver_.Resolve(tensor.name);
+    ASSIGN_OR_RETURN(const ResolvedConfig rc, resolver_.Resolve(tensor.name));
     TensorResult result;
     result.name = tensor.name;
     result.config = rc.config;

@@ -13,6 +13,7 @@
 #include "core/gptq_config.h"
 #include "core/output_plan.h"
 #include "core/status_macros.h"
+#include "core/strict_json.h"
 
 namespace rtnq::client {
 namespace {
@@ -172,11 +173,12 @@ absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input
     const std::string dest = (fs::path(out_dir) / name).string();
     if (name == "config.json") {
       ASSIGN_OR_RETURN(const std::string text, ReadFileToString(p.string()));
-      nlohmann::ordered_json config = nlohmann::ordered_json::parse(text, nullptr, false);
-      if (config.is_discarded() || !config.is_object()) {
+      absl::StatusOr<nlohmann::ordered_json> parsed = ParseJsonBounded(text, kMaxJsonDepth);
+      if (!parsed.ok() || !parsed->is_object()) {
         return absl::InvalidArgumentError(
             absl::StrCat(p.string(), ": not a JSON object, cannot record the quantization"));
       }
+      nlohmann::ordered_json& config = *parsed;
       // The FP8 config would make loaders read the re-quantized weights as FP8.
       if (plan.fp8_source) config.erase("quantization_config");
       config[gptq ? "quantization_config" : "rtnq_quantization"] = plan.record;

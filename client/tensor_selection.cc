@@ -57,7 +57,7 @@ absl::StatusOr<TensorDecision> TensorSelection::Decide(std::string_view name, El
     unquantizable = absl::StrCat(shape.size(), "-D ", ShapeString(shape));
   }
   if (include_ != nullptr) {
-    const ResolvedConfig inc = include_->Resolve(name);
+    ASSIGN_OR_RETURN(const ResolvedConfig inc, include_->Resolve(name));
     if (!Matched(inc)) {
       d.reason = "not matched by --include";
       return d;
@@ -81,10 +81,11 @@ absl::StatusOr<TensorDecision> TensorSelection::Decide(std::string_view name, El
       return d;
     }
   }
-  d.resolved = resolver.Resolve(name);
+  ASSIGN_OR_RETURN(d.resolved, resolver.Resolve(name));
   d.action = TensorAction::kSkip;
   if (exclude_ != nullptr) {
-    if (const ResolvedConfig ex = exclude_->Resolve(name); Matched(ex)) {
+    ASSIGN_OR_RETURN(const ResolvedConfig ex, exclude_->Resolve(name));
+    if (Matched(ex)) {
       d.excluded_by_rule = true;
       d.reason = absl::StrCat("matched --exclude \"", ex.decided_by, "\"");
       return d;

@@ -6,13 +6,13 @@
 #include <limits>
 #include <optional>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/status_macros.h"
+#include "core/strict_json.h"
 
 namespace rtnq {
 namespace {
@@ -37,16 +37,15 @@ absl::Status Error(std::string_view where, std::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat(std::string(where), ": ", std::string(message)));
 }
 
-// A value as it appeared, short enough for an error message. Replaces invalid UTF-8 rather than
-// throwing, since objects built by callers (not by our parser) may hold any bytes.
+// A value as it appeared, short enough for an error message (bounded work whatever its size or
+// depth: the value may be a peer's).
 template <typename Json>
 std::string Brief(const Json& v) {
-  std::string s = v.dump(-1, ' ', false, nlohmann::detail::error_handler_t::replace);
-  if (s.size() > 64) s = s.substr(0, 61) + "...";
-  return s;
+  return JsonSnippet(v);
 }
 
-std::string Quote(std::string_view s) { return absl::StrCat("\"", std::string(s), "\""); }
+// Quoted, escaped and cut: the string may be a peer's.
+std::string Quote(std::string_view s) { return QuoteForMessage(s); }
 
 size_t EditDistance(std::string_view a, std::string_view b) {
   std::vector<size_t> row(b.size() + 1);
@@ -274,61 +273,16 @@ absl::StatusOr<QuantConfigPatch> PatchFromJsonNoThrow(const Json& obj, std::stri
   }
 }
 
-// Tracks the keys seen in each open object while nlohmann parses, to catch repeated keys.
-class DuplicateKeyTracker {
- public:
-  bool OnEvent(nlohmann::ordered_json::parse_event_t event, const nlohmann::ordered_json& parsed) {
-    using Event = nlohmann::ordered_json::parse_event_t;
-    if (event == Event::object_start) {
-      std::string path;
-      if (!frames_.empty()) {
-        const Frame& parent = frames_.back();
-        path = parent.path.empty() ? Quote(parent.current_key)
-                                   : absl::StrCat(parent.path, ".", Quote(parent.current_key));
-      }
-      frames_.push_back(Frame{{}, {}, std::move(path)});
-    } else if (event == Event::object_end) {
-      if (!frames_.empty()) frames_.pop_back();
-    } else if (event == Event::key && !frames_.empty()) {
-      Frame& f = frames_.back();
-      const std::string& key = parsed.get_ref<const std::string&>();
-      if (!f.keys.insert(key).second && error_.empty()) {
-        error_ = absl::StrCat("duplicate key ", Quote(key));
-        if (!f.path.empty()) absl::StrAppend(&error_, " in ", f.path);
-      }
-      f.current_key = key;
-    }
-    return true;
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  struct Frame {
-    std::unordered_set<std::string> keys;
-    std::string current_key;
-    std::string path;  // enclosing keys, for the message
-  };
-  std::vector<Frame> frames_;
-  std::string error_;
-};
-
 }  // namespace
 
 absl::StatusOr<nlohmann::ordered_json> ParseStrictJson(std::string_view json_text,
-                                                       std::string_view where) {
-  try {
-    DuplicateKeyTracker tracker;
-    nlohmann::ordered_json j = nlohmann::ordered_json::parse(
-        json_text.begin(), json_text.end(),
-        [&tracker](int /*depth*/, nlohmann::ordered_json::parse_event_t event,
-                   nlohmann::ordered_json& parsed) { return tracker.OnEvent(event, parsed); });
-    if (!tracker.error().empty()) return Error(where, tracker.error());
-    return j;
-  } catch (const nlohmann::json::exception& e) {
-    return Error(where, absl::StrCat("invalid JSON: ", e.what()));
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(std::string(where), ": ", e.what()));
+                                                       std::string_view where, int max_depth) {
+  absl::StatusOr<nlohmann::ordered_json> j = ParseJsonBounded(json_text, max_depth);
+  if (!j.ok()) {
+    return absl::Status(j.status().code(),
+                        absl::StrCat(std::string(where), ": ", std::string(j.status().message())));
   }
+  return j;
 }
 
 absl::StatusOr<QuantConfigPatch> PatchFromJson(const nlohmann::json& obj, std::string_view where,

@@ -7,15 +7,18 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "core/input_limits.h"
 #include "core/quant_config.h"
 
 namespace rtnq {
 
-/// Parses `json_text` strictly: invalid JSON is InvalidArgument with nlohmann's message and
-/// position, and so is a key repeated within one object (nlohmann would silently keep the last).
-/// Object keys keep their listed order. Messages are prefixed with `where`. Throws nothing.
+/// Parses `json_text` strictly (ParseJsonBounded): invalid JSON is InvalidArgument with
+/// nlohmann's message and position, and so are a key repeated within one object (nlohmann would
+/// silently keep the last) and nesting deeper than `max_depth`. Object keys keep their listed
+/// order. Linear time and memory. Messages are prefixed with `where`. Throws nothing.
 absl::StatusOr<nlohmann::ordered_json> ParseStrictJson(std::string_view json_text,
-                                                       std::string_view where);
+                                                       std::string_view where,
+                                                       int max_depth = kMaxJsonDepth);
 
 /// Reads a config patch from a parsed JSON object with INC's key names (see
 /// ParseConfigPatchJson). Keys in `skip_keys` are left for the caller (they are listed as

@@ -52,7 +52,7 @@ constexpr FamilyLayout kFamilies[] = {
     {"lfm2_moe", "Lfm2MoeForCausalLM", kOutIn},
 };
 
-std::string StringKey(const nlohmann::json& j, const char* key) {
+std::string StringKey(const nlohmann::ordered_json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return "";
   return j[key].get<std::string>();
 }
@@ -126,7 +126,7 @@ absl::StatusOr<ExpertLayout> ParseExpertLayout(std::string_view name) {
       std::string(name), "\""));
 }
 
-std::optional<ExpertLayout> ExpertLayoutFromConfig(const nlohmann::json& config) {
+std::optional<ExpertLayout> ExpertLayoutFromConfig(const nlohmann::ordered_json& config) {
   std::vector<std::string> keys = {StringKey(config, "model_type")};
   if (config.is_object() && config.contains("text_config")) {
     keys.push_back(StringKey(config["text_config"], "model_type"));
@@ -147,8 +147,8 @@ std::optional<ExpertLayout> ExpertLayoutFromConfig(const nlohmann::json& config)
   return std::nullopt;
 }
 
-std::optional<int64_t> HiddenSizeFromConfig(const nlohmann::json& config) {
-  for (const nlohmann::json* j :
+std::optional<int64_t> HiddenSizeFromConfig(const nlohmann::ordered_json& config) {
+  for (const nlohmann::ordered_json* j :
        {&config,
         config.is_object() && config.contains("text_config") ? &config["text_config"] : nullptr}) {
     if (j != nullptr && j->is_object() && j->contains("hidden_size") &&

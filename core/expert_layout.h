@@ -40,9 +40,9 @@ absl::StatusOr<ExpertLayout> ParseExpertLayout(std::string_view name);
 /// gpt_oss -> in-out-interleaved; llama4 / llama4_text -> in-out; the families transformers 5
 /// fuses on load (mixtral, minimax, qwen2_moe, qwen3_moe, qwen3_next, deepseek_v2/v3, glm4_moe,
 /// olmoe, phimoe, ...) -> out-in. nullopt for anything else.
-std::optional<ExpertLayout> ExpertLayoutFromConfig(const nlohmann::json& config);
+std::optional<ExpertLayout> ExpertLayoutFromConfig(const nlohmann::ordered_json& config);
 /// config.json hidden_size (or text_config.hidden_size), when present and positive.
-std::optional<int64_t> HiddenSizeFromConfig(const nlohmann::json& config);
+std::optional<int64_t> HiddenSizeFromConfig(const nlohmann::ordered_json& config);
 
 /// The projection a stacked expert tensor holds.
 enum class ExpertProj : uint8_t { kGateUp, kGate, kUp, kDown };

@@ -14,7 +14,7 @@ constexpr const char* kRuntimeScaleSuffixes[] = {
 
 using Block = std::optional<std::array<int64_t, 2>>;
 
-absl::StatusOr<Block> BlockOf(const nlohmann::json& v, std::string_view key) {
+absl::StatusOr<Block> BlockOf(const nlohmann::ordered_json& v, std::string_view key) {
   if (v.is_null()) return std::nullopt;
   if (!v.is_array() || v.size() != 2 || !v[0].is_number_integer() || !v[1].is_number_integer() ||
       v[0].get<int64_t>() <= 0 || v[1].get<int64_t>() <= 0) {
@@ -28,9 +28,9 @@ absl::StatusOr<Block> BlockOf(const nlohmann::json& v, std::string_view key) {
 }  // namespace
 
 absl::StatusOr<std::optional<std::array<int64_t, 2>>> Fp8BlockFromConfig(
-    const nlohmann::json& config) {
+    const nlohmann::ordered_json& config) {
   if (!config.is_object() || !config.contains("quantization_config")) return std::nullopt;
-  const nlohmann::json& q = config["quantization_config"];
+  const nlohmann::ordered_json& q = config["quantization_config"];
   if (!q.is_object()) return std::nullopt;
   if (q.contains("weight_block_size")) return BlockOf(q["weight_block_size"], "weight_block_size");
   std::optional<std::array<int64_t, 2>> found;

@@ -25,7 +25,7 @@ namespace rtnq {
 /// InvalidArgument naming the key when present but not two positive integers, or when
 /// compressed-tensors schemes disagree.
 absl::StatusOr<std::optional<std::array<int64_t, 2>>> Fp8BlockFromConfig(
-    const nlohmann::json& config);
+    const nlohmann::ordered_json& config);
 
 /// What happens to the FP8-related tensors of a checkpoint.
 struct Fp8SourcePlan {

@@ -4,32 +4,23 @@
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <tuple>
+#include <unordered_set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/status_macros.h"
+#include "core/strict_json.h"
 
 namespace rtnq {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 constexpr uint64_t kInt64Max = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 
-// nlohmann quotes the offending bytes in its messages; keep our messages printable ASCII.
-std::string Printable(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c >= 0x20 && c < 0x7f) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
-    }
-  }
-  return out;
-}
+// Names reach messages escaped and cut: the header may be hostile.
+constexpr size_t kNameBytesInMessages = 256;
 
 class HeaderErrors {
  public:
@@ -38,8 +29,9 @@ class HeaderErrors {
   absl::Status File(absl::string_view rule) const {
     return absl::InvalidArgumentError(absl::StrCat(prefix_, rule));
   }
-  absl::Status Tensor(absl::string_view name, absl::string_view rule) const {
-    return absl::InvalidArgumentError(absl::StrCat(prefix_, "tensor \"", name, "\": ", rule));
+  absl::Status Tensor(std::string_view name, absl::string_view rule) const {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix_, "tensor ", QuoteForMessage(name, kNameBytesInMessages), ": ", rule));
   }
 
  private:
@@ -54,34 +46,41 @@ absl::StatusOr<uint64_t> NonNegativeInt(const json& v, std::string_view what) {
         absl::StrCat(std::string(what), " is negative (", v.dump(), ")"));
   }
   return absl::InvalidArgumentError(
-      absl::StrCat(std::string(what), " is not an integer (", Printable(v.dump()), ")"));
+      absl::StrCat(std::string(what), " is not an integer (", JsonSnippet(v), ")"));
 }
 
 absl::StatusOr<HeaderTensor> ParseEntry(const HeaderErrors& err, const std::string& name,
                                         const json& entry) {
   if (!entry.is_object()) return err.Tensor(name, "entry is not a JSON object");
-  for (const auto& [key, value] : entry.items()) {
-    if (key != "dtype" && key != "shape" && key != "data_offsets") {
-      return err.Tensor(name, absl::StrCat("unknown key \"", Printable(key),
-                                           "\" (expected dtype, shape, data_offsets)"));
+  // One pass over the keys (the parser has rejected duplicates).
+  const json* fields[3] = {nullptr, nullptr, nullptr};
+  static constexpr const char* kFields[3] = {"dtype", "shape", "data_offsets"};
+  for (auto it = entry.begin(); it != entry.end(); ++it) {
+    const auto known = std::find(std::begin(kFields), std::end(kFields), it.key());
+    if (known == std::end(kFields)) {
+      return err.Tensor(name, absl::StrCat("unknown key ", QuoteForMessage(it.key()),
+                                           " (expected dtype, shape, data_offsets)"));
     }
+    fields[known - std::begin(kFields)] = &it.value();
   }
-  for (const char* key : {"dtype", "shape", "data_offsets"}) {
-    if (!entry.contains(key)) return err.Tensor(name, absl::StrCat("missing key \"", key, "\""));
+  for (int i = 0; i < 3; ++i) {
+    if (fields[i] == nullptr) {
+      return err.Tensor(name, absl::StrCat("missing key \"", kFields[i], "\""));
+    }
   }
   HeaderTensor t;
   t.name = name;
 
-  const json& dtype = entry["dtype"];
+  const json& dtype = *fields[0];
   if (!dtype.is_string()) return err.Tensor(name, "dtype is not a string");
   absl::StatusOr<ElemType> et = ParseElemType(dtype.get_ref<const std::string&>());
   if (!et.ok()) {
-    return err.Tensor(name, absl::StrCat("unsupported dtype \"",
-                                         Printable(dtype.get_ref<const std::string&>()), "\""));
+    return err.Tensor(name, absl::StrCat("unsupported dtype ",
+                                         QuoteForMessage(dtype.get_ref<const std::string&>())));
   }
   t.dtype = *et;
 
-  const json& shape = entry["shape"];
+  const json& shape = *fields[1];
   if (!shape.is_array()) return err.Tensor(name, "shape is not an array");
   for (size_t i = 0; i < shape.size(); ++i) {
     absl::StatusOr<uint64_t> d = NonNegativeInt(shape[i], absl::StrCat("shape[", i, "]"));
@@ -95,7 +94,7 @@ absl::StatusOr<HeaderTensor> ParseEntry(const HeaderErrors& err, const std::stri
   if (!n.ok()) return err.Tensor(name, n.status().message());
   t.num_elements = *n;
 
-  const json& offs = entry["data_offsets"];
+  const json& offs = *fields[2];
   if (!offs.is_array() || offs.size() != 2) {
     return err.Tensor(name, "data_offsets is not an array of two integers");
   }
@@ -127,12 +126,12 @@ absl::StatusOr<HeaderTensor> ParseEntry(const HeaderErrors& err, const std::stri
 absl::Status ParseMetadata(const HeaderErrors& err, const json& m,
                            std::map<std::string, std::string>* out) {
   if (!m.is_object()) return err.File("__metadata__ is not a JSON object");
-  for (const auto& [key, value] : m.items()) {
-    if (!value.is_string()) {
+  for (auto it = m.begin(); it != m.end(); ++it) {
+    if (!it.value().is_string()) {
       return err.File(
-          absl::StrCat("__metadata__ value of \"", Printable(key), "\" is not a string"));
+          absl::StrCat("__metadata__ value of ", QuoteForMessage(it.key()), " is not a string"));
     }
-    (*out)[key] = value.get<std::string>();
+    out->emplace_hint(out->end(), it.key(), it.value().template get<std::string>());
   }
   return absl::OkStatus();
 }
@@ -185,7 +184,8 @@ absl::StatusOr<int64_t> CheckedNumElements(absl::Span<const int64_t> shape) {
 }
 
 absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::string_view label,
-                                                         absl::Span<const uint8_t> file) {
+                                                         absl::Span<const uint8_t> file,
+                                                         const SafetensorsLimits& limits) {
   const HeaderErrors err(label);
   if (file.size() < 8) {
     return err.File(
@@ -194,9 +194,9 @@ absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::string_view label,
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | file[static_cast<size_t>(i)];
   if (n == 0) return err.File("header length is 0");
-  if (n > kMaxSafetensorsHeaderSize) {
+  if (n > limits.max_header_bytes) {
     return err.File(absl::StrCat("header length ", n, " exceeds the limit of ",
-                                 kMaxSafetensorsHeaderSize, " bytes"));
+                                 limits.max_header_bytes, " bytes"));
   }
   if (n > file.size() - 8) {
     return err.File(
@@ -207,33 +207,29 @@ absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::string_view label,
   layout.data_offset = 8 + n;
   layout.data_size = file.size() - layout.data_offset;
 
-  // nlohmann keeps the last of duplicate keys silently; a duplicated tensor name is corruption.
-  std::set<std::string> seen;
-  std::string duplicate;
-  json::parser_callback_t note_keys = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::key && depth == 1 && duplicate.empty()) {
-      const std::string& key = parsed.get_ref<const std::string&>();
-      if (!seen.insert(key).second) duplicate = key;
-    }
-    return true;
-  };
-  json header;
-  try {
-    const uint8_t* begin = file.data() + 8;
-    header = json::parse(begin, begin + n, note_keys);
-  } catch (const json::exception& e) {
-    return err.File(absl::StrCat("header is not valid UTF-8 JSON: ", Printable(e.what())));
-  }
+  // Linear and depth-limited; duplicate keys (a repeated tensor name is corruption) are errors.
+  absl::StatusOr<json> parsed = ParseJsonBounded(
+      std::string_view(reinterpret_cast<const char*>(file.data()) + 8, n), limits.max_json_depth);
+  if (!parsed.ok()) return err.File(absl::StrCat("header: ", parsed.status().message()));
+  const json& header = *parsed;
   if (!header.is_object()) return err.File("header is not a JSON object");
-  if (!duplicate.empty()) {
-    return err.File(absl::StrCat("header has duplicate key \"", duplicate, "\""));
+  const size_t tensors = header.size() - (header.contains("__metadata__") ? 1 : 0);
+  if (tensors > limits.max_tensors) {
+    return err.File(absl::StrCat("header lists ", tensors, " tensors, over the limit of ",
+                                 limits.max_tensors, " (max tensors per file)"));
   }
-  for (const auto& [name, entry] : header.items()) {
+  layout.tensors.reserve(tensors);
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
     if (name == "__metadata__") {
-      RETURN_IF_ERROR(ParseMetadata(err, entry, &layout.metadata));
+      RETURN_IF_ERROR(ParseMetadata(err, it.value(), &layout.metadata));
       continue;
     }
-    ASSIGN_OR_RETURN(HeaderTensor t, ParseEntry(err, name, entry));
+    if (name.size() > limits.max_name_bytes) {
+      return err.Tensor(name, absl::StrCat("name length ", name.size(), " is over the limit of ",
+                                           limits.max_name_bytes, " (max tensor name bytes)"));
+    }
+    ASSIGN_OR_RETURN(HeaderTensor t, ParseEntry(err, name, it.value()));
     if (t.end > layout.data_size) {
       return err.Tensor(name,
                         absl::StrCat("data_offsets [", t.begin, ", ", t.end, "] run past the ",
@@ -252,15 +248,29 @@ absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::string_view label,
 absl::StatusOr<BuiltHeader> BuildSafetensorsHeader(
     const std::vector<TensorSpec>& specs, const std::map<std::string, std::string>& metadata) {
   BuiltHeader out;
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  std::set<std::string_view> names;
+  if (specs.size() > kMaxSafetensorsTensors) {
+    return absl::InvalidArgumentError(absl::StrCat(specs.size(), " tensors are over the limit of ",
+                                                   kMaxSafetensorsTensors,
+                                                   " (max tensors per file)"));
+  }
+  json header = json::object();
+  // Appended to ordered_map's vector directly: its operator[] scans for the key (quadratic).
+  json::object_t::Container& items = *header.get_ptr<json::object_t*>();
+  items.reserve(specs.size() + 1);
+  if (!metadata.empty()) items.emplace_back("__metadata__", metadata);
+  std::unordered_set<std::string_view> names;
+  names.reserve(specs.size());
   for (const TensorSpec& s : specs) {
     auto bad = [&](absl::string_view rule) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor \"", Printable(s.name), "\": ", rule));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", QuoteForMessage(s.name, kNameBytesInMessages), ": ", rule));
     };
     if (s.name.empty()) return bad("empty tensor name");
     if (s.name == "__metadata__") return bad("name is reserved for the header metadata");
+    if (s.name.size() > kMaxTensorNameBytes) {
+      return bad(absl::StrCat("name length ", s.name.size(), " is over the limit of ",
+                              kMaxTensorNameBytes, " (max tensor name bytes)"));
+    }
     if (!names.insert(s.name).second) return bad("duplicate tensor name");
     absl::StatusOr<int64_t> n = CheckedNumElements(s.shape);
     if (!n.ok()) return bad(n.status().message());
@@ -272,8 +282,9 @@ absl::StatusOr<BuiltHeader> BuildSafetensorsHeader(
     HeaderTensor t{s.name, s.dtype,       s.shape,
                    *n,     out.data_size, out.data_size + static_cast<uint64_t>(*n) * elem};
     out.data_size = t.end;
-    header[s.name] = {
-        {"dtype", ElemTypeName(s.dtype)}, {"shape", s.shape}, {"data_offsets", {t.begin, t.end}}};
+    items.emplace_back(s.name, json{{"dtype", ElemTypeName(s.dtype)},
+                                    {"shape", s.shape},
+                                    {"data_offsets", {t.begin, t.end}}});
     out.tensors.push_back(std::move(t));
   }
   std::string text;
@@ -281,7 +292,7 @@ absl::StatusOr<BuiltHeader> BuildSafetensorsHeader(
     text = header.dump();
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(
-        absl::StrCat("tensor name or metadata is not valid UTF-8: ", Printable(e.what())));
+        absl::StrCat("tensor name or metadata is not valid UTF-8: ", EscapeForMessage(e.what())));
   }
   // The official writer pads with spaces so the data region starts 8-byte aligned.
   text.append((8 - text.size() % 8) % 8, ' ');

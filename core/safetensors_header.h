@@ -12,11 +12,9 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/dtype.h"
+#include "core/input_limits.h"
 
 namespace rtnq {
-
-/// Largest header accepted, as the official implementation limits it.
-inline constexpr uint64_t kMaxSafetensorsHeaderSize = 100'000'000;
 
 /// A tensor to be written: its name, element type and shape (empty shape = scalar).
 struct TensorSpec {
@@ -46,11 +44,14 @@ struct SafetensorsLayout {
 
 /// Validates the length prefix and header of a whole file held in `file`. Every violation is an
 /// InvalidArgument naming `label` (the file), the tensor and the rule: short file, header length
-/// out of range, bad JSON or UTF-8, duplicate keys, bad entries, unknown dtype, bad shape, element
-/// count overflow, bad data_offsets, byte length mismatch, offsets past the data region,
-/// overlapping tensors, holes or trailing bytes, bad __metadata__.
+/// out of range, bad JSON or UTF-8, nesting deeper than the limit (the path names the tensor and
+/// field), duplicate keys, more tensors or a longer name than the limits, bad entries, unknown
+/// dtype, bad shape, element count overflow, bad data_offsets, byte length mismatch, offsets past
+/// the data region, overlapping tensors, holes or trailing bytes, bad __metadata__.
+/// Time O(header bytes + tensors x log tensors), memory linear in the header, no recursion.
 absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::string_view label,
-                                                         absl::Span<const uint8_t> file);
+                                                         absl::Span<const uint8_t> file,
+                                                         const SafetensorsLimits& limits = {});
 
 /// Product of `shape`; InvalidArgument on a negative dimension or int64 overflow.
 absl::StatusOr<int64_t> CheckedNumElements(absl::Span<const int64_t> shape);
@@ -68,8 +69,9 @@ struct BuiltHeader {
 };
 
 /// Lays the tensors out back to back in the order given, `__metadata__` first (omitted when
-/// empty). InvalidArgument on an empty, reserved ("__metadata__"), duplicate or non-UTF-8 name,
-/// a bad shape, size overflow, or a header over the size limit.
+/// empty). InvalidArgument on an empty, reserved ("__metadata__"), duplicate, too long or
+/// non-UTF-8 name, a bad shape, size overflow, more tensors or a header over the size limit (what
+/// this writes, ParseSafetensorsLayout reads back).
 absl::StatusOr<BuiltHeader> BuildSafetensorsHeader(
     const std::vector<TensorSpec>& specs, const std::map<std::string, std::string>& metadata);
 

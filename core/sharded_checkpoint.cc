@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "core/file_io.h"
 #include "core/status_macros.h"
+#include "core/strict_json.h"
 
 namespace rtnq {
 namespace {
@@ -44,12 +45,12 @@ bool IsSafeRelativePath(std::string_view name) {
   return true;
 }
 
-absl::StatusOr<std::optional<uint64_t>> ParseTotalSize(const json& index) {
+absl::StatusOr<std::optional<uint64_t>> ParseTotalSize(const nlohmann::ordered_json& index) {
   if (!index.contains("metadata")) return std::nullopt;
-  const json& m = index["metadata"];
+  const nlohmann::ordered_json& m = index["metadata"];
   if (!m.is_object()) return absl::InvalidArgumentError("metadata is not a JSON object");
   if (!m.contains("total_size")) return std::nullopt;
-  const json& t = m["total_size"];
+  const nlohmann::ordered_json& t = m["total_size"];
   if (t.is_number_unsigned()) return t.get<uint64_t>();
   // Some writers emit total_size as a float; accept it when it is a whole, non-negative number.
   if (t.is_number_float()) {
@@ -57,7 +58,7 @@ absl::StatusOr<std::optional<uint64_t>> ParseTotalSize(const json& index) {
     if (d >= 0 && d < 1.8e19 && std::floor(d) == d) return static_cast<uint64_t>(d);
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("metadata.total_size is not a non-negative integer (", t.dump(), ")"));
+      absl::StrCat("metadata.total_size is not a non-negative integer (", JsonSnippet(t), ")"));
 }
 
 }  // namespace
@@ -75,19 +76,18 @@ absl::StatusOr<ShardedCheckpoint> ShardedCheckpoint::OpenIndex(const std::string
     return absl::InvalidArgumentError(absl::StrCat("shard index ", index_path, ": ", rule));
   };
   ASSIGN_OR_RETURN(std::string text, ReadIndexFile(index_path));
-  json index;
-  try {
-    index = json::parse(text);
-  } catch (const json::exception& e) {
-    return bad(absl::StrCat("not valid JSON: ", e.what()));
-  }
+  // Linear, depth-limited, duplicate tensor names rejected (nlohmann's DOM parser is quadratic
+  // in an object's keys with a callback and keeps the last duplicate silently).
+  absl::StatusOr<nlohmann::ordered_json> parsed = ParseJsonBounded(text, kMaxJsonDepth);
+  if (!parsed.ok()) return bad(absl::StrCat("not valid JSON: ", parsed.status().message()));
+  const nlohmann::ordered_json& index = *parsed;
   if (!index.is_object()) return bad("not a JSON object");
   ShardedCheckpoint c;
   absl::StatusOr<std::optional<uint64_t>> total = ParseTotalSize(index);
   if (!total.ok()) return bad(total.status().message());
   c.total_size_ = *total;
   if (!index.contains("weight_map")) return bad("missing key \"weight_map\"");
-  const json& wm = index["weight_map"];
+  const nlohmann::ordered_json& wm = index["weight_map"];
   if (!wm.is_object()) return bad("weight_map is not a JSON object");
   if (wm.empty()) return bad("weight_map is empty");
 

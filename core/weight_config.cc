@@ -1,29 +1,25 @@
 #include "core/weight_config.h"
 
 #include <algorithm>
-#include <functional>
 #include <string>
 #include <unordered_map>
 #include <utility>
 
-// GCC 12 warns falsely inside libstdc++'s <regex> when optimizing with sanitizers (GCC PR 105562).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <regex>
-#pragma GCC diagnostic pop
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/config_json.h"
+#include "core/name_pattern.h"
 #include "core/status_macros.h"
+#include "core/strict_json.h"
 
 namespace rtnq {
 namespace {
 
-constexpr std::string_view kRegexPrefix = "re:";
+// Keys reach messages escaped and cut (the server cuts whole messages at 1 KiB anyway).
+constexpr size_t kKeyBytesInMessages = 256;
 
 std::string EntryWhere(std::string_view key) {
-  return absl::StrCat("weight_config[\"", std::string(key), "\"]");
+  return absl::StrCat("weight_config[", QuoteForMessage(key, kKeyBytesInMessages), "]");
 }
 
 absl::Status Prefixed(std::string_view where, const absl::Status& s) {
@@ -31,28 +27,11 @@ absl::Status Prefixed(std::string_view where, const absl::Status& s) {
                                              std::string(s.message().data(), s.message().size())));
 }
 
-bool IsGlob(std::string_view key) { return key.find_first_of("*?") != std::string_view::npos; }
-
-// `*` matches any run of characters (dots included), `?` exactly one; everything else is
-// literal. Greedy with one backtrack point, so linear-ish rather than exponential.
-bool GlobFullMatch(std::string_view pat, std::string_view s) {
-  size_t p = 0, i = 0, star = std::string_view::npos, mark = 0;
-  while (i < s.size()) {
-    if (p < pat.size() && (pat[p] == '?' || pat[p] == s[i])) {
-      ++p;
-      ++i;
-    } else if (p < pat.size() && pat[p] == '*') {
-      star = p++;
-      mark = i;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      i = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pat.size() && pat[p] == '*') ++p;
-  return p == pat.size();
+absl::Status OverLimit(std::string_view where, std::string_view what, size_t value, size_t limit,
+                       std::string_view limit_name) {
+  return absl::InvalidArgumentError(absl::StrCat(std::string(where), ": ", std::string(what), " ",
+                                                 value, " is over the limit of ", limit, " (",
+                                                 std::string(limit_name), ")"));
 }
 
 // The layer (module) a tensor belongs to: its name minus the last dotted component.
@@ -62,86 +41,96 @@ std::string_view LayerName(std::string_view tensor_name) {
   return tensor_name.substr(0, dot);
 }
 
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
-
 }  // namespace
 
 struct WeightConfigResolver::Compiled {
   struct Pattern {
     size_t entry;
-    bool is_regex;
-    std::regex regex;  // when is_regex
-    std::string glob;  // otherwise
+    NamePattern pattern;
   };
   std::vector<QuantConfig> merged;  // default + entry patch, per entry
-  std::unordered_map<std::string, size_t, StringHash, std::equal_to<>> exact;
+  // Views into the resolver's entries_, whose strings never move (the vector is only moved).
+  std::unordered_map<std::string_view, size_t> exact;
   std::vector<Pattern> patterns;  // longest key first, then listed order
-
-  bool Matches(const Pattern& p, std::string_view name) const {
-    if (!p.is_regex) return GlobFullMatch(p.glob, name);
-    return std::regex_match(name.begin(), name.end(), p.regex);
-  }
 };
 
 absl::StatusOr<WeightConfigResolver> WeightConfigResolver::Create(
-    QuantConfig default_config, std::vector<WeightConfigEntry> entries) {
+    QuantConfig default_config, std::vector<WeightConfigEntry> entries,
+    const ConfigLimits& limits) {
   if (absl::Status s = ValidateConfig(default_config); !s.ok()) return Prefixed("config", s);
+  if (entries.size() > limits.max_entries) {
+    return OverLimit("config", "weight_config entry count", entries.size(), limits.max_entries,
+                     "max weight_config entries");
+  }
   auto c = std::make_unique<Compiled>();
   c->merged.reserve(entries.size());
-  std::unordered_map<std::string_view, size_t> seen;
+  c->exact.reserve(entries.size());
+  // Exact keys and pattern keys never collide (a pattern has `*`, `?` or the `re:` prefix), so
+  // duplicates are found in `exact` and, for the few patterns, in `pattern_keys`.
+  std::unordered_map<std::string_view, size_t> pattern_keys;
+  size_t key_bytes = 0, pattern_bytes = 0, regexes = 0;
   for (size_t i = 0; i < entries.size(); ++i) {
     const std::string& key = entries[i].key;
-    const std::string where = EntryWhere(key);
-    if (key.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": key is empty"));
-    if (auto [it, inserted] = seen.emplace(key, i); !inserted) {
+    auto where = [&key] { return EntryWhere(key); };
+    if (key.empty()) return absl::InvalidArgumentError(absl::StrCat(where(), ": key is empty"));
+    if (key.size() > limits.max_key_bytes) {
+      return OverLimit(where(), "key length", key.size(), limits.max_key_bytes,
+                       "max weight_config key bytes");
+    }
+    if ((key_bytes += key.size()) > limits.max_config_bytes) {
+      return OverLimit(where(), "total bytes of weight_config keys", key_bytes,
+                       limits.max_config_bytes, "max config bytes");
+    }
+    const bool is_pattern = NamePattern::IsPattern(key);
+    if (auto [it, inserted] = (is_pattern ? pattern_keys : c->exact).emplace(key, i); !inserted) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ": duplicate key (entries ", it->second, " and ", i, ")"));
+          absl::StrCat(where(), ": duplicate key (entries ", it->second, " and ", i, ")"));
     }
     QuantConfig merged = default_config;
     entries[i].patch.ApplyTo(merged);
-    if (absl::Status s = ValidateConfig(merged); !s.ok()) return Prefixed(where, s);
+    if (absl::Status s = ValidateConfig(merged); !s.ok()) return Prefixed(where(), s);
     c->merged.push_back(merged);
+    if (!is_pattern) continue;
 
-    if (key.starts_with(kRegexPrefix)) {
-      const std::string expr = key.substr(kRegexPrefix.size());
-      if (expr.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": empty regex"));
-      Compiled::Pattern p{i, true, {}, {}};
-      try {
-        p.regex = std::regex(expr, std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(where, ": invalid regex \"", expr, "\": ", e.what()));
-      }
-      c->patterns.push_back(std::move(p));
-    } else if (IsGlob(key)) {
-      c->patterns.push_back(Compiled::Pattern{i, false, {}, key});
-    } else {
-      c->exact.emplace(key, i);
+    if ((pattern_bytes += key.size()) > limits.max_pattern_bytes) {
+      return OverLimit(where(), "total bytes of pattern keys", pattern_bytes,
+                       limits.max_pattern_bytes, "max pattern bytes per config");
     }
+    if (key.starts_with(kRegexKeyPrefix) && ++regexes > limits.max_regexes) {
+      return OverLimit(where(), "regex count", regexes, limits.max_regexes,
+                       "max regexes per config");
+    }
+    absl::StatusOr<NamePattern> p =
+        NamePattern::Compile(key, limits.regex_max_mem, limits.max_regex_nesting);
+    if (!p.ok()) return Prefixed(where(), p.status());
+    c->patterns.push_back(Compiled::Pattern{i, *std::move(p)});
   }
   std::stable_sort(c->patterns.begin(), c->patterns.end(),
                    [&entries](const Compiled::Pattern& a, const Compiled::Pattern& b) {
                      return entries[a.entry].key.size() > entries[b.entry].key.size();
                    });
-  return WeightConfigResolver(std::move(default_config), std::move(entries), std::move(c));
+  return WeightConfigResolver(std::move(default_config), std::move(entries), std::move(c),
+                              limits.max_name_bytes);
 }
 
-ResolvedConfig WeightConfigResolver::Resolve(std::string_view tensor_name) const {
+absl::StatusOr<ResolvedConfig> WeightConfigResolver::Resolve(std::string_view tensor_name) const {
+  if (tensor_name.size() > max_name_bytes_) {
+    return OverLimit(absl::StrCat("tensor ", QuoteForMessage(tensor_name)), "name length",
+                     tensor_name.size(), max_name_bytes_, "max tensor name bytes");
+  }
   const Compiled& c = *compiled_;
   auto decided = [&](size_t entry, const char* kind) {
     return ResolvedConfig{c.merged[entry], entries_[entry].key, kind};
   };
-  if (auto it = c.exact.find(tensor_name); it != c.exact.end())
+  if (auto it = c.exact.find(tensor_name); it != c.exact.end()) {
     return decided(it->second, "tensor");
+  }
   const std::string_view layer = LayerName(tensor_name);
   if (!layer.empty()) {
     if (auto it = c.exact.find(layer); it != c.exact.end()) return decided(it->second, "layer");
   }
   for (const Compiled::Pattern& p : c.patterns) {
-    if (c.Matches(p, tensor_name) || (!layer.empty() && c.Matches(p, layer))) {
+    if (p.pattern.FullMatch(tensor_name) || (!layer.empty() && p.pattern.FullMatch(layer))) {
       return decided(p.entry, "pattern");
     }
   }
@@ -149,15 +138,24 @@ ResolvedConfig WeightConfigResolver::Resolve(std::string_view tensor_name) const
 }
 
 WeightConfigResolver::WeightConfigResolver(QuantConfig d, std::vector<WeightConfigEntry> e,
-                                           std::unique_ptr<Compiled> c)
-    : default_(std::move(d)), entries_(std::move(e)), compiled_(std::move(c)) {}
+                                           std::unique_ptr<Compiled> c, size_t max_name_bytes)
+    : default_(std::move(d)),
+      max_name_bytes_(max_name_bytes),
+      entries_(std::move(e)),
+      compiled_(std::move(c)) {}
 WeightConfigResolver::WeightConfigResolver(WeightConfigResolver&&) noexcept = default;
 WeightConfigResolver& WeightConfigResolver::operator=(WeightConfigResolver&&) noexcept = default;
 WeightConfigResolver::~WeightConfigResolver() = default;
 
-absl::StatusOr<WeightConfigResolver> ParseSessionConfigJson(std::string_view json_text) {
+absl::StatusOr<WeightConfigResolver> ParseSessionConfigJson(std::string_view json_text,
+                                                            const ConfigLimits& limits) {
   constexpr std::string_view kWhere = "config";
-  ASSIGN_OR_RETURN(const nlohmann::ordered_json j, ParseStrictJson(json_text, kWhere));
+  if (json_text.size() > limits.max_config_bytes) {
+    return OverLimit(kWhere, "config_json size", json_text.size(), limits.max_config_bytes,
+                     "max config bytes");
+  }
+  ASSIGN_OR_RETURN(const nlohmann::ordered_json j,
+                   ParseStrictJson(json_text, kWhere, limits.max_json_depth));
   static constexpr std::string_view kSessionKeys[] = {"weight_config"};
   ASSIGN_OR_RETURN(const QuantConfigPatch default_patch, PatchFromJson(j, kWhere, kSessionKeys));
   QuantConfig default_config;
@@ -169,15 +167,20 @@ absl::StatusOr<WeightConfigResolver> ParseSessionConfigJson(std::string_view jso
     if (!wc->is_object()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "config: weight_config must be an object mapping tensor or layer names to configs, got ",
-          wc->dump(-1, ' ', false, nlohmann::detail::error_handler_t::replace).substr(0, 64)));
+          JsonSnippet(*wc)));
     }
+    if (wc->size() > limits.max_entries) {
+      return OverLimit(kWhere, "weight_config entry count", wc->size(), limits.max_entries,
+                       "max weight_config entries");
+    }
+    entries.reserve(wc->size());
     // ordered_json keeps the listed order, which breaks ties between equally long patterns.
     for (auto it = wc->begin(); it != wc->end(); ++it) {
       ASSIGN_OR_RETURN(QuantConfigPatch patch, PatchFromJson(it.value(), EntryWhere(it.key())));
       entries.push_back(WeightConfigEntry{it.key(), std::move(patch)});
     }
   }
-  return WeightConfigResolver::Create(std::move(default_config), std::move(entries));
+  return WeightConfigResolver::Create(std::move(default_config), std::move(entries), limits);
 }
 
 }  // namespace rtnq

@@ -7,13 +7,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/input_limits.h"
 #include "core/quant_config.h"
 
 namespace rtnq {
 
 /// One weight_config entry: a key and the fields it overrides.
 struct WeightConfigEntry {
-  std::string key;  ///< exact tensor name, layer name, glob (`*`), or `re:<regex>` (full match)
+  std::string key;  ///< exact tensor name, layer name, glob (`*`, `?`), or `re:<RE2 regex>`
   QuantConfigPatch patch;
 };
 
@@ -28,20 +29,26 @@ struct ResolvedConfig {
 
 /// Resolves tensor names against a session default plus weight_config entries.
 /// Precedence: exact tensor name > exact layer name (tensor `a.b.fc1.weight` matches key
-/// `a.b.fc1`) > patterns (longest key first, then first listed). A pattern is `re:<ECMAScript
-/// regex>` or a glob (`*` any run of characters, dots included; `?` one character); it must
-/// fully match the tensor name or its layer name. Only one entry applies; it overrides only the
-/// fields it sets on top of the default. Resolve is const and safe to call from many threads.
+/// `a.b.fc1`) > patterns (longest key first, then first listed). A pattern is `re:<regex>` in
+/// RE2 syntax (ECMAScript's common subset; no backreferences or lookaround) or a glob (`*` any run
+/// of characters, dots included; `?` one character); it must fully match the tensor name or its
+/// layer name. Only one entry applies; it overrides only the fields it sets on top of the default.
+///
+/// Bounded work: exact and layer names are hash lookups; each pattern costs time linear in the
+/// name (RE2 has no backtracking; globs resume only at their last `*`), so Resolve is at most
+/// about (pattern key bytes x name bytes) steps, both capped by `limits`. Resolve is const and
+/// safe to call from many threads.
 class WeightConfigResolver {
  public:
-  /// Validates the default and every entry (keys non-empty and unique, regexes compile, each
-  /// merged config is valid); errors are prefixed `weight_config["KEY"]: ` (`config: ` for the
-  /// default).
+  /// Validates the default and every entry (keys non-empty, unique and within `limits`, regexes
+  /// compile, each merged config is valid); errors are InvalidArgument prefixed
+  /// `weight_config["KEY"]: ` (`config: ` for the default and for counts over a limit).
   static absl::StatusOr<WeightConfigResolver> Create(QuantConfig default_config,
-                                                     std::vector<WeightConfigEntry> entries);
+                                                     std::vector<WeightConfigEntry> entries,
+                                                     const ConfigLimits& limits = {});
 
-  /// The config for `tensor_name`.
-  ResolvedConfig Resolve(std::string_view tensor_name) const;
+  /// The config for `tensor_name`; InvalidArgument when the name is longer than the limit.
+  absl::StatusOr<ResolvedConfig> Resolve(std::string_view tensor_name) const;
 
   const QuantConfig& default_config() const { return default_; }
   const std::vector<WeightConfigEntry>& entries() const { return entries_; }
@@ -52,16 +59,19 @@ class WeightConfigResolver {
 
  private:
   struct Compiled;
-  WeightConfigResolver(QuantConfig d, std::vector<WeightConfigEntry> e,
-                       std::unique_ptr<Compiled> c);
+  WeightConfigResolver(QuantConfig d, std::vector<WeightConfigEntry> e, std::unique_ptr<Compiled> c,
+                       size_t max_name_bytes);
   QuantConfig default_;
+  size_t max_name_bytes_;
   std::vector<WeightConfigEntry> entries_;
   std::unique_ptr<Compiled> compiled_;
 };
 
 /// Parses a session config JSON object: the default config keys at top level (as
 /// ParseConfigPatchJson accepts) plus an optional "weight_config": {key: {fields}} object.
-/// Unknown keys anywhere are errors.
-absl::StatusOr<WeightConfigResolver> ParseSessionConfigJson(std::string_view json_text);
+/// Unknown keys anywhere are errors, and so are texts, nesting and entry counts over `limits`.
+/// Time and memory are linear in the text.
+absl::StatusOr<WeightConfigResolver> ParseSessionConfigJson(std::string_view json_text,
+                                                            const ConfigLimits& limits = {});
 
 }  // namespace rtnq

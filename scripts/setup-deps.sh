@@ -8,6 +8,10 @@ PACKAGES=(
   libabsl-dev libtbb-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libisal-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
+  # linear-time regexes for weight_config patterns
+  libre2-dev
+  # fuzzers (tests/fuzz, scripts/fuzz.sh): clang's libFuzzer and sanitizer runtimes
+  clang libfuzzer-14-dev
   python3 openssl
   # FP8 decoding checked against numpy (tests/client/moe_fp8_cli_test.py)
   python3-numpy

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "core/input_limits.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -22,6 +23,12 @@ absl::Status ConfigureLogging(absl::string_view level) {
   logger->set_level(parsed);
   spdlog::set_default_logger(logger);
   return absl::OkStatus();
+}
+
+std::string LogSafe(absl::string_view s, size_t max_bytes) {
+  // The core's rule for quoting peer strings in error messages, so that a name reads the same in
+  // a status message and in a log line.
+  return EscapeForMessage(std::string_view(s.data(), s.size()), max_bytes);
 }
 
 }  // namespace rtnq::server

@@ -23,7 +23,12 @@ const rtnq::server::ServerOptions kDefaults;
 
 ABSL_FLAG(std::string, listen, kDefaults.listen, "gRPC address host:port (port 0: any free port)");
 ABSL_FLAG(std::string, metrics_listen, kDefaults.metrics_listen,
-          "Prometheus /metrics address host:port; empty: no metrics endpoint");
+          "Prometheus /metrics address host:port (a bare port binds 127.0.0.1); empty: no "
+          "metrics endpoint");
+ABSL_FLAG(int, metrics_threads, kDefaults.metrics_threads,
+          "/metrics connections served at once (a slow client holds one until its timeout)");
+ABSL_FLAG(double, metrics_request_timeout, kDefaults.metrics_request_timeout_seconds,
+          "seconds a /metrics client has to send its whole request (and take the answer)");
 ABSL_FLAG(std::string, port_file, "",
           "after binding, write the gRPC port (one line) to this file, atomically");
 ABSL_FLAG(int, threads, kDefaults.threads, "quantization threads; 0 = all cores");
@@ -40,8 +45,23 @@ ABSL_FLAG(int64_t, max_message_bytes, kDefaults.max_message_bytes,
           "largest request message (chunk) accepted");
 ABSL_FLAG(int64_t, output_chunk_bytes, kDefaults.output_chunk_bytes,
           "data bytes per OutputChunk sent back");
+ABSL_FLAG(int64_t, stream_window_bytes, kDefaults.stream_window_bytes,
+          "HTTP/2 receive window per stream (what a client may send ahead of the server's "
+          "reads); 0 = gRPC's bandwidth-probed windows");
+ABSL_FLAG(int64_t, max_reservation_bytes, kDefaults.max_reservation_bytes,
+          "largest reservation of one tensor (whole input or outputs when buffered, codes kept "
+          "for packing, one row); larger: RESOURCE_EXHAUSTED at its header; 0 = twice "
+          "--max_tensor_bytes");
 ABSL_FLAG(double, idle_timeout, kDefaults.idle_timeout_seconds,
-          "seconds a stream may wait on its client before it is ended; 0 = never");
+          "seconds a stream may wait on its client without any data moving before it is ended; "
+          "0 = never");
+ABSL_FLAG(double, min_bytes_per_second, kDefaults.min_bytes_per_second,
+          "while a client owes data (a tensor's chunks, results to receive), the average rate it "
+          "must keep, after --min_rate_grace; 0 = no minimum");
+ABSL_FLAG(double, min_rate_grace, kDefaults.min_rate_grace_seconds,
+          "seconds of allowance of the minimum rate (plus one --max_message_bytes at that rate)");
+ABSL_FLAG(double, max_stream_seconds, kDefaults.max_stream_seconds,
+          "seconds a stream may stay open; 0 = no limit");
 ABSL_FLAG(double, shutdown_grace, kDefaults.shutdown_grace_seconds,
           "seconds in-flight streams may take to finish after SIGTERM/SIGINT");
 ABSL_FLAG(std::string, tls_cert_file, "", "PEM certificate chain; empty: plaintext");
@@ -63,6 +83,8 @@ int main(int argc, char** argv) {
   rtnq::server::ServerOptions o;
   o.listen = absl::GetFlag(FLAGS_listen);
   o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  o.metrics_threads = absl::GetFlag(FLAGS_metrics_threads);
+  o.metrics_request_timeout_seconds = absl::GetFlag(FLAGS_metrics_request_timeout);
   o.threads = absl::GetFlag(FLAGS_threads);
   o.kernels = absl::GetFlag(FLAGS_kernels);
   o.max_tensor_bytes = absl::GetFlag(FLAGS_max_tensor_bytes);
@@ -71,7 +93,12 @@ int main(int argc, char** argv) {
   o.max_streams = absl::GetFlag(FLAGS_max_streams);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.output_chunk_bytes = absl::GetFlag(FLAGS_output_chunk_bytes);
+  o.stream_window_bytes = absl::GetFlag(FLAGS_stream_window_bytes);
+  o.max_reservation_bytes = absl::GetFlag(FLAGS_max_reservation_bytes);
   o.idle_timeout_seconds = absl::GetFlag(FLAGS_idle_timeout);
+  o.min_bytes_per_second = absl::GetFlag(FLAGS_min_bytes_per_second);
+  o.min_rate_grace_seconds = absl::GetFlag(FLAGS_min_rate_grace);
+  o.max_stream_seconds = absl::GetFlag(FLAGS_max_stream_seconds);
   o.shutdown_grace_seconds = absl::GetFlag(FLAGS_shutdown_grace);
   o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   o.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);

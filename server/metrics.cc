@@ -1,7 +1,11 @@
 #include "server/metrics.h"
 
+#include <algorithm>
+#include <cmath>
 #include <exception>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
@@ -22,6 +26,13 @@ const char* TensorOutcomeName(TensorOutcome o) {
       return "failed";
   }
   return "unknown";
+}
+
+std::string MetricsBindAddress(const std::string& address) {
+  const std::string port = absl::StartsWith(address, ":") ? address.substr(1) : address;
+  const bool bare_port =
+      !port.empty() && std::all_of(port.begin(), port.end(), absl::ascii_isdigit);
+  return bare_port ? absl::StrCat("127.0.0.1:", port) : address;
 }
 
 ServerMetrics::ServerMetrics(const std::string& version, const std::string& kernel)
@@ -77,10 +88,23 @@ ServerMetrics::ServerMetrics(const std::string& version, const std::string& kern
 
 ServerMetrics::~ServerMetrics() = default;
 
-absl::StatusOr<int> ServerMetrics::StartExposer(const std::string& address) {
+absl::StatusOr<int> ServerMetrics::StartExposer(const std::string& address, int threads,
+                                                double request_timeout_seconds) {
+  // CivetWeb gives each connection a worker thread until its request is answered, and by default
+  // waits 30 s for a request to arrive: a few clients that connect and send slowly (or nothing)
+  // would hold every worker and block scrapes. A short timeout on the whole request (it counts
+  // from the connection's first wait, so a trickle cannot extend it) frees a worker quickly, and
+  // without keep-alive no idle connection keeps one. A scrape then waits at most about
+  // ceil(slow clients / threads) timeouts.
+  const int64_t timeout_ms =
+      std::max<int64_t>(1, std::llround(request_timeout_seconds * 1000));  // CivetWeb: 0 = 30 s
+  std::vector<std::string> options = {"listening_ports",    MetricsBindAddress(address),
+                                      "num_threads",        std::to_string(threads),
+                                      "request_timeout_ms", std::to_string(timeout_ms),
+                                      "enable_keep_alive",  "no"};
   // prometheus-cpp (civetweb) reports bind failures by throwing; keep them inside this boundary.
   try {
-    exposer_ = std::make_unique<prometheus::Exposer>(address);
+    exposer_ = std::make_unique<prometheus::Exposer>(std::move(options));
     exposer_->RegisterCollectable(registry_);
     const std::vector<int> ports = exposer_->GetListeningPorts();
     if (ports.empty()) return absl::InternalError("metrics exposer bound no port");

@@ -23,6 +23,10 @@ namespace rtnq::server {
 enum class TensorOutcome { kQuantized, kSkipped, kFailed };
 const char* TensorOutcomeName(TensorOutcome o);
 
+/// The CivetWeb listening address for --metrics_listen: a bare port ("9090" or ":9090") binds
+/// 127.0.0.1, so that exposing /metrics beyond the host takes an explicit host such as 0.0.0.0.
+std::string MetricsBindAddress(const std::string& address);
+
 /// Counters, gauges and histograms of one server, in their own registry (no global singleton).
 /// Thread-safe. Names:
 ///   rtnq_tensors_total{dtype,outcome}, rtnq_bytes_processed_total{dtype,outcome},
@@ -34,8 +38,12 @@ class ServerMetrics {
   ServerMetrics(const std::string& version, const std::string& kernel);
   ~ServerMetrics();
 
-  /// Serves /metrics on `address` ("host:port", port 0 picks one). Returns the bound port.
-  absl::StatusOr<int> StartExposer(const std::string& address);
+  /// Serves /metrics on `address` ("host:port", port 0 picks one; a bare port binds loopback)
+  /// with `threads` connections served at once, each given `request_timeout_seconds` to send
+  /// its whole request and to take the answer (one request per connection: no keep-alive).
+  /// Returns the bound port.
+  absl::StatusOr<int> StartExposer(const std::string& address, int threads,
+                                   double request_timeout_seconds);
 
   void StreamStarted();
   void StreamEnded(double seconds);

@@ -4,7 +4,8 @@
 
 #include "absl/strings/string_view.h"
 #include "core/quant_config.h"
-#include "server/quantize_reactor.h"
+#include "server/logging.h"
+#include "server/quantize_call.h"
 #include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
 
@@ -31,9 +32,9 @@ absl::Status QuantizerService::Admit(grpc::CallbackServerContext* ctx) const {
   return absl::OkStatus();
 }
 
-grpc::ServerBidiReactor<v1::QuantizeRequest, v1::QuantizeResponse>* QuantizerService::Quantize(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* QuantizerService::Quantize(
     grpc::CallbackServerContext* ctx) {
-  return QuantizeReactor::Create(svc_, ctx, Admit(ctx));
+  return new QuantizeCall(svc_, ctx, Admit(ctx));
 }
 
 grpc::ServerUnaryReactor* QuantizerService::GetServerInfo(grpc::CallbackServerContext* ctx,
@@ -44,7 +45,7 @@ grpc::ServerUnaryReactor* QuantizerService::GetServerInfo(grpc::CallbackServerCo
     const char* reason =
         s.code() == absl::StatusCode::kUnauthenticated ? "unauthenticated" : "shutting_down";
     svc_.metrics->Rejected(reason);
-    spdlog::warn("GetServerInfo refused peer={} reason={}", ctx->peer(), reason);
+    spdlog::warn("GetServerInfo refused peer={} reason={}", LogSafe(ctx->peer()), reason);
     reactor->Finish(ToGrpcStatus(s));
     return reactor;
   }

@@ -7,12 +7,16 @@
 
 namespace rtnq::server {
 
-/// Callback-API implementation of rtnq.v1.Quantizer over a shared ServiceContext.
-class QuantizerService final : public v1::Quantizer::CallbackService {
+/// Callback-API implementation of rtnq.v1.Quantizer over a shared ServiceContext. Quantize
+/// takes raw messages and parses them itself (request_codec.h): a message that does not parse
+/// must be an error, not what gRPC's generated code makes of it (the end of the stream).
+class QuantizerService final
+    : public v1::Quantizer::WithRawCallbackMethod_Quantize<
+          v1::Quantizer::WithCallbackMethod_GetServerInfo<v1::Quantizer::Service>> {
  public:
   explicit QuantizerService(ServiceContext& svc) : svc_(svc) {}
 
-  grpc::ServerBidiReactor<v1::QuantizeRequest, v1::QuantizeResponse>* Quantize(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Quantize(
       grpc::CallbackServerContext* ctx) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* ctx,
                                           const v1::GetServerInfoRequest* request,

@@ -14,6 +14,7 @@
 #include "server/auth.h"
 #include "server/memory_budget.h"
 #include "server/metrics.h"
+#include "server/progress_monitor.h"
 #include "server/quantizer_service.h"
 #include "server/service_context.h"
 #include "server/stream_registry.h"
@@ -43,12 +44,36 @@ absl::Status ValidateOptions(const ServerOptions& o) {
                          {"output_chunk_bytes", o.output_chunk_bytes}}) {
     if (absl::Status s = positive(flag, v); !s.ok()) return s;
   }
+  if (o.stream_window_bytes < 0 || o.stream_window_bytes > INT32_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--stream_window_bytes must be in [0, 2 GiB), got ", o.stream_window_bytes));
+  }
   if (o.max_message_bytes > INT32_MAX) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_message_bytes must be < 2 GiB, got ", o.max_message_bytes));
   }
-  if (o.idle_timeout_seconds < 0 || o.shutdown_grace_seconds < 0) {
-    return absl::InvalidArgumentError("--idle_timeout and --shutdown_grace must be >= 0");
+  if (o.metrics_threads <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics_threads must be > 0, got ", o.metrics_threads));
+  }
+  if (!(o.metrics_request_timeout_seconds >= 0.001 && o.metrics_request_timeout_seconds <= 3600)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics_request_timeout must be in [0.001, 3600] seconds, got ",
+                     o.metrics_request_timeout_seconds));
+  }
+  if (o.max_reservation_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_reservation_bytes must be >= 0 (0: twice --max_tensor_bytes), got ",
+                     o.max_reservation_bytes));
+  }
+  for (auto [flag, v] : {std::pair<const char*, double>{"idle_timeout", o.idle_timeout_seconds},
+                         {"min_bytes_per_second", o.min_bytes_per_second},
+                         {"min_rate_grace", o.min_rate_grace_seconds},
+                         {"max_stream_seconds", o.max_stream_seconds},
+                         {"shutdown_grace", o.shutdown_grace_seconds}}) {
+    if (!(v >= 0)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be >= 0, got ", v));
+    }
   }
   return absl::OkStatus();
 }
@@ -58,6 +83,11 @@ absl::Status ValidateOptions(const ServerOptions& o) {
 RtnqServer::RtnqServer(const ServerOptions& options) : options_(options) {}
 
 absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOptions& options) {
+  return Start(options, ServerHooks{});
+}
+
+absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOptions& options,
+                                                              ServerHooks hooks) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
   std::unique_ptr<RtnqServer> srv(new RtnqServer(options));
   const ServerOptions& o = srv->options_;
@@ -89,6 +119,7 @@ absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOption
   ctx.metrics = metrics;
   ctx.auth = srv->auth_.get();
   ctx.streams = srv->streams_.get();
+  ctx.hooks = std::move(hooks);
   srv->service_ = std::make_unique<QuantizerService>(ctx);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -105,19 +136,30 @@ absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOption
   grpc::ResourceQuota quota("rtnq-server-transport");
   quota.Resize(kTransportQuotaBytes);
   builder.SetResourceQuota(quota);
+  // Under that quota's pressure gRPC first shrinks windows, then cancels streams outright
+  // (RST_STREAM ENHANCE_YOUR_CALM, RESOURCE_EXHAUSTED to the client): 64 streams waiting for
+  // their reservations with data in flight reached it. A fixed window per stream keeps what
+  // clients can have sent ahead at max_streams x window, below the quota, at the cost of a
+  // window's worth of bandwidth-delay product per stream (1 MiB: 1 GB/s at 1 ms round trip).
+  if (o.stream_window_bytes > 0) {
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+                               static_cast<int>(o.stream_window_bytes));
+  }
   srv->server_ = builder.BuildAndStart();
   if (srv->server_ == nullptr || srv->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on --listen \"", o.listen, "\""));
   }
   if (!o.metrics_listen.empty()) {
-    auto port = metrics->StartExposer(o.metrics_listen);
+    auto port = metrics->StartExposer(o.metrics_listen, o.metrics_threads,
+                                      o.metrics_request_timeout_seconds);
     if (!port.ok()) return port.status();
     srv->metrics_port_ = *port;
   }
   grpc::HealthCheckServiceInterface* health = srv->server_->GetHealthCheckService();
   health->SetServingStatus(true);
   health->SetServingStatus(kServiceName, true);
-  srv->reaper_ = std::thread([s = srv.get()] { s->ReapIdleStreams(); });
+  srv->reaper_ = std::thread([s = srv.get()] { s->SweepStreams(); });
   spdlog::info(
       "server start port={} metrics_port={} kernel={} threads={} tls={} mtls={} auth={} "
       "max_streams={} memory_budget_bytes={} stream_budget_bytes={} max_tensor_bytes={}",
@@ -132,18 +174,17 @@ RtnqServer::~RtnqServer() {
   if (reaper_.joinable()) reaper_.join();
 }
 
-void RtnqServer::ReapIdleStreams() {
-  // The sweep's period bounds how late an idle stream is ended; a quarter of the timeout keeps
-  // that error small without waking often.
-  const double timeout = options_.idle_timeout_seconds;
-  const auto period = std::chrono::milliseconds(
-      timeout > 0 ? std::clamp<int64_t>(static_cast<int64_t>(timeout * 250), 10, 1000) : 1000);
+void RtnqServer::SweepStreams() {
+  // The sweep's period bounds how late a stream that makes too little progress is ended; a
+  // quarter of the shortest rule keeps that error small without waking often. CheckProgress
+  // never blocks on a stream, so no stream can hold the sweep up for the others.
+  const auto period = ProgressMonitor::SweepPeriod(options_);
   std::unique_lock<std::mutex> l(mu_);
   while (!shutdown_done_) {
     cv_.wait_for(l, period);
     if (shutdown_done_) break;
     l.unlock();
-    if (timeout > 0) streams_->CheckIdle(std::chrono::steady_clock::now());
+    streams_->CheckProgress(std::chrono::steady_clock::now());
     l.lock();
   }
 }

@@ -27,6 +27,7 @@ class WorkPool;
 class StreamRegistry;
 class QuantizerService;
 struct ServiceContext;
+struct ServerHooks;
 
 /// A running server. Thread-safe.
 class RtnqServer {
@@ -34,6 +35,9 @@ class RtnqServer {
   /// Validates the options, starts listening and reports SERVING. InvalidArgument for bad
   /// options or files, Unavailable when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<RtnqServer>> Start(const ServerOptions& options);
+  /// The same with test seams (service_context.h).
+  static absl::StatusOr<std::unique_ptr<RtnqServer>> Start(const ServerOptions& options,
+                                                           ServerHooks hooks);
   /// Shuts down with no grace period if Shutdown was not called.
   ~RtnqServer();
 
@@ -55,7 +59,7 @@ class RtnqServer {
 
  private:
   explicit RtnqServer(const ServerOptions& options);
-  void ReapIdleStreams();
+  void SweepStreams();
 
   const ServerOptions options_;
   std::unique_ptr<Engine> engine_;

@@ -7,7 +7,11 @@ namespace rtnq::server {
 std::string TruncateStatusMessage(absl::string_view message) {
   if (message.size() <= kMaxStatusMessageBytes) return std::string(message);
   constexpr absl::string_view kMark = "... [truncated]";
-  return absl::StrCat(message.substr(0, kMaxStatusMessageBytes - kMark.size()), kMark);
+  // Cut before a UTF-8 continuation byte would split a character: messages go into proto3 string
+  // fields (TensorError.message), which a client refuses to parse when they are not valid UTF-8.
+  size_t cut = kMaxStatusMessageBytes - kMark.size();
+  while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0) == 0x80) --cut;
+  return absl::StrCat(message.substr(0, cut), kMark);
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {

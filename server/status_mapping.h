@@ -14,7 +14,8 @@ namespace rtnq::server {
 /// built from client input cannot grow a response without bound.
 inline constexpr size_t kMaxStatusMessageBytes = 1024;
 
-/// `message` cut to kMaxStatusMessageBytes (ending in "... [truncated]" when cut).
+/// `message` cut to at most kMaxStatusMessageBytes (ending in "... [truncated]" when cut), never
+/// inside a UTF-8 character.
 std::string TruncateStatusMessage(absl::string_view message);
 
 /// Same canonical code (Abseil and gRPC share the numbering), message truncated.

@@ -25,7 +25,7 @@ int StreamRegistry::active() const {
   return static_cast<int>(streams_.size());
 }
 
-void StreamRegistry::CheckIdle(std::chrono::steady_clock::time_point now) {
+void StreamRegistry::CheckProgress(std::chrono::steady_clock::time_point now) {
   std::vector<std::shared_ptr<StreamHandle>> live;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -33,7 +33,7 @@ void StreamRegistry::CheckIdle(std::chrono::steady_clock::time_point now) {
       if (auto s = weak.lock()) live.push_back(std::move(s));
     }
   }
-  for (auto& s : live) s->CheckIdle(now);
+  for (auto& s : live) s->CheckProgress(now);
 }
 
 bool StreamRegistry::WaitUntilEmpty(std::chrono::steady_clock::time_point deadline) {

@@ -1,5 +1,5 @@
-// The Quantize streams in progress: admission against max_streams, the idle sweep, and waiting
-// for streams to finish on shutdown.
+// The Quantize streams in progress: admission against max_streams, the progress sweep (idle
+// timeout, minimum rate, longest duration), and waiting for streams to finish on shutdown.
 #pragma once
 
 #include <chrono>
@@ -16,8 +16,9 @@ namespace rtnq::server {
 class StreamHandle {
  public:
   virtual ~StreamHandle() = default;
-  /// Ends the stream if it has waited on its client for longer than the idle timeout.
-  virtual void CheckIdle(std::chrono::steady_clock::time_point now) = 0;
+  /// Ends the stream if it makes too little progress (ProgressMonitor). Must not block: the
+  /// sweep checks every stream from one thread.
+  virtual void CheckProgress(std::chrono::steady_clock::time_point now) = 0;
 };
 
 /// Thread-safe set of active streams.
@@ -27,8 +28,8 @@ class StreamRegistry {
   std::optional<uint64_t> TryAdd(std::weak_ptr<StreamHandle> stream, int max_streams);
   void Remove(uint64_t id);
   int active() const;
-  /// Calls CheckIdle on every live stream (outside the registry's lock).
-  void CheckIdle(std::chrono::steady_clock::time_point now);
+  /// Calls CheckProgress on every live stream (outside the registry's lock).
+  void CheckProgress(std::chrono::steady_clock::time_point now);
   /// Blocks until no stream is active or `deadline` passes; true when none is active.
   bool WaitUntilEmpty(std::chrono::steady_clock::time_point deadline);
 

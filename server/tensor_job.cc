@@ -48,12 +48,59 @@ int64_t SumSizes(const std::vector<std::string>& chunks) {
   return n;
 }
 
+// Codes (1 byte per element), f32 scales and, for int asym, i32 zero points: the CODES outputs,
+// and what a packed form keeps until the tensor's end.
+int64_t CodesBytes(const QuantConfig& c, int64_t rows, int64_t cols) {
+  const int64_t scale_rows =
+      c.group_dim == 0 ? GroupsPerRow(rows, EffectiveGroupSize(c.group_size, rows)) : rows;
+  const int64_t scale_cols =
+      c.group_dim == 0 ? cols : GroupsPerRow(cols, EffectiveGroupSize(c.group_size, cols));
+  return rows * cols + scale_rows * scale_cols * 4 * (IsIntAsym(c) ? 2 : 1);
+}
+
+// The data bytes of a quantized tensor's outputs in the session's form.
+int64_t OutputBytes(const Session& s, const std::string& name, ElemType dtype,
+                    const std::vector<int64_t>& shape, const QuantConfig& c, int64_t rows,
+                    int64_t cols, int64_t total_bytes) {
+  if (s.metrics_only) return 0;
+  switch (s.output_form) {
+    case v1::OUTPUT_FORM_CODES:
+      return CodesBytes(c, rows, cols);
+    case v1::OUTPUT_FORM_PACKED_INC:
+    case v1::OUTPUT_FORM_PACKED_GPTQ: {
+      OutputLayoutOptions layout;
+      layout.layout =
+          s.output_form == v1::OUTPUT_FORM_PACKED_INC ? OutputLayout::kInc : OutputLayout::kGptq;
+      layout.compression_dim = s.compression_dim;
+      auto specs = PlanQuantizedOutputs(name, dtype, shape, c, layout);
+      // Where the planner does not know the shape, a bound: packed words never take more than
+      // the codes they pack plus one word per row and column (and GPTQ's g_idx per column).
+      if (!specs.ok()) return CodesBytes(c, rows, cols) + 8 * (rows + cols);
+      int64_t bytes = 0;
+      for (const TensorSpec& t : *specs) {
+        int64_t n = ElemSize(t.dtype);
+        for (int64_t d : t.shape) n *= d;
+        bytes += n;
+      }
+      return bytes;
+    }
+    default:
+      return total_bytes;
+  }
+}
+
+// What the reservation of each mode covers, for the refusal's message.
+const char* ReservationWhat(TensorJob::Mode mode, bool packed) {
+  if (mode == TensorJob::Mode::kBuffered) return "the whole tensor (its input or its outputs)";
+  return packed ? "its codes kept for packing, the packed outputs and one row" : "one row";
+}
+
 }  // namespace
 
 std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
                                            std::shared_ptr<const Session> session,
                                            const Engine& engine, const std::atomic<bool>* cancel,
-                                           int64_t output_chunk_bytes) {
+                                           const PlanLimits& limits) {
   std::shared_ptr<TensorJob> job(new TensorJob());
   job->start_ = std::chrono::steady_clock::now();
   job->name_ = header.name();
@@ -61,7 +108,7 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
   if (header.has_crc32c()) job->expected_crc_ = header.crc32c();
   job->shape_.assign(header.shape().begin(), header.shape().end());
   job->engine_ = &engine;
-  job->output_chunk_bytes_ = std::max<int64_t>(1, output_chunk_bytes);
+  job->output_chunk_bytes_ = std::max<int64_t>(1, limits.output_chunk_bytes);
   job->session_ = std::move(session);
   const Session& s = *job->session_;
 
@@ -77,7 +124,9 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
   }
   job->dtype_ = *dtype;
   job->dtype_label_ = ElemTypeName(*dtype);
-  job->resolved_ = s.resolver.Resolve(job->name_);
+  absl::StatusOr<ResolvedConfig> resolved = s.resolver.Resolve(job->name_);
+  if (!resolved.ok()) return fail(resolved.status());
+  job->resolved_ = *std::move(resolved);
   const QuantConfig& config = job->resolved_.config;
   QuantizeOptions& o = job->options_;
   o.fake_quant = s.output_form == v1::OUTPUT_FORM_FAKE_QUANT && !s.metrics_only;
@@ -106,15 +155,18 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
       return fail(st);
     }
   }
+  const bool packed = (s.output_form == v1::OUTPUT_FORM_PACKED_INC ||
+                       s.output_form == v1::OUTPUT_FORM_PACKED_GPTQ) &&
+                      !s.metrics_only;
   if (RowStreamQuantizer::CanStream(config, o)) {
     TensorInput in{job->name_, job->dtype_, job->shape_, {}};
     auto rows = RowStreamQuantizer::Create(in, config, o, engine);
     if (!rows.ok()) return fail(rows.status());
     job->rows_ = *std::move(rows);
     job->mode_ = Mode::kRowStream;
-    job->step_bytes_ = job->rows_->row_bytes();
-    if (s.output_form == v1::OUTPUT_FORM_PACKED_INC ||
-        s.output_form == v1::OUTPUT_FORM_PACKED_GPTQ) {
+    const int64_t row_bytes = job->rows_->row_bytes();
+    job->step_bytes_ = row_bytes;
+    if (packed) {
       QuantizedTensor& q = job->packed_codes_;
       q.name = job->name_;
       q.dtype = job->dtype_;
@@ -124,21 +176,35 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
       q.rows = plan->rows;
       q.cols = plan->cols;
       q.group_size = EffectiveGroupSize(config.group_size, plan->cols);
-      if (o.codes) {
-        // Kept: 1 code byte per element plus f32 scales (and i32 zeros). Packed outputs are
-        // never larger than the codes they pack plus padding of one int32 word per row/column
-        // (and GPTQ's g_idx, 4 bytes per column): bounded by kept + 8 * (rows + cols).
-        const int64_t groups = plan->rows * job->rows_->groups_per_row();
-        const int64_t kept = plan->rows * plan->cols + groups * 4 * (IsIntAsym(config) ? 2 : 1);
-        job->reserve_bytes_ = 2 * kept + 8 * (plan->rows + plan->cols);
-        job->held_ = job->reserve_bytes_;  // released when the tensor finishes or fails
-      }
+      // The codes are kept until the end, then packed while they still exist.
+      const int64_t kept = CodesBytes(config, plan->rows, plan->cols);
+      job->share_ = TensorShare(kept + OutputBytes(s, job->name_, job->dtype_, job->shape_, config,
+                                                   plan->rows, plan->cols, job->total_bytes_),
+                                row_bytes, 1, 1);
+    } else {
+      // A row's outputs replace its input; CODES of small groups are larger than the input, so
+      // the input is weighted by the ratio and a step never adds to what is accounted.
+      const int64_t out_row =
+          OutputBytes(s, job->name_, job->dtype_, job->shape_, config, 1, plan->cols, row_bytes);
+      job->share_ = TensorShare(0, std::max(row_bytes, out_row), out_row, row_bytes);
     }
-    return job;
+  } else {
+    job->mode_ = Mode::kBuffered;
+    job->step_bytes_ = job->total_bytes_;
+    job->share_ = TensorShare(
+        0,
+        std::max(job->total_bytes_, OutputBytes(s, job->name_, job->dtype_, job->shape_, config,
+                                                plan->rows, plan->cols, job->total_bytes_)),
+        1, 1);
   }
-  job->mode_ = Mode::kBuffered;
-  job->step_bytes_ = job->total_bytes_;
-  job->reserve_bytes_ = job->total_bytes_;
+  if (job->share_.reservation() > limits.max_reservation_bytes) {
+    const int64_t reservation = job->share_.reservation();
+    job->share_ = TensorShare();
+    return fail(absl::ResourceExhaustedError(absl::StrCat(
+        "tensor \"", job->name_, "\": quantizing it holds ", reservation, " bytes at once (",
+        ReservationWhat(job->mode_, packed), "), over the server's --max_reservation_bytes ",
+        limits.max_reservation_bytes)));
+  }
   return job;
 }
 
@@ -148,7 +214,6 @@ JobStep TensorJob::AddData(std::vector<std::string> chunks) {
   } catch (const std::exception& e) {
     // Exceptions (allocation failures) stop at this task boundary and become the tensor's error.
     JobStep step;
-    held_ += SumSizes(chunks);
     Fail(step, absl::InternalError(absl::StrCat("tensor \"", name_, "\": ", e.what())));
     return step;
   }
@@ -159,7 +224,6 @@ JobStep TensorJob::Finish(std::vector<std::string> chunks) {
     switch (mode_) {
       case Mode::kFailed: {
         JobStep step;
-        held_ += SumSizes(chunks);
         Fail(step, header_error_);
         return step;
       }
@@ -178,8 +242,7 @@ JobStep TensorJob::Finish(std::vector<std::string> chunks) {
 }
 
 void TensorJob::Fail(JobStep& step, const absl::Status& status) {
-  step.released_bytes += held_;
-  held_ = 0;
+  // A finished step closes the tensor's share: whatever it held is no longer accounted.
   carry_.clear();
   carry_.shrink_to_fit();
   if (failed_) return;  // the TensorError went out with an earlier step
@@ -302,8 +365,7 @@ absl::Status TensorJob::QuantizeRows(absl::string_view rows, JobStep& step) {
   RowBlockOutput out;
   const auto* data = reinterpret_cast<const uint8_t*>(rows.data());
   if (absl::Status s = rows_->AddRows({data, rows.size()}, out); !s.ok()) return s;
-  held_ -= n;
-  step.released_bytes += n;
+  step.consumed_bytes += n;
 
   const v1::OutputForm form = session_->output_form;
   const bool packed = form == v1::OUTPUT_FORM_PACKED_INC || form == v1::OUTPUT_FORM_PACKED_GPTQ;
@@ -339,9 +401,8 @@ absl::Status TensorJob::QuantizeRows(absl::string_view rows, JobStep& step) {
 
 JobStep TensorJob::DoAddData(std::vector<std::string>& chunks, bool last) {
   JobStep step;
-  held_ += SumSizes(chunks);
   if (failed_) {
-    Fail(step, absl::OkStatus());  // releases what it holds; the error already went out
+    step.consumed_bytes = SumSizes(chunks);  // dropped; the error already went out
     return step;
   }
   for (const auto& c : chunks) HashData(c);
@@ -351,8 +412,7 @@ JobStep TensorJob::DoAddData(std::vector<std::string>& chunks, bool last) {
       EmitBytes(step, 0, echo_offset_, c.data(), c.size());
       echo_offset_ += static_cast<int64_t>(c.size());
     }
-    step.released_bytes += held_;
-    held_ = 0;
+    step.consumed_bytes += SumSizes(chunks);
     return step;
   }
   if (mode_ != Mode::kRowStream) {
@@ -392,10 +452,8 @@ JobStep TensorJob::DoFinishStreamed(std::vector<std::string>& chunks) {
     Fail(step, metrics.status());
     return step;
   }
-  // Everything still accounted (the reservation for the codes and the packed outputs) goes back
-  // with this step; the output messages are accounted by the stream as they are queued.
-  step.released_bytes += held_;
-  held_ = 0;
+  // This finished step closes the share: its reservation (the kept codes and the packed outputs
+  // built from them) goes back, and the output messages are accounted as they are queued.
   const v1::OutputForm form = session_->output_form;
   if (form == v1::OUTPUT_FORM_PACKED_INC || form == v1::OUTPUT_FORM_PACKED_GPTQ) {
     packed_codes_.metrics = *metrics;
@@ -428,7 +486,6 @@ JobStep TensorJob::DoFinishStreamed(std::vector<std::string>& chunks) {
 
 JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
   JobStep step;
-  held_ += SumSizes(chunks);
   std::vector<uint8_t> data;
   data.reserve(total_bytes_);
   for (auto& c : chunks) {
@@ -442,8 +499,6 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
   }
   const TensorInput input{name_, dtype_, shape_, {data.data(), data.size()}};
   auto result = QuantizeTensor(input, resolved_.config, options_, *engine_);
-  step.released_bytes += held_;
-  held_ = 0;
   if (!result.ok()) {
     Fail(step, result.status());
     return step;

@@ -19,6 +19,7 @@
 #include "core/row_stream.h"
 #include "core/weight_config.h"
 #include "rtnq/v1/rtnq.pb.h"
+#include "server/memory_budget.h"
 #include "server/metrics.h"
 #include "server/session.h"
 
@@ -27,10 +28,18 @@ namespace rtnq::server {
 /// What one step of a tensor's work produced.
 struct JobStep {
   std::vector<v1::QuantizeResponse> responses;
-  int64_t released_bytes = 0;  ///< input bytes the stream no longer holds
+  int64_t consumed_bytes = 0;  ///< input bytes the job no longer holds (quantized rows, echoes)
   bool finished = false;       ///< responses end with the tensor's TensorMetrics or TensorError
   TensorOutcome outcome = TensorOutcome::kFailed;  ///< when finished
   double seconds = 0;                              ///< when finished: header to result
+};
+
+/// The server's limits a plan respects.
+struct PlanLimits {
+  int64_t output_chunk_bytes = 1 << 20;  ///< data bytes per OutputChunk
+  /// A tensor whose reservation (TensorShare) would exceed this is refused with
+  /// RESOURCE_EXHAUSTED at its header.
+  int64_t max_reservation_bytes = INT64_MAX;
 };
 
 /// One tensor's plan and running state. Steps of one job must not run concurrently (a stream
@@ -45,26 +54,32 @@ class TensorJob {
     kBuffered,   ///< needs the whole tensor (group_dim 0, MSE search, double quant, ...)
   };
 
-  /// Plans a tensor from its header. Per-tensor problems (unknown dtype, bad shape, element
-  /// count overflow, byte count not matching the shape, config not applicable) give a kFailed
-  /// job whose Finish answers the TensorError. `cancel` must outlive the job.
+  /// Plans a tensor from its header: resolves its config (weight_config matching), decides its
+  /// mode and what it must reserve. Per-tensor problems (unknown dtype, bad shape, element count
+  /// overflow, byte count not matching the shape, config not applicable, reservation over
+  /// `limits.max_reservation_bytes`) give a kFailed job whose Finish answers the TensorError.
+  /// Costs up to the weight_config's size times the name's: run it off gRPC's threads. `cancel`
+  /// must outlive the job.
   static std::shared_ptr<TensorJob> Plan(const v1::TensorHeader& header,
                                          std::shared_ptr<const Session> session,
                                          const Engine& engine, const std::atomic<bool>* cancel,
-                                         int64_t output_chunk_bytes);
+                                         const PlanLimits& limits);
 
   Mode mode() const { return mode_; }
   const std::string& name() const { return name_; }
   /// The dtype label for metrics ("invalid" when the dtype string was not understood).
   const std::string& dtype_label() const { return dtype_label_; }
   int64_t total_bytes() const { return total_bytes_; }
-  /// Bytes the stream must reserve when the header arrives, before reading any data: the whole
-  /// input of a kBuffered tensor; for a row-streamed tensor with a packed output, the codes kept
-  /// until its end plus a bound on the packed outputs built from them (so packing never runs
-  /// beyond the budget); 0 when the data is accounted chunk by chunk only.
-  int64_t reserve_bytes() const { return reserve_bytes_; }
-  /// Pending bytes worth a step of their own (one row for row streaming).
+  /// One row's bytes for row streaming (a step must complete a row), 1 for echoes, the whole
+  /// tensor when buffered.
   int64_t step_bytes() const { return step_bytes_; }
+  /// What the tensor reserves at its header and how its data is accounted (memory_budget.h):
+  /// for a kBuffered tensor a floor of its input or its outputs, whichever is larger; for a
+  /// row-streamed one a floor of one row (weighted when its outputs are larger than its input)
+  /// and, with a packed output, a fixed part for the codes kept until its end and the packed
+  /// outputs built from them; nothing for echoes and failed tensors. Guarded by the stream's
+  /// lock: steps never touch it.
+  TensorShare& share() { return share_; }
   /// The header-time error of a kFailed job.
   const absl::Status& header_error() const { return header_error_; }
 
@@ -101,7 +116,7 @@ class TensorJob {
   int64_t total_bytes_ = 0;
   std::optional<uint32_t> expected_crc_;
   int64_t step_bytes_ = 1;
-  int64_t reserve_bytes_ = 0;
+  TensorShare share_;
   absl::Status header_error_;
   std::shared_ptr<const Session> session_;
   const Engine* engine_ = nullptr;
@@ -115,7 +130,6 @@ class TensorJob {
   std::unique_ptr<RowStreamQuantizer> rows_;
   QuantizedTensor packed_codes_;  // codes accumulated for a packed output form
   std::string carry_;             // a partial row waiting for the rest of its bytes
-  int64_t held_ = 0;              // bytes accounted to this job (input, reservation) not released
   int64_t echo_offset_ = 0;
   Crc32c crc_;
   bool header_sent_ = false;

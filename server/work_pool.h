@@ -12,8 +12,16 @@
 
 namespace rtnq::server {
 
+/// Where a stream posts the work it must not do on gRPC's threads. Thread-safe.
+class TaskRunner {
+ public:
+  virtual ~TaskRunner() = default;
+  /// Queues `task`; it must not throw (steps catch at their boundary and return a Status).
+  virtual void Post(std::function<void()> task) = 0;
+};
+
 /// A fixed set of threads running posted tasks in FIFO order. Thread-safe.
-class WorkPool {
+class WorkPool final : public TaskRunner {
  public:
   explicit WorkPool(int threads);
   /// Runs the tasks already posted, then joins.
@@ -21,8 +29,7 @@ class WorkPool {
   WorkPool(const WorkPool&) = delete;
   WorkPool& operator=(const WorkPool&) = delete;
 
-  /// Queues `task`; it must not throw (steps catch at their boundary and return a Status).
-  void Post(std::function<void()> task);
+  void Post(std::function<void()> task) override;
 
  private:
   void Run();

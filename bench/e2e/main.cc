@@ -2,7 +2,9 @@
 // server's peak memory under many streams. Both servers run as child processes on loopback:
 //   raw      this binary's Echo service (--mode=echo_server), same framing, no work;
 //   service  rtnq-server --threads=0, int4 sym g32 -> packed GPTQ (v1);
-//   rss      rtnq-server with --memory_budget_bytes, --rss_streams concurrent sessions.
+//   rss      rtnq-server with --memory_budget_bytes, --rss_streams concurrent sessions;
+//   hostile  rtnq-server under wide rows and many buffered streams, peak RSS against the bound
+//            of docs/PROTOCOL.md (hostile.h; not part of --mode=all).
 // See bench/e2e.sh and bench/README.md.
 #include <unistd.h>
 
@@ -20,11 +22,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bench/e2e/echo_server.h"
+#include "bench/e2e/hostile.h"
 #include "bench/e2e/streams.h"
 #include "bench/e2e/subprocess.h"
 #include "bench/e2e/workload.h"
 
-ABSL_FLAG(std::string, mode, "all", "all, throughput, rss, or echo_server (used internally)");
+ABSL_FLAG(std::string, mode, "all",
+          "all (throughput and rss), throughput, rss, hostile, or echo_server (used internally)");
 ABSL_FLAG(std::string, server, "", "rtnq-server binary; empty: ../server/rtnq-server from here");
 ABSL_FLAG(int64_t, bytes, int64_t{1} << 30, "float32 bytes per throughput run");
 ABSL_FLAG(std::vector<std::string>, streams, std::vector<std::string>({"1", "4"}),
@@ -191,6 +195,7 @@ int main(int argc, char** argv) {
   }
   if (mode == "throughput") return rtnq::bench::Throughput();
   if (mode == "rss") return rtnq::bench::Rss();
+  if (mode == "hostile") return rtnq::bench::HostileRss(rtnq::bench::ServerPath());
   if (mode == "all") {
     const int t = rtnq::bench::Throughput();
     std::printf("\n");

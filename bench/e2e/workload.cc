@@ -60,4 +60,16 @@ Workload LlamaWorkload(int64_t target_bytes, int min_tensors) {
   return w;
 }
 
+Workload UniformWorkload(int count, const std::vector<int64_t>& shape) {
+  int64_t elements = 1;
+  for (int64_t d : shape) elements *= d;
+  Workload w;
+  w.buffers.push_back(RandomFloats(elements, 0x2545f4914f6cdd1dull));
+  for (int i = 0; i < count; ++i) {
+    w.tensors.push_back({absl::StrCat("t", i, ".weight"), shape, w.buffers[0].get()});
+    w.total_bytes += static_cast<int64_t>(w.buffers[0]->size());
+  }
+  return w;
+}
+
 }  // namespace rtnq::bench

@@ -33,4 +33,7 @@ struct Workload {
 /// plain RTN.
 Workload LlamaWorkload(int64_t target_bytes, int min_tensors = 1);
 
+/// `count` float32 tensors of `shape` ("t<i>.weight"), sharing one buffer of random values.
+Workload UniformWorkload(int count, const std::vector<int64_t>& shape);
+
 }  // namespace rtnq::bench

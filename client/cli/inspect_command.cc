@@ -13,6 +13,7 @@
 #include "core/file_io.h"
 #include "core/quant_config.h"
 #include "core/safetensors_header.h"
+#include "core/strict_json.h"
 #include "nlohmann/json.hpp"
 
 namespace rtnq::client::cli {
@@ -44,10 +45,14 @@ absl::StatusOr<nlohmann::ordered_json> FindConfigQuantization(const std::string&
   }
   absl::StatusOr<std::string> text = ReadFileToString(config.string());
   if (!text.ok()) return text.status();
-  nlohmann::ordered_json j = nlohmann::ordered_json::parse(*text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(config.string(), ": not a JSON object"));
+  // Bounded (the checkpoint may come from anyone): inspect prints what it parsed.
+  absl::StatusOr<nlohmann::ordered_json> parsed = ParseJsonBounded(*text, kMaxJsonDepth);
+  if (!parsed.ok() || !parsed->is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(config.string(), ": not a JSON object",
+                                                   parsed.ok() ? "" : ": ",
+                                                   parsed.status().message()));
   }
+  const nlohmann::ordered_json& j = *parsed;
   return j.contains("quantization_config") ? j["quantization_config"] : nlohmann::ordered_json();
 }
 

@@ -141,8 +141,8 @@ TEST(SessionConfigTest, FlagsOverrideTheFile) {
   EXPECT_EQ(j["scheme"], "sym");
   EXPECT_EQ(j["weight_config"]["x"]["bits"], 2);
   const WeightConfigResolver r = *ParseSessionConfigJson(*text);
-  EXPECT_EQ(r.Resolve("y.weight").config.bits, 4);
-  EXPECT_EQ(r.Resolve("x.weight").config.bits, 2);
+  EXPECT_EQ(r.Resolve("y.weight")->config.bits, 4);
+  EXPECT_EQ(r.Resolve("x.weight")->config.bits, 2);
 }
 
 TEST(SessionConfigTest, UnknownKeyAndBadFlagAreNamed) {

@@ -53,7 +53,7 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> CoreOutputs(const Tens
   }
   auto session = server::SessionFromProto(pc);
   EXPECT_TRUE(session.ok()) << session.status();
-  const QuantConfig config = (*session)->resolver.Resolve(t.name).config;
+  const QuantConfig config = (*session)->resolver.Resolve(t.name)->config;
   QuantizeOptions o;
   o.fake_quant = spec.format == OutputFormat::kFake;
   o.codes = !o.fake_quant;

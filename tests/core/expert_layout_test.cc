@@ -33,7 +33,7 @@ TEST(ExpertLayout, NamesRoundTrip) {
 
 TEST(ExpertLayout, FromConfig) {
   auto layout = [](const char* json) {
-    return ExpertLayoutFromConfig(nlohmann::json::parse(json));
+    return ExpertLayoutFromConfig(nlohmann::ordered_json::parse(json));
   };
   EXPECT_EQ(layout(R"({"model_type": "gpt_oss"})"), kInOutInterleaved);
   EXPECT_EQ(layout(R"({"model_type": "qwen3_moe"})"), kOutIn);
@@ -46,7 +46,9 @@ TEST(ExpertLayout, FromConfig) {
   EXPECT_EQ(layout(R"({"model_type": 3, "architectures": "x"})"), std::nullopt);
   EXPECT_EQ(layout("[]"), std::nullopt);
 
-  auto hidden = [](const char* json) { return HiddenSizeFromConfig(nlohmann::json::parse(json)); };
+  auto hidden = [](const char* json) {
+    return HiddenSizeFromConfig(nlohmann::ordered_json::parse(json));
+  };
   EXPECT_EQ(hidden(R"({"hidden_size": 2880})"), 2880);
   EXPECT_EQ(hidden(R"({"text_config": {"hidden_size": 5120}})"), 5120);
   EXPECT_EQ(hidden(R"({"hidden_size": "big"})"), std::nullopt);

@@ -380,7 +380,9 @@ TEST(Fp8Source, WeightWithoutScaleOrWithAnUnknownOneIsAnError) {
 
 TEST(Fp8Source, BlockSizeFromConfig) {
   using Block = std::optional<std::array<int64_t, 2>>;
-  auto block = [](const char* json) { return Fp8BlockFromConfig(nlohmann::json::parse(json)); };
+  auto block = [](const char* json) {
+    return Fp8BlockFromConfig(nlohmann::ordered_json::parse(json));
+  };
   EXPECT_EQ(*block(R"({"model_type": "llama"})"), Block{});
   EXPECT_EQ(*block(R"({"quantization_config": {"quant_method": "fp8", "fmt": "e4m3",
                        "weight_block_size": [128, 64]}})"),

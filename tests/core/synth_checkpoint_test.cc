@@ -364,7 +364,7 @@ TEST(SynthMoeTest, EachStorageHasItsFamilysNamesShapesAndConfig) {
       if (t.name.find(".experts.") != std::string::npos) experts += t.data.size();
     }
     EXPECT_GT(static_cast<double>(experts) / total, 0.85);
-    const auto config = nlohmann::json::parse(ReadAll(dir + "/config.json"));
+    const auto config = nlohmann::ordered_json::parse(ReadAll(dir + "/config.json"));
     EXPECT_EQ(config["model_type"], c.model_type);
     EXPECT_EQ(ExpertLayoutFromConfig(config), c.layout);
     EXPECT_EQ(HiddenSizeFromConfig(config), 256);
@@ -387,7 +387,7 @@ TEST(SynthMoeTest, Fp8ProjectionsCarryBlockScalesThatReproduceTheWeights) {
   auto f32 = SafetensorsFile::Open(ref + "/model.safetensors");
   ASSERT_THAT(file.status(), IsOk());
   ASSERT_THAT(f32.status(), IsOk());
-  const auto config = nlohmann::json::parse(ReadAll(dir + "/config.json"));
+  const auto config = nlohmann::ordered_json::parse(ReadAll(dir + "/config.json"));
   EXPECT_EQ(config["quantization_config"]["quant_method"], "fp8");
   EXPECT_EQ(config["torch_dtype"], "bfloat16");
   EXPECT_EQ(file->Find("model.embed_tokens.weight")->dtype, ElemType::kBF16);

@@ -39,7 +39,7 @@ WeightConfigResolver MustCreate(std::vector<WeightConfigEntry> entries,
 // Asserts which entry decided `tensor`, how, and that the bits it set were applied.
 void ExpectDecided(const WeightConfigResolver& r, const std::string& tensor, const std::string& key,
                    const std::string& kind, int bits) {
-  const ResolvedConfig rc = r.Resolve(tensor);
+  const ResolvedConfig rc = r.Resolve(tensor).value();
   EXPECT_EQ(rc.decided_by, key) << tensor;
   EXPECT_EQ(rc.match_kind, kind) << tensor;
   EXPECT_EQ(rc.config.bits, bits) << tensor;
@@ -52,12 +52,12 @@ TEST(WeightConfigResolverTest, DefaultWhenNothingMatches) {
   QuantConfig def;
   def.group_size = 128;
   WeightConfigResolver r = MustCreate({{"model.fc1", Bits(8)}, {"re:.*attn.*", Bits(2)}}, def);
-  const ResolvedConfig rc = r.Resolve("model.fc2.weight");
+  const ResolvedConfig rc = r.Resolve("model.fc2.weight").value();
   EXPECT_EQ(rc.config, def);
   EXPECT_EQ(rc.decided_by, "");
   EXPECT_EQ(rc.match_kind, "default");
-  EXPECT_EQ(r.Resolve("").match_kind, "default");
-  EXPECT_EQ(MustCreate({}).Resolve("anything").match_kind, "default");
+  EXPECT_EQ(r.Resolve("").value().match_kind, "default");
+  EXPECT_EQ(MustCreate({}).Resolve("anything").value().match_kind, "default");
 }
 
 TEST(WeightConfigResolverTest, ExactTensorName) {
@@ -166,7 +166,7 @@ TEST(WeightConfigResolverTest, GlobBacktracking) {
   ExpectDecided(r, "x", "**x", "pattern", 3);
   // Pathological name: must finish quickly (no exponential backtracking).
   WeightConfigResolver slow = MustCreate({{"*a*a*a*a*a*a*a*a*b", Bits(8)}});
-  ExpectDecided(slow, std::string(5000, 'a'), "", "default", 4);
+  ExpectDecided(slow, std::string(4096, 'a'), "", "default", 4);
 }
 
 TEST(WeightConfigResolverTest, EntryOverridesOnlyFieldsItSets) {
@@ -182,7 +182,7 @@ TEST(WeightConfigResolverTest, EntryOverridesOnlyFieldsItSets) {
   QuantConfig expected = def;
   expected.bits = 8;
   expected.group_dim = 0;
-  const ResolvedConfig rc = r.Resolve("lm_head.weight");
+  const ResolvedConfig rc = r.Resolve("lm_head.weight").value();
   EXPECT_EQ(rc.config, expected);
   EXPECT_EQ(rc.match_kind, "layer");
 }
@@ -193,7 +193,7 @@ TEST(WeightConfigResolverTest, OnlyTheWinningEntryApplies) {
   pattern.group_size = 64;
   pattern.bits = 2;
   WeightConfigResolver r = MustCreate({{"*", pattern}, {"m.fc1", Bits(8)}});
-  const ResolvedConfig rc = r.Resolve("m.fc1.weight");
+  const ResolvedConfig rc = r.Resolve("m.fc1.weight").value();
   EXPECT_EQ(rc.config.bits, 8);
   EXPECT_EQ(rc.config.group_size, 32);
 }
@@ -208,7 +208,7 @@ TEST(WeightConfigResolverTest, Fp32SkipsTensor) {
   QuantConfigPatch skip;
   skip.dtype = QuantDtype::kFp32;
   WeightConfigResolver r = MustCreate({{"lm_head", skip}});
-  const ResolvedConfig rc = r.Resolve("lm_head.weight");
+  const ResolvedConfig rc = r.Resolve("lm_head.weight").value();
   EXPECT_EQ(rc.config.dtype, QuantDtype::kFp32);
   EXPECT_EQ(rc.decided_by, "lm_head");
   // An fp32 entry is valid even when its other fields would not be.
@@ -240,10 +240,11 @@ TEST(WeightConfigResolverTest, ResolveIsThreadSafe) {
     threads.emplace_back([&r, &failures, t] {
       for (int i = 0; i < 2000; ++i) {
         const std::string n = std::to_string(i);
-        if (r.Resolve("m.layers." + n + ".fc1.weight").config.bits != 8) ++failures[t];
-        if (r.Resolve("m.layers." + n + ".fc2.weight").config.bits != 2) ++failures[t];
-        if (r.Resolve("x.weight").config.bits != 6) ++failures[t];
-        if (r.Resolve("m.layers." + n + ".fc3.weight").match_kind != "default") ++failures[t];
+        if (r.Resolve("m.layers." + n + ".fc1.weight").value().config.bits != 8) ++failures[t];
+        if (r.Resolve("m.layers." + n + ".fc2.weight").value().config.bits != 2) ++failures[t];
+        if (r.Resolve("x.weight").value().config.bits != 6) ++failures[t];
+        if (r.Resolve("m.layers." + n + ".fc3.weight").value().match_kind != "default")
+          ++failures[t];
       }
     });
   }
@@ -324,24 +325,24 @@ TEST(ParseSessionConfigJsonTest, WeightConfigEntries) {
   EXPECT_EQ(r->entries()[0].key, "lm_head");  // listed order is kept
   EXPECT_EQ(r->entries()[3].key, "*.mlp.*");
 
-  EXPECT_EQ(r->Resolve("lm_head.weight").config.dtype, QuantDtype::kFp32);
+  EXPECT_EQ(r->Resolve("lm_head.weight").value().config.dtype, QuantDtype::kFp32);
 
-  ResolvedConfig down = r->Resolve("model.layers.0.mlp.down_proj.weight");
+  ResolvedConfig down = r->Resolve("model.layers.0.mlp.down_proj.weight").value();
   EXPECT_EQ(down.match_kind, "tensor");
   EXPECT_EQ(down.config.bits, 8);
   EXPECT_EQ(down.config.group_size, 32);
 
-  ResolvedConfig q = r->Resolve("model.layers.3.self_attn.q_proj.weight");
+  ResolvedConfig q = r->Resolve("model.layers.3.self_attn.q_proj.weight").value();
   EXPECT_EQ(q.match_kind, "pattern");
   EXPECT_EQ(q.config.dtype, QuantDtype::kNf4);
   EXPECT_EQ(q.config.group_size, 128);  // from the session default
 
-  ResolvedConfig up = r->Resolve("model.layers.3.mlp.up_proj.weight");
+  ResolvedConfig up = r->Resolve("model.layers.3.mlp.up_proj.weight").value();
   EXPECT_EQ(up.decided_by, "*.mlp.*");
   EXPECT_EQ(up.config.group_size, 64);
   EXPECT_EQ(up.config.double_quant_bits, 6);
 
-  ResolvedConfig v = r->Resolve("model.layers.3.self_attn.v_proj.weight");
+  ResolvedConfig v = r->Resolve("model.layers.3.self_attn.v_proj.weight").value();
   EXPECT_EQ(v.match_kind, "default");
   EXPECT_EQ(v.config.group_size, 128);
 }
@@ -353,17 +354,17 @@ TEST(ParseSessionConfigJsonTest, ListedOrderBreaksTies) {
   })");
   ASSERT_THAT(r, IsOk());
   // "*z.weight" and "*a.weight" are 9 chars; "m.za.weight" matches only "*a.weight".
-  EXPECT_EQ(r->Resolve("m.za.weight").config.bits, 8);
+  EXPECT_EQ(r->Resolve("m.za.weight").value().config.bits, 8);
   r = ParseSessionConfigJson(R"({
     "weight_config": {"z*.weight": {"bits": 2}, "*a.weight": {"bits": 8}}
   })");
   ASSERT_THAT(r, IsOk());
-  EXPECT_EQ(r->Resolve("za.weight").decided_by, "z*.weight");
+  EXPECT_EQ(r->Resolve("za.weight").value().decided_by, "z*.weight");
   r = ParseSessionConfigJson(R"({
     "weight_config": {"*a.weight": {"bits": 8}, "z*.weight": {"bits": 2}}
   })");
   ASSERT_THAT(r, IsOk());
-  EXPECT_EQ(r->Resolve("za.weight").decided_by, "*a.weight");
+  EXPECT_EQ(r->Resolve("za.weight").value().decided_by, "*a.weight");
 }
 
 TEST(ParseSessionConfigJsonTest, ErrorsInsideEntriesNameTheKey) {

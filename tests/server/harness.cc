@@ -2,9 +2,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -15,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 
 namespace rtnq::server::testing {
@@ -166,6 +169,88 @@ void ResultCollector::Add(const v1::QuantizeResponse& r) {
   }
 }
 
+std::vector<v1::QuantizeRequest> SessionRequests(const v1::SessionConfig& config,
+                                                 const std::vector<Tensor>& tensors, size_t chunk) {
+  std::vector<v1::QuantizeRequest> out{ConfigRequest(config)};
+  for (const Tensor& t : tensors) {
+    for (auto& r : TensorRequests(t, chunk)) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<SessionResult> RunConcurrently(
+    int port, const std::vector<std::vector<v1::QuantizeRequest>>& sessions) {
+  std::vector<SessionResult> results(sessions.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    threads.emplace_back([&, i] {
+      auto stub = Stub(port);
+      results[i] = RunSession(*stub, sessions[i]);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return results;
+}
+
+RawSessionResult RunRawSession(int port, const std::vector<std::string>& messages,
+                               const std::function<void(grpc::ClientContext&)>& setup) {
+  grpc::GenericStub stub(Connect(port));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  if (setup) setup(ctx);
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareCall(&ctx, "/rtnq.v1.Quantizer/Quantize", &cq);
+  // One operation at a time: each completes before the next starts.
+  auto done = [&cq] {
+    void* tag = nullptr;
+    bool ok = false;
+    return cq.Next(&tag, &ok) && ok;
+  };
+  RawSessionResult result;
+  call->StartCall(nullptr);
+  bool open = done();
+  for (size_t i = 0; open && i < messages.size(); ++i) {
+    grpc::Slice slice(messages[i]);
+    call->Write(grpc::ByteBuffer(&slice, 1), nullptr);
+    open = done();
+  }
+  if (open) {
+    call->WritesDone(nullptr);
+    done();
+  }
+  for (;;) {
+    grpc::ByteBuffer buffer;
+    call->Read(&buffer, nullptr);
+    if (!done()) break;
+    v1::QuantizeResponse r;
+    std::vector<grpc::Slice> slices;
+    (void)buffer.Dump(&slices);
+    std::string bytes;
+    for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    r.ParseFromString(bytes);
+    result.responses.push_back(std::move(r));
+  }
+  call->Finish(&result.status, nullptr);
+  done();
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+  return result;
+}
+
+bool WaitFor(const std::function<bool()>& done, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(seconds));
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return done();
+}
+
 SessionResult RunSession(v1::Quantizer::Stub& stub,
                          const std::vector<v1::QuantizeRequest>& requests,
                          const std::function<void(grpc::ClientContext&)>& setup) {
@@ -227,25 +312,62 @@ SessionResult InteractiveSession::Close() {
   return std::move(collector_.result());
 }
 
-std::string ScrapeMetrics(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
+RawConnection::RawConnection(int port) {
+  fd_ = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd_ < 0) return;
   timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string response;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (send(fd, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size())) {
-      char buf[65536];
-      for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) response.append(buf, n);
-    }
+  if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd_);
+    fd_ = -1;
   }
-  close(fd);
+}
+
+RawConnection::~RawConnection() {
+  if (fd_ >= 0) close(fd_);
+}
+
+bool RawConnection::Send(const std::string& bytes) {
+  if (fd_ < 0) return false;
+  return send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+}
+
+std::string RawConnection::ReceiveAll(double seconds) {
+  std::string out;
+  if (fd_ < 0) return out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  char buf[65536];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) continue;
+    const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    out.append(buf, n);
+  }
+  return out;
+}
+
+bool RawConnection::ClosedByServer(double seconds) {
+  if (fd_ < 0) return true;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) continue;
+    if (recv(fd_, buf, sizeof(buf), 0) <= 0) return true;  // 0: closed; < 0: reset
+  }
+  return false;
+}
+
+std::string ScrapeMetrics(int port) {
+  RawConnection c(port);
+  std::string response;
+  if (c.Send("GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")) response = c.ReceiveAll(10);
   const size_t body = response.find("\r\n\r\n");
   return body == std::string::npos ? "" : response.substr(body + 4);
 }

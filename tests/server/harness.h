@@ -68,11 +68,33 @@ struct SessionResult {
   std::string order_error;
 };
 
+/// A session's requests: `config`, then each tensor's header and chunks of at most `chunk`.
+std::vector<v1::QuantizeRequest> SessionRequests(const v1::SessionConfig& config,
+                                                 const std::vector<Tensor>& tensors, size_t chunk);
+
 /// Runs one session: writes `requests` from a thread while reading every response, then
 /// half-closes and finishes. `setup` may add metadata to the context. Deadline 60 s.
 SessionResult RunSession(v1::Quantizer::Stub& stub,
                          const std::vector<v1::QuantizeRequest>& requests,
                          const std::function<void(grpc::ClientContext&)>& setup = {});
+
+/// Runs every session on its own stream (and channel), all at once.
+std::vector<SessionResult> RunConcurrently(
+    int port, const std::vector<std::vector<v1::QuantizeRequest>>& sessions);
+
+/// A session of raw request messages (bytes as given, not necessarily valid protobuf, so that a
+/// test can send what the generated stub would refuse to build) through gRPC's generic stub:
+/// writes them all, half-closes, then reads every response. `setup` may add metadata to the
+/// context. Deadline 30 s.
+struct RawSessionResult {
+  grpc::Status status;
+  std::vector<v1::QuantizeResponse> responses;
+};
+RawSessionResult RunRawSession(int port, const std::vector<std::string>& messages,
+                               const std::function<void(grpc::ClientContext&)>& setup = {});
+
+/// Polls `done` every 5 ms until it holds or `seconds` pass; its last value.
+bool WaitFor(const std::function<bool()>& done, double seconds = 10);
 
 /// Accumulates responses into a SessionResult, checking their order.
 class ResultCollector {
@@ -108,6 +130,28 @@ class InteractiveSession {
   std::unique_ptr<grpc::ClientReaderWriter<v1::QuantizeRequest, v1::QuantizeResponse>> stream_;
   ResultCollector collector_;
   bool ok_ = true;
+};
+
+/// A plain TCP connection to 127.0.0.1:port (for HTTP clients that misbehave), closed by the
+/// destructor. Sends and receives time out after 5 s.
+class RawConnection {
+ public:
+  explicit RawConnection(int port);
+  ~RawConnection();
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  bool connected() const { return fd_ >= 0; }
+  /// False when the bytes could not all be sent (e.g. the server closed the connection).
+  bool Send(const std::string& bytes);
+  /// Everything the server sends until it closes the connection or `seconds` pass.
+  std::string ReceiveAll(double seconds = 5);
+  /// True when the server has closed the connection (or reset it) within `seconds`, whatever it
+  /// sent first.
+  bool ClosedByServer(double seconds);
+
+ private:
+  int fd_ = -1;
 };
 
 /// GET http://127.0.0.1:port/metrics over a plain socket; the body (empty on failure).

@@ -22,40 +22,6 @@ namespace {
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
-// Polls `done` every 5 ms until it holds or `seconds` pass.
-bool WaitFor(const std::function<bool()>& done, double seconds = 10) {
-  const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
-  while (Clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return done();
-}
-
-std::vector<v1::QuantizeRequest> Session(const v1::SessionConfig& config,
-                                         const std::vector<Tensor>& tensors, size_t chunk) {
-  std::vector<v1::QuantizeRequest> out{ConfigRequest(config)};
-  for (const Tensor& t : tensors) {
-    for (auto& r : TensorRequests(t, chunk)) out.push_back(std::move(r));
-  }
-  return out;
-}
-
-// Runs every session on its own stream, all at once.
-std::vector<SessionResult> RunConcurrently(int port,
-                                           const std::vector<std::vector<v1::QuantizeRequest>>& s) {
-  std::vector<SessionResult> results(s.size());
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < s.size(); ++i) {
-    threads.emplace_back([&, i] {
-      auto stub = Stub(port);
-      results[i] = RunSession(*stub, s[i]);
-    });
-  }
-  for (auto& t : threads) t.join();
-  return results;
-}
-
 // A 4 MiB global budget, for many streams to contend for.
 ServerOptions SmallBudget(int64_t stream_budget, int64_t max_message) {
   ServerOptions o = TestOptions();
@@ -109,7 +75,7 @@ TEST(ConcurrencyTest, SixteenStreamsUnderASmallBudgetGiveTheSameBytesAsOne) {
       tensors.push_back(RandomTensor(absl::StrCat("s", i, ".t", k, ".weight"),
                                      k % 2 ? "BF16" : "F32", {256, 512}, i * 10 + k));
     }
-    sessions.push_back(Session(config, tensors, 200 << 10));
+    sessions.push_back(SessionRequests(config, tensors, 200 << 10));
   }
   const std::vector<SessionResult> concurrent = RunConcurrently(server->port(), sessions);
   ExpectWithinBudget(*server, o, kStreams);
@@ -135,7 +101,7 @@ TEST(ConcurrencyTest, ManyPackedGptqStreamsStayWithinTheBudget) {
       tensors.push_back(
           RandomTensor(absl::StrCat("s", i, ".t", k, ".weight"), "F32", {512, 1024}, i * 10 + k));
     }
-    sessions.push_back(Session(config, tensors, 64 << 10));
+    sessions.push_back(SessionRequests(config, tensors, 64 << 10));
   }
   const std::vector<SessionResult> concurrent = RunConcurrently(server->port(), sessions);
   // Reservations never overcommit; the only excess is memory_budget.h's one message per stream.
@@ -157,7 +123,8 @@ TEST(ConcurrencyTest, ATensorLargerThanTheBudgetsStillCompletes) {
     config.mutable_default_config()->set_group_dim(variant == 0 ? 0 : 1);
     if (variant == 2) config.set_output_form(v1::OUTPUT_FORM_PACKED_GPTQ);
     const SessionResult r = RunSession(
-        *stub, Session(config, {RandomTensor("big.weight", "F32", {1024, 1024}, 1)}, 1 << 20));
+        *stub,
+        SessionRequests(config, {RandomTensor("big.weight", "F32", {1024, 1024}, 1)}, 1 << 20));
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();
     EXPECT_EQ(r.summary->tensors_ok(), 1);
   }
@@ -186,9 +153,10 @@ void CancelMidTensor(const v1::SessionConfig& config, bool send_all) {
   EXPECT_TRUE(WaitFor([&] { return server->active_streams() == 0; }));
   EXPECT_EQ(server->memory().used(), 0);
   // The server still serves.
-  EXPECT_TRUE(RunSession(*stub, Session(v1::SessionConfig(),
+  EXPECT_TRUE(
+      RunSession(*stub, SessionRequests(v1::SessionConfig(),
                                         {RandomTensor("a.weight", "F32", {8, 64}, 1)}, 1000))
-                  .status.ok());
+          .status.ok());
 }
 
 TEST(CancelTest, RowStreamedTensorReleasesEverything) {
@@ -279,7 +247,7 @@ TEST(AuthTest, BearerTokenIsRequired) {
   EXPECT_TRUE(info("Bearer s3cret-token").ok());
 
   const auto requests =
-      Session(v1::SessionConfig(), {RandomTensor("a.weight", "F32", {8, 64}, 1)}, 1000);
+      SessionRequests(v1::SessionConfig(), {RandomTensor("a.weight", "F32", {8, 64}, 1)}, 1000);
   const SessionResult refused = RunSession(*stub, requests);
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_THAT(refused.status.error_message(), HasSubstr("authorization"));
@@ -376,7 +344,7 @@ TEST(MetricsTest, ScrapedCountersMove) {
   const std::vector<Tensor> tensors{RandomTensor("a.weight", "F32", {8, 64}, 1),
                                     RandomTensor("b.weight", "F32", {8, 64}, 2),
                                     RandomTensor("norm.weight", "BF16", {64}, 3)};
-  ASSERT_TRUE(RunSession(*stub, Session(v1::SessionConfig(), tensors, 1000)).status.ok());
+  ASSERT_TRUE(RunSession(*stub, SessionRequests(v1::SessionConfig(), tensors, 1000)).status.ok());
   // A protocol violation counts as a rejection.
   EXPECT_FALSE(RunSession(*stub, {v1::QuantizeRequest()}).status.ok());
 
@@ -390,6 +358,82 @@ TEST(MetricsTest, ScrapedCountersMove) {
   EXPECT_EQ(MetricValue(after, "rtnq_rejections_total{reason=\"protocol\"}"), 1);
   EXPECT_EQ(MetricValue(after, "rtnq_inflight_bytes"), 0);
   EXPECT_THAT(after, HasSubstr("rtnq_tensor_duration_seconds_bucket{le=\"0.001\"}"));
+}
+
+// Clients that connect to /metrics and then send their request slowly or never: each holds a
+// CivetWeb worker until --metrics_request_timeout ends it, so a scrape waits for at most about
+// ceil(slow clients / --metrics_threads) timeouts instead of being blocked. Below, at and well
+// beyond the worker count.
+TEST(MetricsTest, SlowClientsCannotBlockScrapes) {
+  ServerOptions o = TestOptions();
+  o.metrics_listen = "127.0.0.1:0";
+  o.metrics_threads = 2;
+  o.metrics_request_timeout_seconds = 0.5;
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  const int port = server->metrics_port();
+  const std::string request =
+      "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow\r\n\r\n";
+  for (int n : {1, 2, 3, 8}) {
+    SCOPED_TRACE(absl::StrCat(n, " slow clients"));
+    // Round robin: silent after connecting, half a request, and a byte every 50 ms (the whole
+    // request would take 2.6 s, five timeouts: only a total timeout stops it).
+    std::vector<std::unique_ptr<RawConnection>> slow;
+    std::vector<std::thread> tricklers;
+    std::vector<int> trickle_sent(n, 0);
+    for (int i = 0; i < n; ++i) {
+      slow.push_back(std::make_unique<RawConnection>(port));
+      RawConnection* c = slow.back().get();
+      EXPECT_TRUE(c->connected());
+      if (i % 3 == 1) {
+        EXPECT_TRUE(c->Send(request.substr(0, request.size() / 2)));
+      } else if (i % 3 == 2) {
+        tricklers.emplace_back([&, c, i] {
+          for (char ch : request) {
+            if (!c->Send(std::string(1, ch))) return;
+            ++trickle_sent[i];
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          }
+        });
+      }
+    }
+    const auto start = Clock::now();
+    const std::string body = ScrapeMetrics(port);
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    ::testing::Test::RecordProperty(absl::StrCat("scrape_seconds_", n), std::to_string(seconds));
+    EXPECT_THAT(body, HasSubstr("rtnq_build_info")) << "after " << seconds << " s";
+    // Every slow client is cut off, the trickle before it could finish its request.
+    for (int i = 0; i < n; ++i) EXPECT_TRUE(slow[i]->ClosedByServer(10)) << "client " << i;
+    for (auto& t : tricklers) t.join();
+    for (int i = 2; i < n; i += 3) {
+      EXPECT_LT(trickle_sent[i], static_cast<int>(request.size())) << "client " << i;
+    }
+  }
+  // A request asking for keep-alive is answered and its connection closed: no idle connection
+  // keeps a worker.
+  RawConnection keep(port);
+  ASSERT_TRUE(
+      keep.Send("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"));
+  EXPECT_THAT(keep.ReceiveAll(5), HasSubstr("rtnq_build_info"));
+  EXPECT_TRUE(keep.ClosedByServer(1));
+}
+
+TEST(MetricsTest, BarePortBindsLoopbackAndBadOptionsFailStart) {
+  EXPECT_EQ(MetricsBindAddress("9090"), "127.0.0.1:9090");
+  EXPECT_EQ(MetricsBindAddress(":9090"), "127.0.0.1:9090");
+  EXPECT_EQ(MetricsBindAddress("0.0.0.0:9090"), "0.0.0.0:9090");
+  EXPECT_EQ(MetricsBindAddress("[::1]:9090"), "[::1]:9090");
+  ServerOptions o = TestOptions();
+  o.metrics_listen = "0";
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  EXPECT_THAT(ScrapeMetrics(server->metrics_port()), HasSubstr("rtnq_build_info"));
+  o.metrics_threads = 0;
+  EXPECT_THAT(std::string(RtnqServer::Start(o).status().message()), HasSubstr("--metrics_threads"));
+  o.metrics_threads = 1;
+  o.metrics_request_timeout_seconds = 0;
+  EXPECT_THAT(std::string(RtnqServer::Start(o).status().message()),
+              HasSubstr("--metrics_request_timeout"));
 }
 
 grpc::health::v1::HealthCheckResponse::ServingStatus Health(int port, const std::string& service) {
@@ -420,7 +464,8 @@ TEST(ShutdownTest, NotServingWhileInFlightStreamsFinish) {
   EXPECT_TRUE(WaitFor([&] { return Health(port, "") == HC::NOT_SERVING; }, 5));
   EXPECT_EQ(Health(port, "rtnq.v1.Quantizer"), HC::NOT_SERVING);
   const SessionResult refused = RunSession(
-      *stub, Session(v1::SessionConfig(), {RandomTensor("b.weight", "F32", {8, 64}, 2)}, 1000));
+      *stub,
+      SessionRequests(v1::SessionConfig(), {RandomTensor("b.weight", "F32", {8, 64}, 2)}, 1000));
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   // The stream in flight carries on and finishes normally.
   EXPECT_TRUE(s.Send(RandomTensor("c.weight", "F32", {8, 64}, 3)).metrics.has_value());

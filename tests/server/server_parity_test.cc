@@ -45,7 +45,7 @@ std::string BaseName(const std::string& name) {
 
 Expected CoreResult(const Tensor& t, const Session& s, const Engine& engine) {
   Expected e;
-  const QuantConfig config = s.resolver.Resolve(t.name).config;
+  const QuantConfig config = s.resolver.Resolve(t.name)->config;
   QuantizeOptions o;
   o.fake_quant = s.output_form == v1::OUTPUT_FORM_FAKE_QUANT && !s.metrics_only;
   o.codes = s.output_form != v1::OUTPUT_FORM_FAKE_QUANT && !s.metrics_only;

@@ -1,5 +1,5 @@
-// Unit tests of the server's small parts: CRC32C, status mapping, memory budget rules, token
-// auth, session conversion, the work pool and tensor planning.
+// Unit tests of the server's small parts: CRC32C, status mapping, token auth, session
+// conversion, the work pool and tensor planning (memory rules: memory_budget_test.cc).
 #include <atomic>
 #include <fstream>
 #include <memory>
@@ -10,7 +10,7 @@
 #include "gtest/gtest.h"
 #include "proto/quant_config_conversion.h"
 #include "server/auth.h"
-#include "server/memory_budget.h"
+#include "server/logging.h"
 #include "server/session.h"
 #include "server/status_mapping.h"
 #include "server/tensor_job.h"
@@ -36,63 +36,49 @@ TEST(StatusMappingTest, SameCodeAndTruncatedMessage) {
   EXPECT_EQ(g.error_code(), grpc::StatusCode::DATA_LOSS);
   EXPECT_EQ(g.error_message().size(), kMaxStatusMessageBytes);
   EXPECT_THAT(g.error_message(), ::testing::EndsWith("... [truncated]"));
+  // A cut never splits a UTF-8 character: "é" is two bytes, so the kept part has an even size.
+  std::string accents;
+  for (int i = 0; i < 1000; ++i) accents += "\xc3\xa9";
+  for (const std::string& m : {accents, "x" + accents}) {
+    const std::string cut = TruncateStatusMessage(m);
+    const size_t kept = cut.size() - std::string("... [truncated]").size();
+    EXPECT_LE(cut.size(), kMaxStatusMessageBytes);
+    EXPECT_EQ(cut.substr(0, kept), m.substr(0, kept));
+    EXPECT_EQ((kept - (m[0] == 'x')) % 2, 0u) << kept;
+  }
 }
 
-class CountingWaiter : public BudgetWaiter {
- public:
-  void OnMemoryAvailable() override { ++wakeups; }
-  int wakeups = 0;
-};
-
-TEST(MemoryBudgetTest, ReservesWithinTheLimitAndAloneBeyondIt) {
-  int64_t gauge = -1;
-  MemoryBudget b(100, [&](int64_t used) { gauge = used; });
-  EXPECT_TRUE(b.TryReserve(60));
-  EXPECT_EQ(gauge, 60);
-  EXPECT_FALSE(b.TryReserve(41));
-  EXPECT_TRUE(b.TryReserve(40));
-  Wakeups wake;
-  b.Release(100, wake);
-  EXPECT_EQ(b.used(), 0);
-  EXPECT_TRUE(b.TryReserve(500));  // larger than the budget, but nothing else is held
-  EXPECT_FALSE(b.TryReserve(1));
-  EXPECT_EQ(b.peak(), 500);
-  b.Release(500, wake);
+TEST(LogSafeTest, EscapesWhatCouldForgeOrCorruptALine) {
+  EXPECT_EQ(LogSafe("model.layers.0.mlp.up_proj.weight"), "model.layers.0.mlp.up_proj.weight");
+  // A newline cannot start a forged line, a quote cannot end the field.
+  EXPECT_EQ(LogSafe("a\n2026-01-01 info stream end code=OK"),
+            "a\\x0a2026-01-01 info stream end code=OK");
+  EXPECT_EQ(LogSafe("x\" y=\"1"), "x\\\" y=\\\"1");
+  EXPECT_EQ(LogSafe("\r\t"), "\\x0d\\x09");
+  EXPECT_EQ(LogSafe(std::string("nul\0bell\a", 9)), "nul\\x00bell\\x07");
+  EXPECT_EQ(LogSafe("\x1b[31mred\x1b[0m"), "\\x1b[31mred\\x1b[0m");  // ANSI colour
+  EXPECT_EQ(LogSafe("\x7f"), "\\x7f");
+  EXPECT_EQ(LogSafe("\xc2\x9bJ"), "\\xc2\\x9bJ");         // C1 CSI, U+009B
+  EXPECT_EQ(LogSafe("\xe2\x80\xae"), "\\xe2\\x80\\xae");  // bidi override U+202E
+  EXPECT_EQ(LogSafe("\xff\xfe\xc3"), "\\xff\\xfe\\xc3");  // invalid UTF-8
+  for (const std::string& s : {std::string("\n\r\x1b\"\\\xff\x01", 7), std::string(300, '\n')}) {
+    const std::string out = LogSafe(s);
+    for (char c : out) {
+      EXPECT_TRUE(c >= 0x20 && c < 0x7f) << static_cast<int>(static_cast<unsigned char>(c));
+    }
+  }
 }
 
-TEST(MemoryBudgetTest, WaitersAreWokenOnceByTheNextRelease) {
-  MemoryBudget b(100);
-  auto waiter = std::make_shared<CountingWaiter>();
-  std::weak_ptr<BudgetWaiter> weak = waiter;
-  b.ForceReserve(100);
-  EXPECT_FALSE(b.Available(&weak));
-  EXPECT_FALSE(b.TryReserve(10, &weak));  // registered once, not twice
-  Wakeups wake;
-  b.Release(50, wake);
-  WakeAll(wake);
-  EXPECT_EQ(waiter->wakeups, 1);
-  b.Release(50, wake);
-  WakeAll(wake);
-  EXPECT_EQ(waiter->wakeups, 1);
-  EXPECT_TRUE(b.Available(&weak));
-}
-
-TEST(MemoryBudgetTest, StreamShareHasItsOwnLimit) {
-  MemoryBudget global(1000);
-  StreamMemory a(global, 100), b(global, 100);
-  auto w = std::make_shared<CountingWaiter>();
-  std::weak_ptr<BudgetWaiter> weak = w;
-  EXPECT_TRUE(a.TryReserve(80, weak));
-  EXPECT_FALSE(a.TryReserve(30, weak));  // over its own limit
-  EXPECT_TRUE(b.TryReserve(300, weak));  // oversize for the stream, but it holds nothing
-  EXPECT_TRUE(a.UnderLimits(weak));
-  a.ForceReserve(20);
-  EXPECT_FALSE(a.UnderLimits(weak));
-  Wakeups wake;
-  a.ReleaseAll(wake);
-  b.ReleaseAll(wake);
-  EXPECT_EQ(global.used(), 0);
-  EXPECT_EQ(global.peak(), 400);
+TEST(LogSafeTest, BoundsTheLengthAndSaysSo) {
+  const std::string name(1 << 20, 'n');
+  EXPECT_EQ(LogSafe(name), std::string(kMaxLoggedBytes, 'n') + "... (1048576 bytes)");
+  // The worst case, every byte escaped to four: bounded by 4 * max_bytes plus the marker.
+  const std::string worst = LogSafe(std::string(1 << 20, '\x01'), 100);
+  EXPECT_LE(worst.size(), 4 * 100 + 32u);
+  EXPECT_THAT(worst, ::testing::EndsWith("\\x01... (1048576 bytes)"));
+  EXPECT_EQ(LogSafe(std::string(kMaxLoggedBytes, 'a')), std::string(kMaxLoggedBytes, 'a'));
+  EXPECT_EQ(LogSafe(std::string(kMaxLoggedBytes + 1, 'a')),
+            std::string(kMaxLoggedBytes, 'a') + "... (257 bytes)");
 }
 
 TEST(TokenAuthTest, AcceptsOnlyTheBearerToken) {
@@ -200,7 +186,7 @@ TEST(TensorJobTest, PlansTheRightMode) {
   auto plan = [&](const v1::SessionConfig& config, const std::string& dtype,
                   std::vector<int64_t> shape, int64_t bytes) {
     v1::TensorHeader h = HeaderRequest("t.weight", dtype, shape, bytes).header();
-    return TensorJob::Plan(h, *SessionFromProto(config), **engine, &cancel, 1 << 20);
+    return TensorJob::Plan(h, *SessionFromProto(config), **engine, &cancel, PlanLimits{});
   };
   v1::SessionConfig plain;
   auto rows = plan(plain, "F32", {4, 64}, 1024);
@@ -217,29 +203,6 @@ TEST(TensorJobTest, PlansTheRightMode) {
   auto failed = plan(gptq, "F32", {8, 64}, 2048);
   EXPECT_EQ(failed->mode(), TensorJob::Mode::kFailed);
   EXPECT_THAT(failed->header_error(), StatusIs(absl::StatusCode::kInvalidArgument));
-}
-
-TEST(TensorJobTest, ReservesWhatItWillHoldBeforeReading) {
-  auto engine = Engine::Create(EngineOptions{1, ""});
-  ASSERT_THAT(engine, IsOk());
-  std::atomic<bool> cancel{false};
-  auto plan = [&](const v1::SessionConfig& config) {
-    v1::TensorHeader h = HeaderRequest("t.weight", "F32", {8, 64}, 2048).header();
-    return TensorJob::Plan(h, *SessionFromProto(config), **engine, &cancel, 1 << 20);
-  };
-  v1::SessionConfig plain;  // fake quant streams out: chunks are accounted as they arrive
-  EXPECT_EQ(plan(plain)->reserve_bytes(), 0);
-  v1::SessionConfig dim0;
-  dim0.mutable_default_config()->set_group_dim(0);
-  EXPECT_EQ(plan(dim0)->reserve_bytes(), 2048);  // the whole input
-  v1::SessionConfig gptq;
-  gptq.set_output_form(v1::OUTPUT_FORM_PACKED_GPTQ);
-  auto packed = plan(gptq);
-  ASSERT_EQ(packed->mode(), TensorJob::Mode::kRowStream);
-  // At least the codes kept until the end (1 byte per element) and packed outputs as large.
-  EXPECT_GE(packed->reserve_bytes(), 2 * 8 * 64);
-  gptq.set_metrics_only(true);  // nothing is kept for packing
-  EXPECT_EQ(plan(gptq)->reserve_bytes(), 0);
 }
 
 }  // namespace
