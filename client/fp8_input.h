@@ -18,7 +18,7 @@ namespace rtnq::client {
 /// config.json of a checkpoint directory, or a null JSON for a file input or a directory without
 /// one. InvalidArgument naming the file when it is not a JSON object.
 absl::StatusOr<nlohmann::ordered_json> ReadInputConfig(const std::string& input_path,
-                                               const InputCheckpoint& input);
+                                                       const InputCheckpoint& input);
 
 /// The FP8 sources of `input` (core/fp8_source.h), with the block size `config` states.
 absl::StatusOr<Fp8SourcePlan> PlanInputFp8(const InputCheckpoint& input,

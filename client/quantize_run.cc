@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -305,6 +306,29 @@ class Run {
     return kept;
   }
 
+  // Writes one bias per expert weight, cut from a stacked bias [E, F] as its weight was cut.
+  absl::StatusOr<uint64_t> WriteExpertBiases(const PlannedTensor& p, absl::Span<const uint8_t> data,
+                                             SafetensorsWriter& w) {
+    const int es = ElemSize(p.dtype);
+    const int64_t fused = p.tensor->shape[1];
+    uint64_t written = 0;
+    for (size_t k = 0; k < p.bias_experts.size(); ++k) {
+      const ExpertSlice& e = p.bias_experts[k];
+      const TensorSpec& spec = p.outputs[k];
+      std::vector<uint8_t> bytes(static_cast<size_t>(e.out * es));
+      for (int64_t o = 0; o < e.out; ++o) {
+        std::memcpy(&bytes[o * es], &data[(e.expert * fused + e.offset + o * e.stride) * es], es);
+      }
+      if (spec.dtype != p.dtype) {  // GPTQ stores biases as F16
+        ASSIGN_OR_RETURN(bytes,
+                         GptqBiasBytes(TensorInfo{spec.name, p.dtype, {e.out}, e.out, 0, bytes}));
+      }
+      RETURN_IF_ERROR(w.WriteTensor(spec.name, bytes));
+      written += bytes.size();
+    }
+    return written;
+  }
+
   // CRC32C of everything a tensor's result depends on: its bytes, and an FP8 source's scale.
   uint32_t InputCrc(const PlannedTensor& p) const {
     Crc32c crc;
@@ -343,7 +367,9 @@ class Run {
       return absl::OkStatus();
     }
     if (p.decision.action != TensorAction::kQuantize) {
-      if (p.bias_to_f16) {
+      if (!p.bias_experts.empty()) {
+        ASSIGN_OR_RETURN(r.bytes_out, WriteExpertBiases(p, data, w));
+      } else if (p.bias_to_f16) {
         ASSIGN_OR_RETURN(const std::vector<uint8_t> f16, GptqBiasBytes(t));
         RETURN_IF_ERROR(w.WriteTensor(t.name, f16));
         r.bytes_out = f16.size();
@@ -433,6 +459,7 @@ absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backen
   po.format = options.format;
   po.gptq_format = options.gptq_format;
   po.compression_dim = options.compression_dim;
+  po.expert_layout = options.expert_layout;
   ASSIGN_OR_RETURN(RunPlan plan, PlanRun(in, options.input, resolver, selection, po));
 
   SessionSpec spec;
@@ -440,6 +467,7 @@ absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backen
   spec.format = options.format;
   spec.gptq_format = plan.gptq_format;
   spec.compression_dim = options.compression_dim;
+  spec.expert_layout = plan.expert_layout;
   std::vector<std::unique_ptr<Session>> sessions;
   for (int i = 0; i < options.streams; ++i) {
     ASSIGN_OR_RETURN(std::unique_ptr<Session> s, backend.OpenSession(spec));

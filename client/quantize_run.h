@@ -10,6 +10,7 @@
 #include "client/backend.h"
 #include "client/progress.h"
 #include "client/report.h"
+#include "core/expert_layout.h"
 
 namespace rtnq::client {
 
@@ -21,11 +22,14 @@ struct QuantizeOptions {
   OutputFormat format = OutputFormat::kFake;
   std::optional<GptqFormat> gptq_format;  ///< unset: v1 when every layer is sym, else v2
   int compression_dim = 1;                ///< inc
-  std::vector<std::string> include;       ///< --include patterns (already split)
-  std::vector<std::string> exclude;       ///< --exclude patterns
-  int streams = 1;                        ///< parallel sessions, one worker thread each
-  bool resume = false;                    ///< reuse a previous run's verified partial output
-  std::string report_path;                ///< --report FILE.json; empty: none
+  /// --expert-layout: how stacked MoE expert tensors lie; unset: from config.json's model_type
+  /// (client/expert_plan.h). A stacked tensor to quantize without either is an error.
+  std::optional<ExpertLayout> expert_layout;
+  std::vector<std::string> include;  ///< --include patterns (already split)
+  std::vector<std::string> exclude;  ///< --exclude patterns
+  int streams = 1;                   ///< parallel sessions, one worker thread each
+  bool resume = false;               ///< reuse a previous run's verified partial output
+  std::string report_path;           ///< --report FILE.json; empty: none
 };
 
 /// The result of a successful run.

@@ -16,6 +16,7 @@
 #include "client/checkpoint_util.h"
 #include "client/manifest.h"
 #include "client/tensor_selection.h"
+#include "core/expert_layout.h"
 #include "core/fp8_source.h"
 #include "core/safetensors_header.h"
 
@@ -33,6 +34,11 @@ struct PlannedTensor {
   std::optional<Fp8ScaleLayout> fp8;
   /// The dtype the backend (or the writer) gets: F32 for an FP8 source, else the tensor's.
   ElemType dtype = ElemType::kF32;
+  /// A quantized stacked MoE expert tensor: the 2-D weights its experts are quantized as.
+  std::vector<ExpertSlice> experts;
+  /// The bias of such a tensor ("..._bias" [E, F]), split like its weight into one bias per
+  /// expert weight (packed formats: loaders read per-expert modules).
+  std::vector<ExpertSlice> bias_experts;
 };
 
 /// One output safetensors file.
@@ -52,6 +58,8 @@ struct RunPlan {
   nlohmann::ordered_json record;
   /// The input is an FP8 checkpoint: its quantization_config is dropped from config.json.
   bool fp8_source = false;
+  /// The layout stacked MoE expert tensors are split in (sessions need it too).
+  std::optional<ExpertLayout> expert_layout;
   uint64_t bytes_before = 0;  ///< input tensor bytes
   uint64_t bytes_after = 0;   ///< output tensor bytes
 };
@@ -62,8 +70,10 @@ struct PlanOptions {
   OutputFormat format = OutputFormat::kFake;
   std::optional<GptqFormat> gptq_format;  ///< unset: DefaultGptqFormat(any layer asym)
   int compression_dim = 1;
-  /// The input's config.json (null when there is none): FP8 block sizes.
-  nlohmann::json input_config;
+  /// The input's config.json (null when there is none): FP8 block sizes, MoE family, hidden size.
+  nlohmann::ordered_json input_config;
+  /// --expert-layout; unset: from config.json's model_type.
+  std::optional<ExpertLayout> expert_layout;
 };
 
 /// Plans every tensor of `input` (opened from `input_path`). Errors name the tensor and rule.

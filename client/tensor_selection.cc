@@ -47,13 +47,14 @@ absl::StatusOr<TensorSelection> TensorSelection::Create(std::vector<std::string>
 
 absl::StatusOr<TensorDecision> TensorSelection::Decide(std::string_view name, ElemType dtype,
                                                        const std::vector<int64_t>& shape,
-                                                       const WeightConfigResolver& resolver) const {
+                                                       const WeightConfigResolver& resolver,
+                                                       bool stacked_experts) const {
   TensorDecision d;
   const std::string n(name);
   std::string unquantizable;
   if (!IsQuantizableFloat(dtype)) {
     unquantizable = absl::StrCat("dtype ", ElemTypeName(dtype));
-  } else if (shape.size() != 2) {
+  } else if (shape.size() != 2 && !stacked_experts) {
     unquantizable = absl::StrCat(shape.size(), "-D ", ShapeString(shape));
   }
   if (include_ != nullptr) {
@@ -76,7 +77,7 @@ absl::StatusOr<TensorDecision> TensorSelection::Decide(std::string_view name, El
       d.reason = unquantizable;
       return d;
     }
-    if (!absl::EndsWith(n, ".weight")) {
+    if (!absl::EndsWith(n, ".weight") && !stacked_experts) {
       d.reason = "not a .weight";
       return d;
     }

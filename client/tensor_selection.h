@@ -52,9 +52,12 @@ class TensorSelection {
   /// cannot be quantized (not 2-D, not a float) is InvalidArgument naming it, pattern matches are
   /// skipped with the reason. Then
   /// --exclude removes tensors, and a config with dtype fp32 skips them.
+  /// `stacked_experts`: a 3-D stacked MoE expert tensor (client/expert_plan.h), a weight like a
+  /// 2-D "*.weight" although it is 3-D and its name may lack ".weight".
   absl::StatusOr<TensorDecision> Decide(std::string_view name, ElemType dtype,
                                         const std::vector<int64_t>& shape,
-                                        const WeightConfigResolver& resolver) const;
+                                        const WeightConfigResolver& resolver,
+                                        bool stacked_experts = false) const;
 
   bool has_include() const { return include_ != nullptr; }
 

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/expert_layout.h"
 #include "core/pack.h"
 #include "core/quant_config.h"
 #include "core/weight_config.h"
@@ -23,6 +25,8 @@ struct Session {
   bool metrics_only = false;
   bool quantize_1d = false;
   bool pass_nonfinite = false;
+  /// Stacked MoE expert tensors are split per expert in this layout; unset: they are refused.
+  std::optional<ExpertLayout> expert_layout = std::nullopt;
 };
 
 /// Validates and converts a SessionConfig. InvalidArgument naming the field and the value for

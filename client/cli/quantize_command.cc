@@ -25,6 +25,9 @@ ABSL_FLAG(std::string, exclude, "", "tensors to leave unquantized (repeatable, c
 ABSL_FLAG(std::string, report, "", "write a per-tensor JSON report to this file");
 ABSL_FLAG(int32_t, streams, 1, "tensors in flight (parallel sessions)");
 ABSL_FLAG(bool, resume, false, "reuse the tensors an interrupted run completed");
+ABSL_FLAG(std::string, expert_layout, "",
+          "stacked MoE experts: out-in, in-out, out-in-interleaved or in-out-interleaved "
+          "(default: from config.json model_type)");
 
 namespace rtnq::client::cli {
 namespace {
@@ -42,6 +45,9 @@ constexpr char kUsage[] = R"(rtnq quantize INPUT -o OUTPUT [options]
   output:  --format fake|inc|gptq (default fake) --gptq-checkpoint-format v1|v2
            --compression-dim 0|1 (inc) --include PATTERNS --exclude PATTERNS (repeatable,
            comma lists; names, globs, re:REGEX) --report FILE.json
+  MoE:     --expert-layout out-in|in-out|out-in-interleaved|in-out-interleaved: how stacked
+           expert tensors [E, a, b] lie (default: from config.json model_type; required for
+           other stacked checkpoints). Each expert is quantized as its own [out, in] weight.
   run:     --streams N --resume --quiet --json (summary JSON on stdout)
   local:   --threads N --kernels reference|avx2|avx512
   remote:  --server ADDR (host:port, h1:p1,h2:p2 or dns:///name:port) --tls-ca F --tls-cert F
@@ -89,6 +95,11 @@ int Run(const Command& self, const ParsedArgs& args) {
   if (options.streams < 1) return UsageError(self, "--streams must be at least 1");
   options.resume = absl::GetFlag(FLAGS_resume);
   options.report_path = absl::GetFlag(FLAGS_report);
+  if (args.Has("expert_layout")) {
+    absl::StatusOr<ExpertLayout> l = ParseExpertLayout(absl::GetFlag(FLAGS_expert_layout));
+    if (!l.ok()) return UsageError(self, std::string(l.status().message()));
+    options.expert_layout = *l;
+  }
 
   absl::StatusOr<std::string> config =
       MergeSessionConfig(absl::GetFlag(FLAGS_config), ConfigFlagsFromArgs(args));
@@ -131,11 +142,12 @@ const Command& QuantizeCommand() {
       .name = "quantize",
       .summary = "quantize a checkpoint locally or on rtnq servers",
       .usage = kUsage,
-      .flags = FlagSet({kSpecFlags,
-                        kEngineFlags,
-                        kRemoteFlags,
-                        {"output", "format", "gptq_checkpoint_format", "compression_dim", "include",
-                         "exclude", "report", "streams", "resume", "quiet", "json"}}),
+      .flags =
+          FlagSet({kSpecFlags,
+                   kEngineFlags,
+                   kRemoteFlags,
+                   {"output", "format", "gptq_checkpoint_format", "compression_dim", "include",
+                    "exclude", "report", "streams", "resume", "quiet", "json", "expert_layout"}}),
       .run = Run};
   return *command;
 }

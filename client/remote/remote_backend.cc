@@ -313,6 +313,7 @@ absl::StatusOr<std::unique_ptr<Session>> RemoteBackend::OpenSession(const Sessio
                                                                : v1::GPTQ_FORMAT_V1);
   }
   if (spec.format == OutputFormat::kInc) config.set_compression_dim(spec.compression_dim);
+  config.set_expert_layout(ExpertLayoutToProto(spec.expert_layout));
   auto session = std::make_unique<RemoteSession>(options_, channel_, token_, std::move(config));
   RETURN_IF_ERROR(session->Start());
   return std::unique_ptr<Session>(std::move(session));
