@@ -1,7 +1,8 @@
 // The seam between the rtnq CLI and where quantization runs: in-process (local mode, the core
-// directly) or on rtnq servers (a gRPC Quantize stream per session). The CLI plans, reads and
-// writes checkpoints; a backend turns one tensor into its output tensors and metrics. Both
-// backends must give byte-identical outputs for the same session and tensor.
+// directly) or on rtnq servers (gRPC Quantize streams). The CLI plans, reads and writes
+// checkpoints; a backend turns one tensor into its output tensors (delivered to a ResultSink as
+// they arrive) and metrics. Both backends must give byte-identical outputs for the same session
+// and tensor.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include "core/expert_layout.h"
 #include "core/pack.h"
 #include "core/quant_config.h"
+#include "core/safetensors_header.h"
 
 namespace rtnq::client {
 
@@ -60,30 +62,51 @@ struct ResultMetrics {
   double server_seconds = 0;  ///< remote: header in to result out on the server; local: = quantize
 };
 
-/// One tensor's answer. Outputs own their bytes (at most a few times the input tensor), so a
-/// retried attempt never leaves half a result behind.
+/// Where a session delivers a tensor's output bytes as they arrive, so that no result is ever
+/// held whole in the client: RunQuantize writes them straight into the output file at their
+/// offsets, tests collect them (MemorySink). Called only from the thread inside
+/// Session::Quantize.
+class ResultSink {
+ public:
+  virtual ~ResultSink() = default;
+  /// An attempt's outputs (names, dtypes, shapes, in output order), before any of their bytes.
+  /// An error fails the tensor without a retry.
+  virtual absl::Status Begin(const std::vector<TensorSpec>& outputs) = 0;
+  /// Bytes of output `index` at byte `offset`. For each output the offsets come in order,
+  /// without gaps, within its size; outputs may interleave. An error fails the tensor.
+  virtual absl::Status Write(size_t index, uint64_t offset, absl::Span<const uint8_t> data) = 0;
+  /// Forgets everything delivered since Begin: the attempt failed, and the tensor is retried
+  /// (Begin again) or given up. A no-op when nothing was begun.
+  virtual void Discard() = 0;
+};
+
+/// One tensor's answer; its output bytes went to the ResultSink.
 struct TensorResult {
   std::string name;
   bool quantized = false;
-  std::string skip_reason;  ///< when !quantized
-  QuantConfig config;       ///< the resolved config
-  std::string decided_by;   ///< deciding weight_config key; empty for the default
-  std::string match_kind;   ///< "default", "tensor", "layer" or "pattern"
-  std::vector<PackedTensor> outputs;
+  std::string skip_reason;          ///< when !quantized
+  QuantConfig config;               ///< the resolved config
+  std::string decided_by;           ///< deciding weight_config key; empty for the default
+  std::string match_kind;           ///< "default", "tensor", "layer" or "pattern"
+  std::vector<TensorSpec> outputs;  ///< as given to ResultSink::Begin
   ResultMetrics metrics;
   std::string served_by;  ///< "local" or the peer address of the replica that answered
   int attempts = 1;       ///< 1 + retries
 };
 
-/// One session: in remote mode one Quantize stream (reopened, possibly on another replica, when
-/// a transient error forces a retry). Not thread-safe: the CLI gives each worker its own.
+/// One session. Remote: Quantize streams that each carry many tensors, replaced when they break
+/// (a transient error: retried, possibly on another replica) and rotated now and then so that
+/// round_robin keeps spreading the work (client/remote/client_options.h). Not thread-safe: the
+/// CLI gives each worker its own.
 class Session {
  public:
   virtual ~Session() = default;
-  /// Quantizes one tensor. A per-tensor problem (bad shape, NaN, a config that cannot apply) is
-  /// an error status naming the tensor; the session stays usable. Transient transport errors
-  /// are retried inside; what comes back is final.
-  virtual absl::StatusOr<TensorResult> Quantize(const TensorRequest& tensor) = 0;
+  /// Quantizes one tensor, delivering its outputs to `sink` as they arrive. A per-tensor
+  /// problem (bad shape, NaN, a config that cannot apply) is an error status naming the tensor;
+  /// the session stays usable. Transient transport errors are retried inside (the sink is told
+  /// to Discard the failed attempt first); what comes back is final. On any error the sink has
+  /// been told to Discard.
+  virtual absl::StatusOr<TensorResult> Quantize(const TensorRequest& tensor, ResultSink& sink) = 0;
   /// Ends the session (remote: half-close and wait for the summary).
   virtual absl::Status Close() = 0;
 };

@@ -29,6 +29,18 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view s) {
       absl::StrCat("format must be fake, inc or gptq, got \"", std::string(s), "\""));
 }
 
+const std::string& OutputFormName(OutputFormat f) {
+  static const std::string kNames[] = {"OUTPUT_FORM_FAKE_QUANT", "OUTPUT_FORM_PACKED_INC",
+                                       "OUTPUT_FORM_PACKED_GPTQ"};
+  return kNames[static_cast<int>(f)];
+}
+
+const std::string& GptqFormatWireName(GptqFormat f) {
+  static const std::string kV1 = "GPTQ_FORMAT_V1";
+  static const std::string kV2 = "GPTQ_FORMAT_V2";
+  return f == GptqFormat::kV2 ? kV2 : kV1;
+}
+
 OutputLayout LayoutOf(OutputFormat f) {
   switch (f) {
     case OutputFormat::kFake:
@@ -41,10 +53,10 @@ OutputLayout LayoutOf(OutputFormat f) {
   return OutputLayout::kFake;
 }
 
-absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path) {
+absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path, ShardAccess access) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return ErrnoError(errno, "stat", path);
-  ASSIGN_OR_RETURN(ShardedCheckpoint checkpoint, ShardedCheckpoint::Open(path));
+  ASSIGN_OR_RETURN(ShardedCheckpoint checkpoint, ShardedCheckpoint::Open(path, access));
   return InputCheckpoint{std::move(checkpoint), S_ISDIR(st.st_mode)};
 }
 

@@ -18,6 +18,12 @@ namespace rtnq::client {
 const std::string& OutputFormatName(OutputFormat f);
 /// InvalidArgument naming the value for anything else.
 absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view s);
+/// The name of the rtnq.v1 OutputForm value a session of format `f` asks for
+/// ("OUTPUT_FORM_PACKED_GPTQ"): gRPC clients map formats to the wire by this name, so a format
+/// added here needs no change in them (the Python client reads it from the plan).
+const std::string& OutputFormName(OutputFormat f);
+/// The name of the rtnq.v1 GptqFormat value for `f` ("GPTQ_FORMAT_V1" or "GPTQ_FORMAT_V2").
+const std::string& GptqFormatWireName(GptqFormat f);
 /// The core's name for the same layout.
 OutputLayout LayoutOf(OutputFormat f);
 
@@ -27,7 +33,9 @@ struct InputCheckpoint {
   bool is_dir = false;
 };
 /// Opens `path` as a file or a directory (ShardedCheckpoint::Open); errors name the path.
-absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path);
+/// kHeaderOnly reads only the headers (a dry run: tensors carry no data).
+absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path,
+                                          ShardAccess access = ShardAccess::kData);
 /// Every tensor of `c`, shard by shard in file order (the order outputs are written in).
 std::vector<const TensorInfo*> FileOrder(const ShardedCheckpoint& c);
 

@@ -14,10 +14,12 @@ if(TARGET rtnq_client)
     ${CMAKE_CURRENT_LIST_DIR}/cli/info_command.cc
     ${CMAKE_CURRENT_LIST_DIR}/cli/inspect_command.cc
     ${CMAKE_CURRENT_LIST_DIR}/cli/main.cc
+    ${CMAKE_CURRENT_LIST_DIR}/cli/plan_command.cc
     ${CMAKE_CURRENT_LIST_DIR}/cli/quantize_command.cc
     ${CMAKE_CURRENT_LIST_DIR}/cli/synth_command.cc
     ${CMAKE_CURRENT_LIST_DIR}/cli/verify_command.cc)
   set_target_properties(rtnq PROPERTIES OUTPUT_NAME rtnq)
   target_compile_definitions(rtnq PRIVATE RTNQ_VERSION="${PROJECT_VERSION}")
-  target_link_libraries(rtnq PRIVATE rtnq_cli_flags rtnq_client rtnq_client_remote rtnq_warnings)
+  target_link_libraries(rtnq PRIVATE rtnq_cli_flags rtnq_client rtnq_client_remote
+                             rtnq_client_plan_remote rtnq_warnings)
 endif()

@@ -26,10 +26,10 @@ absl::StatusOr<nlohmann::ordered_json> ReadInputConfig(const std::string& input_
   return config;
 }
 
-absl::StatusOr<Fp8SourcePlan> PlanInputFp8(const InputCheckpoint& input,
+absl::StatusOr<Fp8SourcePlan> PlanInputFp8(const std::vector<const TensorInfo*>& tensors,
                                            const nlohmann::ordered_json& config) {
   std::vector<TensorSpec> specs;
-  for (const TensorInfo* t : FileOrder(input.checkpoint)) {
+  for (const TensorInfo* t : tensors) {
     specs.push_back(TensorSpec{t->name, t->dtype, t->shape});
   }
   ASSIGN_OR_RETURN(const auto block, Fp8BlockFromConfig(config));

@@ -20,8 +20,9 @@ namespace rtnq::client {
 absl::StatusOr<nlohmann::ordered_json> ReadInputConfig(const std::string& input_path,
                                                        const InputCheckpoint& input);
 
-/// The FP8 sources of `input` (core/fp8_source.h), with the block size `config` states.
-absl::StatusOr<Fp8SourcePlan> PlanInputFp8(const InputCheckpoint& input,
+/// The FP8 sources among `tensors` (core/fp8_source.h; headers only), with the block size
+/// `config` states.
+absl::StatusOr<Fp8SourcePlan> PlanInputFp8(const std::vector<const TensorInfo*>& tensors,
                                            const nlohmann::ordered_json& config);
 
 /// FP8 tensor `t` of `input` dequantized with its scale: float32 bytes of the same shape.

@@ -13,6 +13,7 @@ add_library(rtnq_client STATIC
   ${CMAKE_CURRENT_LIST_DIR}/report.cc
   ${CMAKE_CURRENT_LIST_DIR}/run_plan.cc
   ${CMAKE_CURRENT_LIST_DIR}/session_config.cc
+  ${CMAKE_CURRENT_LIST_DIR}/tensor_file_sink.cc
   ${CMAKE_CURRENT_LIST_DIR}/tensor_selection.cc
   ${CMAKE_CURRENT_LIST_DIR}/verify.cc)
 target_link_libraries(rtnq_client

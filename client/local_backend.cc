@@ -19,7 +19,9 @@ class LocalSession : public Session {
                std::optional<ExpertLayout> experts)
       : engine_(engine), resolver_(std::move(resolver)), layout_(layout), experts_(experts) {}
 
-  absl::StatusOr<TensorResult> Quantize(const TensorRequest& tensor) override {
+  // The result is computed whole in memory (the core quantizes whole tensors), then handed to
+  // the sink like a remote result that arrived in one chunk per output.
+  absl::StatusOr<TensorResult> Quantize(const TensorRequest& tensor, ResultSink& sink) override {
     const auto start = std::chrono::steady_clock::now();
     ASSIGN_OR_RETURN(const ResolvedConfig rc, resolver_.Resolve(tensor.name));
     TensorResult result;
@@ -32,7 +34,17 @@ class LocalSession : public Session {
     ASSIGN_OR_RETURN(LayoutOutputs out,
                      QuantizeTensorToLayout(input, rc.config, layout_, experts_, engine_));
     result.quantized = true;
-    result.outputs = std::move(out.tensors);
+    for (const PackedTensor& p : out.tensors) {
+      result.outputs.push_back(TensorSpec{p.name, p.dtype, p.shape});
+    }
+    absl::Status st = sink.Begin(result.outputs);
+    for (size_t i = 0; i < out.tensors.size() && st.ok(); ++i) {
+      st = sink.Write(i, 0, out.tensors[i].data);
+    }
+    if (!st.ok()) {
+      sink.Discard();
+      return st;
+    }
     const TensorMetrics& m = out.metrics;
     result.metrics = ResultMetrics{m.elements, m.groups,     m.mse,    m.max_abs_error,
                                    m.snr_db,   m.clip_ratio, m.seconds};

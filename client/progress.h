@@ -18,12 +18,14 @@ enum class ProgressMode : uint8_t { kBar, kLines, kQuiet };
 class Progress {
  public:
   Progress(ProgressMode mode, std::ostream& out) : mode_(mode), out_(out) {}
+  /// Virtual so that embedders (the Python binding) can forward progress to their own callback.
+  virtual ~Progress() = default;
   /// The work ahead: tensors and input bytes (resumed ones are reported as done at once).
-  void Start(int tensors, uint64_t bytes);
+  virtual void Start(int tensors, uint64_t bytes);
   /// One tensor is written (or reused).
-  void TensorDone(const TensorReport& t);
+  virtual void TensorDone(const TensorReport& t);
   /// Clears the bar's line.
-  void Finish();
+  virtual void Finish();
 
  private:
   void DrawBar();

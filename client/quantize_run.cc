@@ -21,6 +21,7 @@
 #include "client/fp8_input.h"
 #include "client/journal.h"
 #include "client/run_plan.h"
+#include "client/tensor_file_sink.h"
 #include "core/crc32c.h"
 #include "core/file_io.h"
 #include "core/safetensors_writer.h"
@@ -384,31 +385,20 @@ class Run {
     const uint32_t input_crc = InputCrc(p);
     std::optional<uint32_t> request_crc;
     if (!p.fp8.has_value()) request_crc = input_crc;  // else the backend computes it if needed
+    TensorFileSink sink(t.name, p.outputs, w);
     absl::StatusOr<TensorResult> result =
-        session.Quantize(TensorRequest{t.name, p.dtype, t.shape, data, request_crc});
+        session.Quantize(TensorRequest{t.name, p.dtype, t.shape, data, request_crc}, sink);
     if (!result.ok()) return NameTensor(result.status(), t.name);
-    if (!result->quantized || result->outputs.size() != p.outputs.size()) {
+    if (!result->quantized) {
+      sink.Discard();
       return absl::InternalError(absl::StrCat(
-          "tensor \"", t.name, "\": the backend returned ", result->outputs.size(),
-          " output tensors, the plan has ", p.outputs.size(),
-          result->quantized ? "" : absl::StrCat(" (not quantized: ", result->skip_reason, ")")));
+          "tensor \"", t.name, "\": the backend did not quantize it: ", result->skip_reason));
     }
     JournalEntry entry;
     entry.tensor = t.name;
     entry.input_crc32c = input_crc;
-    for (size_t k = 0; k < p.outputs.size(); ++k) {
-      const PackedTensor& out = result->outputs[k];
-      const TensorSpec& want = p.outputs[k];
-      if (out.name != want.name || out.dtype != want.dtype || out.shape != want.shape) {
-        return absl::InternalError(
-            absl::StrCat("tensor \"", t.name, "\": the backend returned ", out.name, " ",
-                         ElemTypeName(out.dtype), " ", ShapeString(out.shape), ", the plan has ",
-                         want.name, " ", ElemTypeName(want.dtype), " ", ShapeString(want.shape)));
-      }
-      RETURN_IF_ERROR(w.WriteTensor(out.name, out.data));
-      entry.outputs.emplace_back(out.name, ComputeCrc32c(out.data.data(), out.data.size()));
-      r.bytes_out += out.data.size();
-    }
+    ASSIGN_OR_RETURN(entry.outputs, sink.Checksums());
+    r.bytes_out = sink.bytes();
     r.config = result->config;
     r.decided_by = DecidedByText(p.decision.resolved);
     r.metrics = result->metrics;

@@ -40,8 +40,10 @@ struct QuantizeOutcome {
 
 /// Plans every tensor (selection, config, output shapes, GPTQ compatibility) before sending any,
 /// lays out every output file's header from the plan, then lets `streams` workers (each with its
-/// own session, each holding at most one result) quantize and write tensors at their offsets as
-/// results arrive; copied tensors go straight from the mmapped input.
+/// own session, one tensor at a time) quantize tensors, their outputs written at their offsets
+/// as the bytes arrive (TensorFileSink: in remote mode no result is ever held whole, so the
+/// client's memory does not grow with tensor or checkpoint size); copied tensors go straight
+/// from the mmapped input. A retried tensor's partial bytes are forgotten and written afresh.
 ///
 /// Partial output: everything is built in the directory OUTPUT.partial/ next to OUTPUT: each
 /// output file as <name>.part, plus journal.jsonl (client/journal.h) listing finished quantized

@@ -10,16 +10,15 @@
 #include "core/status_macros.h"
 
 namespace rtnq::client {
-namespace {
 
 using Json = nlohmann::ordered_json;
 
-Json Number(double v) {
+Json JsonNumber(double v) {
   if (std::isfinite(v)) return v;
   return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
 }
 
-double ToDouble(const Json& j) {
+double JsonToDouble(const Json& j) {
   if (j.is_number()) return j.get<double>();
   if (j.is_string()) {
     const std::string s = j.get<std::string>();
@@ -28,8 +27,6 @@ double ToDouble(const Json& j) {
   }
   return NAN;
 }
-
-}  // namespace
 
 void Summarize(const std::vector<TensorReport>& tensors, RunSummary& s) {
   s.quantized = s.skipped = s.copied = s.consumed = s.resumed = 0;
@@ -69,9 +66,10 @@ Json TensorReportToJson(const TensorReport& t) {
   j["config"] = ConfigToJsonValue(t.config);
   j["decided_by"] = t.decided_by;
   const ResultMetrics& m = t.metrics;
-  j["metrics"] = Json{{"elements", m.elements},     {"groups", m.groups},
-                      {"mse", Number(m.mse)},       {"max_abs_error", Number(m.max_abs_error)},
-                      {"snr_db", Number(m.snr_db)}, {"clip_ratio", Number(m.clip_ratio)}};
+  j["metrics"] =
+      Json{{"elements", m.elements},         {"groups", m.groups},
+           {"mse", JsonNumber(m.mse)},       {"max_abs_error", JsonNumber(m.max_abs_error)},
+           {"snr_db", JsonNumber(m.snr_db)}, {"clip_ratio", JsonNumber(m.clip_ratio)}};
   j["timings"] = Json{{"quantize_seconds", m.quantize_seconds},
                       {"server_seconds", m.server_seconds},
                       {"wall_seconds", t.wall_seconds}};
@@ -98,10 +96,10 @@ absl::StatusOr<TensorReport> TensorReportFromJson(const Json& j) {
       const Json& m = j.at("metrics");
       t.metrics.elements = m.at("elements").get<int64_t>();
       t.metrics.groups = m.at("groups").get<int64_t>();
-      t.metrics.mse = ToDouble(m.at("mse"));
-      t.metrics.max_abs_error = ToDouble(m.at("max_abs_error"));
-      t.metrics.snr_db = ToDouble(m.at("snr_db"));
-      t.metrics.clip_ratio = ToDouble(m.at("clip_ratio"));
+      t.metrics.mse = JsonToDouble(m.at("mse"));
+      t.metrics.max_abs_error = JsonToDouble(m.at("max_abs_error"));
+      t.metrics.snr_db = JsonToDouble(m.at("snr_db"));
+      t.metrics.clip_ratio = JsonToDouble(m.at("clip_ratio"));
       const Json& tm = j.at("timings");
       t.metrics.quantize_seconds = tm.at("quantize_seconds").get<double>();
       t.metrics.server_seconds = tm.at("server_seconds").get<double>();
@@ -129,10 +127,10 @@ Json SummaryToJson(const RunSummary& s) {
   j["resumed"] = s.resumed;
   j["bytes_before"] = s.bytes_before;
   j["bytes_after"] = s.bytes_after;
-  j["snr_mean_db"] = Number(s.snr_mean_db);
+  j["snr_mean_db"] = JsonNumber(s.snr_mean_db);
   Json worst = Json::array();
   for (const auto& [name, snr] : s.worst)
-    worst.push_back({{"name", name}, {"snr_db", Number(snr)}});
+    worst.push_back({{"name", name}, {"snr_db", JsonNumber(snr)}});
   j["worst"] = std::move(worst);
   j["wall_seconds"] = s.wall_seconds;
   j["files"] = s.files;

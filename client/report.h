@@ -54,6 +54,11 @@ struct RunSummary {
 /// Fills the SNR and count fields of `summary` from `tensors`.
 void Summarize(const std::vector<TensorReport>& tensors, RunSummary& summary);
 
+/// A number as reports write it: non-finite values become "inf", "-inf" or "nan".
+nlohmann::ordered_json JsonNumber(double v);
+/// Inverse of JsonNumber (NaN for anything else).
+double JsonToDouble(const nlohmann::ordered_json& j);
+
 /// JSON forms; non-finite numbers (an SNR of +inf) become strings ("inf").
 nlohmann::ordered_json TensorReportToJson(const TensorReport& t);
 /// Inverse of TensorReportToJson (journal entries); InvalidArgument for a malformed object.

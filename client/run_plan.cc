@@ -84,31 +84,20 @@ absl::Status PlanExpertBiases(RunPlan& plan, OutputLayout layout) {
 
 }  // namespace
 
-absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string& input_path,
-                                const WeightConfigResolver& resolver,
-                                const TensorSelection& selection, const PlanOptions& options) {
+absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensors,
+                                    const WeightConfigResolver& resolver,
+                                    const TensorSelection& selection, const PlanOptions& options) {
   RunPlan plan;
   const bool gptq = options.format == OutputFormat::kGptq;
-  std::error_code ec;
-  plan.write_index = input.is_dir && fs::exists(fs::path(input_path) / kShardIndexFileName, ec);
-  for (const std::string& name : OutputFileNames(input, options.output_name)) {
-    plan.files.push_back(PlannedFile{name, {}});
-  }
-
   // Decide every tensor first: the GPTQ zero-point format depends on all of them.
-  std::map<const SafetensorsFile*, int> file_of;
-  for (size_t i = 0; i < input.checkpoint.shards().size(); ++i) {
-    file_of[&input.checkpoint.shards()[i]] = static_cast<int>(i);
-  }
-  ASSIGN_OR_RETURN(const Fp8SourcePlan fp8, PlanInputFp8(input, options.input_config));
+  ASSIGN_OR_RETURN(const Fp8SourcePlan fp8, PlanInputFp8(tensors, options.input_config));
   plan.fp8_source = !fp8.empty();
   const ExpertContext experts = MakeExpertContext(options.expert_layout, options.input_config);
   plan.expert_layout = experts.layout;
   bool any_asym = false;
-  for (const TensorInfo* t : FileOrder(input.checkpoint)) {
+  for (const TensorInfo* t : tensors) {
     PlannedTensor p;
     p.tensor = t;
-    p.file = file_of.at(input.checkpoint.ShardOf(t->name));
     p.dtype = t->dtype;
     if (auto it = fp8.weights.find(t->name); it != fp8.weights.end()) {
       p.fp8 = it->second;
@@ -117,7 +106,7 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
     if (auto it = fp8.consumed.find(t->name); it != fp8.consumed.end()) {
       p.decision.action = TensorAction::kConsume;
       p.decision.reason = it->second;
-      plan.bytes_before += t->data.size();
+      plan.bytes_before += static_cast<uint64_t>(t->num_elements) * ElemSize(t->dtype);
       plan.tensors.push_back(std::move(p));
       continue;
     }
@@ -135,7 +124,7 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
     if (p.decision.action == TensorAction::kQuantize) {
       any_asym |= p.decision.resolved.config.scheme == Scheme::kAsym;
     }
-    plan.bytes_before += t->data.size();
+    plan.bytes_before += static_cast<uint64_t>(t->num_elements) * ElemSize(t->dtype);
     plan.tensors.push_back(std::move(p));
   }
   plan.gptq_format = options.gptq_format.value_or(DefaultGptqFormat(any_asym));
@@ -211,10 +200,7 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
     }
   }
   for (const PlannedTensor& p : plan.tensors) {
-    for (const TensorSpec& s : p.outputs) {
-      plan.files[p.file].specs.push_back(s);
-      plan.bytes_after += SpecBytes(s);
-    }
+    for (const TensorSpec& s : p.outputs) plan.bytes_after += SpecBytes(s);
   }
 
   plan.record = ManifestToJson(plan.manifest);
@@ -224,6 +210,66 @@ absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string&
                                       gptq_layers, gptq_skipped, plan.gptq_format)));
   }
   return plan;
+}
+
+absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string& input_path,
+                                const WeightConfigResolver& resolver,
+                                const TensorSelection& selection, const PlanOptions& options) {
+  ASSIGN_OR_RETURN(RunPlan plan,
+                   PlanTensors(FileOrder(input.checkpoint), resolver, selection, options));
+  std::error_code ec;
+  plan.write_index = input.is_dir && fs::exists(fs::path(input_path) / kShardIndexFileName, ec);
+  for (const std::string& name : OutputFileNames(input, options.output_name)) {
+    plan.files.push_back(PlannedFile{name, {}});
+  }
+  std::map<const SafetensorsFile*, int> file_of;
+  for (size_t i = 0; i < input.checkpoint.shards().size(); ++i) {
+    file_of[&input.checkpoint.shards()[i]] = static_cast<int>(i);
+  }
+  for (PlannedTensor& p : plan.tensors) {
+    p.file = file_of.at(input.checkpoint.ShardOf(p.tensor->name));
+    for (const TensorSpec& s : p.outputs) plan.files[p.file].specs.push_back(s);
+  }
+  return plan;
+}
+
+const char* RecordKey(const RunPlan& plan) {
+  return plan.manifest.format == OutputFormat::kGptq ? "quantization_config" : "rtnq_quantization";
+}
+
+namespace {
+
+absl::Status WriteConfigJson(const std::string& dest, nlohmann::ordered_json config,
+                             const RunPlan& plan) {
+  // An FP8 source's quantization_config would make loaders read the re-quantized weights as FP8.
+  if (plan.fp8_source) config.erase("quantization_config");
+  config[RecordKey(plan)] = plan.record;
+  return WriteFileAtomically(dest, config.dump(2) + "\n");
+}
+
+// GPTQ loaders (AutoGPTQ, GPTQModel) read quantize_config.json next to config.json.
+absl::StatusOr<std::string> WriteQuantizeConfig(const std::string& out_dir, const RunPlan& plan) {
+  RETURN_IF_ERROR(WriteFileAtomically((fs::path(out_dir) / "quantize_config.json").string(),
+                                      plan.record.dump(2) + "\n"));
+  return std::string("quantize_config.json");
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> WriteRecordFiles(const std::string& out_dir,
+                                                          const RunPlan& plan,
+                                                          nlohmann::ordered_json config) {
+  if (!config.is_object()) {
+    return absl::InvalidArgumentError("config must be a JSON object to record the quantization");
+  }
+  RETURN_IF_ERROR(
+      WriteConfigJson((fs::path(out_dir) / "config.json").string(), std::move(config), plan));
+  std::vector<std::string> written = {"config.json"};
+  if (plan.manifest.format == OutputFormat::kGptq) {
+    ASSIGN_OR_RETURN(std::string name, WriteQuantizeConfig(out_dir, plan));
+    written.push_back(std::move(name));
+  }
+  return written;
 }
 
 absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input_dir,
@@ -251,11 +297,7 @@ absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input
         return absl::InvalidArgumentError(
             absl::StrCat(p.string(), ": not a JSON object, cannot record the quantization"));
       }
-      nlohmann::ordered_json& config = *parsed;
-      // The FP8 config would make loaders read the re-quantized weights as FP8.
-      if (plan.fp8_source) config.erase("quantization_config");
-      config[gptq ? "quantization_config" : "rtnq_quantization"] = plan.record;
-      RETURN_IF_ERROR(WriteFileAtomically(dest, config.dump(2) + "\n"));
+      RETURN_IF_ERROR(WriteConfigJson(dest, *std::move(parsed), plan));
     } else {
       fs::copy_file(p, dest, fs::copy_options::overwrite_existing, ec);
       if (ec) return ErrnoError(ec.value(), absl::StrCat("copy ", p.string(), " to"), dest);
@@ -263,9 +305,8 @@ absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input
     written.push_back(name);
   }
   if (gptq) {
-    RETURN_IF_ERROR(WriteFileAtomically((fs::path(out_dir) / "quantize_config.json").string(),
-                                        plan.record.dump(2) + "\n"));
-    written.push_back("quantize_config.json");
+    ASSIGN_OR_RETURN(std::string name, WriteQuantizeConfig(out_dir, plan));
+    written.push_back(std::move(name));
   }
   return written;
 }

@@ -76,10 +76,30 @@ struct PlanOptions {
   std::optional<ExpertLayout> expert_layout;
 };
 
-/// Plans every tensor of `input` (opened from `input_path`). Errors name the tensor and rule.
+/// Plans `tensors` in the order given, without placing them in files (every PlannedTensor's
+/// `file` is 0 and `files` is empty): decisions, outputs, the GPTQ format, the manifest, the
+/// record, the metadata and byte counts. Only the tensors' names, dtypes and shapes are read, so
+/// callers holding tensors in memory (the Python binding's state_dicts) plan by the same rules.
+absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensors,
+                                    const WeightConfigResolver& resolver,
+                                    const TensorSelection& selection, const PlanOptions& options);
+
+/// Plans every tensor of `input` (opened from `input_path`) with PlanTensors and lays them out
+/// in the output files. Errors name the tensor and rule.
 absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string& input_path,
                                 const WeightConfigResolver& resolver,
                                 const TensorSelection& selection, const PlanOptions& options);
+
+/// config.json's key for the plan's record: "quantization_config" for gptq (what loaders read),
+/// "rtnq_quantization" otherwise.
+const char* RecordKey(const RunPlan& plan);
+
+/// Writes `config` (a JSON object, e.g. the input's config.json) with the plan's record under
+/// RecordKey to `out_dir`/config.json and, for gptq, the record to quantize_config.json.
+/// Returns the file names written.
+absl::StatusOr<std::vector<std::string>> WriteRecordFiles(const std::string& out_dir,
+                                                          const RunPlan& plan,
+                                                          nlohmann::ordered_json config);
 
 /// Writes the side files of a directory input into `out_dir`: every regular file of `input_dir`
 /// except safetensors files and the shard index is copied, config.json gets the record

@@ -240,7 +240,8 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
   // FP8 sources were quantized (or written) as their dequantized float32 values, and their
   // scales left out: compare against those values.
   ASSIGN_OR_RETURN(const nlohmann::json orig_config, ReadInputConfig(original, orig_in));
-  ASSIGN_OR_RETURN(const Fp8SourcePlan fp8, PlanInputFp8(orig_in, orig_config));
+  ASSIGN_OR_RETURN(const Fp8SourcePlan fp8,
+                   PlanInputFp8(FileOrder(orig_in.checkpoint), orig_config));
   struct Decoded {
     std::vector<uint8_t> bytes;
     TensorInfo info;

@@ -22,13 +22,17 @@ inline constexpr size_t kMaxWeightConfigEntries = 100'000;
 inline constexpr size_t kMaxConfigBytes = 16 << 20;
 /// Deepest JSON nesting accepted (configs need 3 levels, safetensors headers 3).
 inline constexpr int kMaxJsonDepth = 64;
-/// Total bytes of the pattern keys (globs and `re:` keys) of one config. Resolving a name costs
-/// at most about (pattern bytes x name bytes) steps, so this bounds the work per tensor name.
-inline constexpr size_t kMaxWeightConfigPatternBytes = 16 << 10;
+/// Total size of one config's patterns: the bytes of each glob plus the instructions of each
+/// compiled regex (RE2's program size; about the regex's length for ordinary patterns, more for
+/// counted repeats such as `.{200}`). Resolving a name costs at most about (this size x name
+/// bytes) steps, so this bounds the work per tensor name (Envoy, for comparison, limits each
+/// regex to 100 instructions by default).
+inline constexpr size_t kMaxWeightConfigPatternSize = 4096;
 /// Most `re:` keys in one config; each regex may use up to kRegexMaxMemBytes.
 inline constexpr size_t kMaxWeightConfigRegexes = 64;
-/// RE2 memory budget of one compiled regex (program + DFA cache; RE2's default is 8 MiB).
-inline constexpr int64_t kRegexMaxMemBytes = 1 << 20;
+/// RE2 memory budget of one compiled regex: program + DFA cache (RE2's default is 8 MiB). A
+/// regex whose DFA outgrows it falls back to RE2's NFA, still linear in the name.
+inline constexpr int64_t kRegexMaxMemBytes = 256 << 10;
 /// Deepest group nesting in a `re:` pattern.
 inline constexpr int kMaxRegexNesting = 64;
 /// Largest safetensors JSON header, as the official implementation limits it.
@@ -43,7 +47,7 @@ struct ConfigLimits {
   size_t max_entries = kMaxWeightConfigEntries;
   size_t max_key_bytes = kMaxWeightConfigKeyBytes;
   size_t max_name_bytes = kMaxTensorNameBytes;
-  size_t max_pattern_bytes = kMaxWeightConfigPatternBytes;
+  size_t max_pattern_size = kMaxWeightConfigPatternSize;
   size_t max_regexes = kMaxWeightConfigRegexes;
   int64_t regex_max_mem = kRegexMaxMemBytes;
   int max_regex_nesting = kMaxRegexNesting;

@@ -33,6 +33,9 @@ absl::StatusOr<NamePattern> NamePattern::Compile(std::string_view key, int64_t r
   }
   RE2::Options options;
   options.set_log_errors(false);  // errors come back as a Status
+  // Byte-wise, like the std::regex engine before: names are compared as bytes everywhere else,
+  // and Latin-1 programs are smaller (`.` is one instruction, not a UTF-8 decoder).
+  options.set_encoding(RE2::Options::EncodingLatin1);
   options.set_max_mem(regex_max_mem);
   p.regex_ = std::make_unique<RE2>(re2::StringPiece(expr.data(), expr.size()), options);
   if (!p.regex_->ok()) {
@@ -47,6 +50,10 @@ absl::StatusOr<NamePattern> NamePattern::Compile(std::string_view key, int64_t r
 bool NamePattern::FullMatch(std::string_view name) const {
   if (regex_ == nullptr) return GlobFullMatch(glob_, name);
   return RE2::FullMatch(re2::StringPiece(name.data(), name.size()), *regex_);
+}
+
+size_t NamePattern::size() const {
+  return regex_ == nullptr ? glob_.size() : static_cast<size_t>(regex_->ProgramSize());
 }
 
 NamePattern::NamePattern(NamePattern&&) noexcept = default;

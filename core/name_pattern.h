@@ -26,15 +26,18 @@ class NamePattern {
   static bool IsPattern(std::string_view key);
 
   /// Compiles a pattern key. `re:` keys use RE2 syntax (ECMAScript's common subset: no
-  /// backreferences, no lookaround) with at most `max_nesting` nested groups and `regex_max_mem`
-  /// bytes for RE2's program and DFA cache; errors are InvalidArgument quoting the expression and
-  /// RE2's message (or the nesting limit), without the key prefix (the caller adds it).
+  /// backreferences, no lookaround), matched byte-wise (Latin-1: `.` is any byte but newline,
+  /// as std::regex did), with at most `max_nesting` nested groups and `regex_max_mem` bytes for
+  /// RE2's program and DFA cache; errors are InvalidArgument quoting the expression and RE2's
+  /// message (or the nesting limit), without the key prefix (the caller adds it).
   static absl::StatusOr<NamePattern> Compile(std::string_view key, int64_t regex_max_mem,
                                              int max_nesting);
 
   /// Whether the pattern matches all of `name`.
   bool FullMatch(std::string_view name) const;
   bool is_regex() const { return regex_ != nullptr; }
+  /// What one name byte costs at most, in steps: a glob's length, a regex's instruction count.
+  size_t size() const;
 
   NamePattern(NamePattern&&) noexcept;
   NamePattern& operator=(NamePattern&&) noexcept;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,8 +14,15 @@
 #include "core/status_macros.h"
 
 namespace rtnq {
+namespace {
 
-absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
+struct OpenedFile {
+  int fd;
+  uint64_t size;
+};
+
+// Opens `path` read-only; it must be a regular file (the caller closes the descriptor).
+absl::StatusOr<OpenedFile> OpenRegularFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoError(errno, "open", path);
   struct stat st;
@@ -28,9 +36,31 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
     return absl::InvalidArgumentError(
         absl::StrCat("safetensors file ", path, ": not a regular file"));
   }
+  return OpenedFile{fd, static_cast<uint64_t>(st.st_size)};
+}
+
+// Reads exactly `size` bytes at `offset` (the caller asked for no more than the file holds).
+absl::Status PreadExactly(int fd, const std::string& path, uint64_t offset, char* out,
+                          size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::pread(fd, out, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return ErrnoError(n < 0 ? errno : EIO, "read", path);
+    out += n;
+    offset += static_cast<uint64_t>(n);
+    size -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
+  ASSIGN_OR_RETURN(const OpenedFile opened, OpenRegularFile(path));
+  const int fd = opened.fd;
   SafetensorsFile f;
   f.path_ = path;
-  f.size_ = static_cast<uint64_t>(st.st_size);
+  f.size_ = opened.size;
   if (f.size_ > 0) {
     // MAP_PRIVATE + PROT_READ: pages come from the page cache on demand, nothing is copied, and
     // the mapping outlives the descriptor.
@@ -58,19 +88,54 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::FromBuffer(std::string bytes, s
   return f;
 }
 
+absl::StatusOr<SafetensorsFile> SafetensorsFile::OpenHeaderOnly(const std::string& path) {
+  ASSIGN_OR_RETURN(const OpenedFile opened, OpenRegularFile(path));
+  const int fd = opened.fd;
+  // The length prefix, then the header it announces (bounded by the format's limit); the
+  // parser reports a short file or a header past its end.
+  const uint64_t size = opened.size;
+  std::string head(std::min<uint64_t>(size, 8), '\0');
+  absl::Status read = PreadExactly(fd, path, 0, head.data(), head.size());
+  if (read.ok() && head.size() == 8) {
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(head[i]);
+    const uint64_t want = std::min(size, 8 + std::min(n, kMaxSafetensorsHeaderSize));
+    head.resize(want);
+    read = PreadExactly(fd, path, 8, head.data() + 8, want - 8);
+  }
+  ::close(fd);
+  RETURN_IF_ERROR(read);
+  ASSIGN_OR_RETURN(
+      SafetensorsLayout layout,
+      ParseSafetensorsHeaderOnly(
+          path, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(head.data()), head.size())));
+  SafetensorsFile f;
+  f.path_ = path;
+  f.size_ = size;
+  f.header_only_ = true;
+  f.Adopt(std::move(layout));
+  return f;
+}
+
 absl::Status SafetensorsFile::Init(std::string_view label) {
   ASSIGN_OR_RETURN(SafetensorsLayout layout,
                    ParseSafetensorsLayout(label, absl::MakeConstSpan(base_, size_)));
+  Adopt(std::move(layout));
+  return absl::OkStatus();
+}
+
+void SafetensorsFile::Adopt(SafetensorsLayout layout) {
   header_size_ = layout.header_size;
   metadata_ = std::move(layout.metadata);
   tensors_.reserve(layout.tensors.size());
   for (HeaderTensor& t : layout.tensors) {
     by_name_.emplace(t.name, tensors_.size());
-    const uint8_t* data = base_ + layout.data_offset + t.begin;
-    tensors_.push_back(TensorInfo{std::move(t.name), t.dtype, std::move(t.shape), t.num_elements,
-                                  t.begin, absl::MakeConstSpan(data, t.end - t.begin)});
+    absl::Span<const uint8_t> data;
+    if (!header_only_)
+      data = absl::MakeConstSpan(base_ + layout.data_offset + t.begin, t.end - t.begin);
+    tensors_.push_back(
+        TensorInfo{std::move(t.name), t.dtype, std::move(t.shape), t.num_elements, t.begin, data});
   }
-  return absl::OkStatus();
 }
 
 std::vector<std::string> SafetensorsFile::names() const {
@@ -103,6 +168,7 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& other) noexcept {
   mapped_ = std::exchange(other.mapped_, false);
   buffer_ = std::move(other.buffer_);
   header_size_ = std::exchange(other.header_size_, 0);
+  header_only_ = std::exchange(other.header_only_, false);
   tensors_ = std::move(other.tensors_);
   by_name_ = std::move(other.by_name_);
   metadata_ = std::move(other.metadata_);

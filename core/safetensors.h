@@ -24,8 +24,8 @@ struct TensorInfo {
   ElemType dtype = ElemType::kF32;
   std::vector<int64_t> shape;  ///< empty for a 0-d scalar
   int64_t num_elements = 0;
-  uint64_t data_offset = 0;  ///< offset of the first byte in the data region
-  absl::Span<const uint8_t> data;
+  uint64_t data_offset = 0;        ///< offset of the first byte in the data region
+  absl::Span<const uint8_t> data;  ///< empty when the file was opened header only
 };
 
 /// A validated, read-only safetensors file. Movable, not copyable.
@@ -35,6 +35,11 @@ class SafetensorsFile {
   /// failures carry the errno code (NotFound, PermissionDenied, ...) and text; format violations
   /// are InvalidArgument naming the file, tensor and rule.
   static absl::StatusOr<SafetensorsFile> Open(const std::string& path);
+
+  /// Reads only the length prefix and the header (a dry run's plan needs shapes, not data):
+  /// the same header rules, with the data region taken to be what the tensors declare, so a
+  /// truncated or unreadable data region is not noticed. Every tensor's `data` is empty.
+  static absl::StatusOr<SafetensorsFile> OpenHeaderOnly(const std::string& path);
 
   /// Same validation over bytes held in memory (tests, network payloads); `label` names the
   /// source in errors.
@@ -60,10 +65,13 @@ class SafetensorsFile {
   uint64_t file_size() const { return size_; }
   /// JSON header length N, padding included (the data region starts at 8 + N).
   uint64_t header_size() const { return header_size_; }
+  /// False when opened with OpenHeaderOnly: tensors carry no data.
+  bool has_data() const { return !header_only_; }
 
  private:
   SafetensorsFile() = default;
   absl::Status Init(std::string_view label);
+  void Adopt(SafetensorsLayout layout);  // tensors, metadata, header size from a parsed layout
   void Release();
 
   std::string path_;
@@ -72,6 +80,7 @@ class SafetensorsFile {
   bool mapped_ = false;                  // base_ is an mmap to munmap
   std::unique_ptr<std::string> buffer_;  // owns base_ for FromBuffer; heap, so moves keep spans
   uint64_t header_size_ = 0;
+  bool header_only_ = false;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t, std::less<>> by_name_;
   std::map<std::string, std::string> metadata_;

@@ -183,9 +183,12 @@ absl::StatusOr<int64_t> CheckedNumElements(absl::Span<const int64_t> shape) {
   return n;
 }
 
-absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::string_view label,
-                                                         absl::Span<const uint8_t> file,
-                                                         const SafetensorsLimits& limits) {
+// The layout of `file`; with `header_only`, `file` may end anywhere after the header (a dry run
+// reads nothing else) and the data region is taken to be what the tensors declare.
+static absl::StatusOr<SafetensorsLayout> ParseLayout(std::string_view label,
+                                                     absl::Span<const uint8_t> file,
+                                                     const SafetensorsLimits& limits,
+                                                     bool header_only) {
   const HeaderErrors err(label);
   if (file.size() < 8) {
     return err.File(
@@ -205,7 +208,7 @@ absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::string_view label,
   SafetensorsLayout layout;
   layout.header_size = n;
   layout.data_offset = 8 + n;
-  layout.data_size = file.size() - layout.data_offset;
+  layout.data_size = header_only ? 0 : file.size() - layout.data_offset;
 
   // Linear and depth-limited; duplicate keys (a repeated tensor name is corruption) are errors.
   absl::StatusOr<json> parsed = ParseJsonBounded(
@@ -230,7 +233,9 @@ absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::string_view label,
                                            limits.max_name_bytes, " (max tensor name bytes)"));
     }
     ASSIGN_OR_RETURN(HeaderTensor t, ParseEntry(err, name, it.value()));
-    if (t.end > layout.data_size) {
+    if (header_only) {
+      layout.data_size = std::max(layout.data_size, t.end);
+    } else if (t.end > layout.data_size) {
       return err.Tensor(name,
                         absl::StrCat("data_offsets [", t.begin, ", ", t.end, "] run past the ",
                                      layout.data_size, "-byte data region"));
@@ -243,6 +248,18 @@ absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::string_view label,
             });
   RETURN_IF_ERROR(CheckTiling(err, layout.tensors, layout.data_size));
   return layout;
+}
+
+absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::string_view label,
+                                                         absl::Span<const uint8_t> file,
+                                                         const SafetensorsLimits& limits) {
+  return ParseLayout(label, file, limits, /*header_only=*/false);
+}
+
+absl::StatusOr<SafetensorsLayout> ParseSafetensorsHeaderOnly(std::string_view label,
+                                                             absl::Span<const uint8_t> head,
+                                                             const SafetensorsLimits& limits) {
+  return ParseLayout(label, head, limits, /*header_only=*/true);
 }
 
 absl::StatusOr<BuiltHeader> BuildSafetensorsHeader(

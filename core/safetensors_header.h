@@ -53,6 +53,13 @@ absl::StatusOr<SafetensorsLayout> ParseSafetensorsLayout(std::string_view label,
                                                          absl::Span<const uint8_t> file,
                                                          const SafetensorsLimits& limits = {});
 
+/// The same rules for a file's first bytes only (at least its length prefix and header): the
+/// data region is taken to be exactly what the tensors declare (data_size = the largest end
+/// offset), however long the file really is. For planning without reading tensor data.
+absl::StatusOr<SafetensorsLayout> ParseSafetensorsHeaderOnly(std::string_view label,
+                                                             absl::Span<const uint8_t> head,
+                                                             const SafetensorsLimits& limits = {});
+
 /// Product of `shape`; InvalidArgument on a negative dimension or int64 overflow.
 absl::StatusOr<int64_t> CheckedNumElements(absl::Span<const int64_t> shape);
 

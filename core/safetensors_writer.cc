@@ -210,6 +210,14 @@ absl::Status SafetensorsWriter::MarkWritten(std::string_view name) {
   return absl::OkStatus();
 }
 
+absl::Status SafetensorsWriter::DiscardWritten(std::string_view name) {
+  State& s = *state_;
+  std::lock_guard<std::mutex> lock(s.mu);
+  ASSIGN_OR_RETURN(const size_t i, s.UsableTensor(name));
+  s.written[i] = Written{};
+  return absl::OkStatus();
+}
+
 absl::Status SafetensorsWriter::Finish() {
   State& s = *state_;
   std::unique_lock<std::shared_mutex> io(s.io_mu);

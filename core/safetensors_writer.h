@@ -65,6 +65,11 @@ class SafetensorsWriter {
   /// Declares all of tensor `name` already present in a reused temporary file (the caller has
   /// checked its bytes). NotFound for an unknown name; InvalidArgument if any of it was written.
   absl::Status MarkWritten(std::string_view name);
+  /// Forgets every byte written to tensor `name` so far, so that it can be written again from
+  /// the start (a retried tensor whose first attempt streamed part of its bytes). The old bytes
+  /// stay in the file until overwritten; Finish still needs the whole tensor. NotFound for an
+  /// unknown name.
+  absl::Status DiscardWritten(std::string_view name);
   /// Checks every tensor was written completely (FailedPrecondition naming the first that was
   /// not; the writer stays usable), fsyncs and renames the file to its final path. After an I/O
   /// error the writer is failed: Finish returns that error. A failure to fsync the directory

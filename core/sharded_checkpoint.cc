@@ -61,17 +61,24 @@ absl::StatusOr<std::optional<uint64_t>> ParseTotalSize(const nlohmann::ordered_j
       absl::StrCat("metadata.total_size is not a non-negative integer (", JsonSnippet(t), ")"));
 }
 
+absl::StatusOr<SafetensorsFile> OpenShard(const std::string& path, ShardAccess access) {
+  return access == ShardAccess::kData ? SafetensorsFile::Open(path)
+                                      : SafetensorsFile::OpenHeaderOnly(path);
+}
+
 }  // namespace
 
-absl::StatusOr<ShardedCheckpoint> ShardedCheckpoint::OpenFile(const std::string& path) {
-  ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::Open(path));
+absl::StatusOr<ShardedCheckpoint> ShardedCheckpoint::OpenFile(const std::string& path,
+                                                              ShardAccess access) {
+  ASSIGN_OR_RETURN(SafetensorsFile f, OpenShard(path, access));
   ShardedCheckpoint c;
   for (const TensorInfo& t : f.tensors()) c.shard_of_.emplace(t.name, 0);
   c.shards_.push_back(std::move(f));
   return c;
 }
 
-absl::StatusOr<ShardedCheckpoint> ShardedCheckpoint::OpenIndex(const std::string& index_path) {
+absl::StatusOr<ShardedCheckpoint> ShardedCheckpoint::OpenIndex(const std::string& index_path,
+                                                               ShardAccess access) {
   auto bad = [&](absl::string_view rule) {
     return absl::InvalidArgumentError(absl::StrCat("shard index ", index_path, ": ", rule));
   };
@@ -108,7 +115,7 @@ absl::StatusOr<ShardedCheckpoint> ShardedCheckpoint::OpenIndex(const std::string
   const std::string dir = DirOf(index_path);
   for (auto& [name, i] : shard_index) {
     i = c.shards_.size();
-    ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::Open(absl::StrCat(dir, "/", name)));
+    ASSIGN_OR_RETURN(SafetensorsFile f, OpenShard(absl::StrCat(dir, "/", name), access));
     c.shards_.push_back(std::move(f));
   }
   for (const auto& [tensor, shard] : weight_map) {
@@ -134,17 +141,18 @@ absl::StatusOr<ShardedCheckpoint> ShardedCheckpoint::OpenIndex(const std::string
   return c;
 }
 
-absl::StatusOr<ShardedCheckpoint> ShardedCheckpoint::Open(const std::string& path) {
+absl::StatusOr<ShardedCheckpoint> ShardedCheckpoint::Open(const std::string& path,
+                                                          ShardAccess access) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return ErrnoError(errno, "stat", path);
   if (!S_ISDIR(st.st_mode)) {
-    if (absl::EndsWith(path, ".index.json")) return OpenIndex(path);
-    return OpenFile(path);
+    if (absl::EndsWith(path, ".index.json")) return OpenIndex(path, access);
+    return OpenFile(path, access);
   }
   const std::string index = absl::StrCat(path, "/", kShardIndexFileName);
-  if (::stat(index.c_str(), &st) == 0) return OpenIndex(index);
+  if (::stat(index.c_str(), &st) == 0) return OpenIndex(index, access);
   const std::string single = absl::StrCat(path, "/", kSingleFileName);
-  if (::stat(single.c_str(), &st) == 0) return OpenFile(single);
+  if (::stat(single.c_str(), &st) == 0) return OpenFile(single, access);
   return absl::NotFoundError(absl::StrCat("checkpoint directory ", path, " holds neither ",
                                           kShardIndexFileName, " nor ", kSingleFileName));
 }

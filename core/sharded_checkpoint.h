@@ -21,22 +21,29 @@ inline constexpr char kShardIndexFileName[] = "model.safetensors.index.json";
 /// File name of an unsharded checkpoint inside a checkpoint directory.
 inline constexpr char kSingleFileName[] = "model.safetensors";
 
+/// How shards are opened: mapped whole (tensor data readable), or their headers only (a dry run:
+/// names, shapes and offsets; every tensor's data empty; truncated data regions go unnoticed).
+enum class ShardAccess : uint8_t { kData, kHeaderOnly };
+
 /// All shards of a checkpoint, open and cross-checked. Movable, not copyable.
 class ShardedCheckpoint {
  public:
   /// Opens `path`: a .safetensors file, or a directory holding model.safetensors.index.json
   /// (preferred) or model.safetensors. NotFound when a directory holds neither.
-  static absl::StatusOr<ShardedCheckpoint> Open(const std::string& path);
+  static absl::StatusOr<ShardedCheckpoint> Open(const std::string& path,
+                                                ShardAccess access = ShardAccess::kData);
 
   /// Reads an index {"metadata": {"total_size": N, ...}, "weight_map": {tensor: shard}} and
   /// opens every shard it names (relative to the index's directory). InvalidArgument naming the
   /// index, tensor and shard when the index is malformed, a shard name escapes the directory, a
   /// listed tensor is missing from its shard or present in another one too, or a shard holds a
   /// tensor the map does not list; a missing shard keeps its open error code.
-  static absl::StatusOr<ShardedCheckpoint> OpenIndex(const std::string& index_path);
+  static absl::StatusOr<ShardedCheckpoint> OpenIndex(const std::string& index_path,
+                                                     ShardAccess access = ShardAccess::kData);
 
   /// A single safetensors file as a one-shard checkpoint.
-  static absl::StatusOr<ShardedCheckpoint> OpenFile(const std::string& path);
+  static absl::StatusOr<ShardedCheckpoint> OpenFile(const std::string& path,
+                                                    ShardAccess access = ShardAccess::kData);
 
   /// The tensor called `name` in whichever shard holds it, or nullptr.
   const TensorInfo* Find(std::string_view name) const;

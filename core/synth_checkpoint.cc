@@ -290,6 +290,7 @@ const std::vector<SynthShape>& SynthShapePresets() {
       {"tiny", 256, LlamaIntermediate(256), 2, 4, 2, 1024},
       {"small", 1024, LlamaIntermediate(1024), 4, 8, 4, 8192},
       {"llama7b-layer", 4096, 11008, 1, 32, 32, 32000},
+      {"llama70b-layer", 8192, 28672, 1, 64, 8, 32000},
       {"moe-tiny", 256, LlamaIntermediate(256), 4, 4, 2, 512, SynthExperts::kFused, 16, 256},
       {"moe-tiny-per-expert", 256, LlamaIntermediate(256), 4, 4, 2, 512, SynthExperts::kPerExpert,
        16, 256},
@@ -337,7 +338,7 @@ absl::Status ValidateSynthShape(const SynthShape& s) {
   return absl::OkStatus();
 }
 
-std::vector<TensorSpec> SynthTensorSpecs(const SynthShape& s, ElemType dtype) {
+std::vector<TensorSpec> SynthTensorSpecs(const SynthShape& s, ElemType dtype, bool embeddings) {
   const bool fp8 = dtype == ElemType::kF8E4M3;
   const ElemType plain_dtype = fp8 ? ElemType::kBF16 : dtype;
   const int64_t kv = s.kv_heads * s.head_dim();
@@ -359,7 +360,7 @@ std::vector<TensorSpec> SynthTensorSpecs(const SynthShape& s, ElemType dtype) {
     specs.push_back({name, ElemType::kF8E4M3, std::move(shape)});
     specs.push_back({name + kFp8ScaleSuffix, ElemType::kF32, std::move(scale)});
   };
-  plain("model.embed_tokens.weight", {s.vocab, H});
+  if (embeddings) plain("model.embed_tokens.weight", {s.vocab, H});
   for (int64_t i = 0; i < s.layers; ++i) {
     const std::string p = absl::StrCat("model.layers.", i, ".");
     proj(p + "self_attn.q_proj.weight", {H, H});
@@ -407,7 +408,7 @@ std::vector<TensorSpec> SynthTensorSpecs(const SynthShape& s, ElemType dtype) {
     plain(p + "post_attention_layernorm.weight", {H});
   }
   plain("model.norm.weight", {H});
-  plain("lm_head.weight", {s.vocab, H});
+  if (embeddings) plain("lm_head.weight", {s.vocab, H});
   return specs;
 }
 
@@ -486,7 +487,8 @@ absl::Status WriteSynthCheckpoint(const SynthOptions& options, const Engine& eng
         absl::StrCat("synthetic checkpoint dtype must be BF16, F16, F32 or F8_E4M3, got ",
                      ElemTypeName(options.dtype)));
   }
-  const std::vector<TensorSpec> specs = SynthTensorSpecs(options.shape, options.dtype);
+  const std::vector<TensorSpec> specs =
+      SynthTensorSpecs(options.shape, options.dtype, options.embeddings);
   if (options.shards < 1 || options.shards > static_cast<int>(specs.size())) {
     return absl::InvalidArgumentError(absl::StrCat("shards must be in [1, ", specs.size(),
                                                    "] (the tensor count), got ", options.shards));

@@ -45,12 +45,15 @@ struct SynthShape {
   int64_t head_dim() const { return heads > 0 ? hidden / heads : 0; }
 };
 
-/// Presets: "tiny", "small" and "llama7b-layer" (one decoder layer of Llama-2-7B with its
-/// embeddings and head), and the MoE presets "moe-tiny" (fused experts), "moe-tiny-per-expert",
-/// "moe-tiny-interleaved" and "moe-tiny-transposed" (16 experts of I = 256 in 4 layers, hidden
-/// 256, so the experts hold ~90% of the bytes). Intermediate sizes follow Llama's rule (8/3
-/// hidden rounded up to a multiple of 256), so every projection is divisible by GPTQ's usual
-/// group size of 128.
+/// Presets: "tiny", "small", "llama7b-layer" (one decoder layer of Llama-2-7B: hidden 4096,
+/// intermediate 11008, 32 heads) and "llama70b-layer" (one decoder layer of Llama-2/3-70B: hidden
+/// 8192, intermediate 28672, grouped-query attention with 64 heads and 8 KV heads of 128), both
+/// with a 32000-token vocabulary; and the MoE presets "moe-tiny" (fused experts),
+/// "moe-tiny-per-expert", "moe-tiny-interleaved" and "moe-tiny-transposed" (16 experts of
+/// I = 256 in 4 layers, hidden 256, so the experts hold ~90% of the bytes). The small presets'
+/// intermediate sizes follow Llama's rule (8/3 hidden rounded up to a multiple of 256); every
+/// projection is divisible by GPTQ's usual group size of 128. Change `layers` for more decoder
+/// layers of the same shape.
 const std::vector<SynthShape>& SynthShapePresets();
 /// The preset called `name`; NotFound listing the presets otherwise.
 absl::StatusOr<SynthShape> SynthShapeByName(std::string_view name);
@@ -67,12 +70,16 @@ struct SynthOptions {
   /// BF16, F16 or F32; or F8_E4M3: projections (attention, MLP, experts) in FP8 with
   /// "<name>_scale_inv" F32 128x128 block scales, everything else in BF16.
   ElemType dtype = ElemType::kBF16;
+  /// false: no embed_tokens and lm_head (the decoder layers and norms alone; config.json still
+  /// names the vocabulary).
+  bool embeddings = true;
 };
 
 /// The checkpoint's tensors in file order: embed_tokens, then per layer the attention and MLP
-/// (or router and experts) projections and both norms, then model.norm and lm_head; with
-/// F8_E4M3 each projection is followed by its scale.
-std::vector<TensorSpec> SynthTensorSpecs(const SynthShape& shape, ElemType dtype);
+/// (or router and experts) projections and both norms, then model.norm and lm_head (the first
+/// and last only with `embeddings`); with F8_E4M3 each projection is followed by its scale.
+std::vector<TensorSpec> SynthTensorSpecs(const SynthShape& shape, ElemType dtype,
+                                         bool embeddings = true);
 
 /// config.json of a LlamaForCausalLM (MoE: Qwen3MoeForCausalLM, GptOssForCausalLM or
 /// Llama4ForCausalLM) with `shape` stored in `dtype` (F8_E4M3: an "fp8" quantization_config with

@@ -68,7 +68,7 @@ absl::StatusOr<WeightConfigResolver> WeightConfigResolver::Create(
   // Exact keys and pattern keys never collide (a pattern has `*`, `?` or the `re:` prefix), so
   // duplicates are found in `exact` and, for the few patterns, in `pattern_keys`.
   std::unordered_map<std::string_view, size_t> pattern_keys;
-  size_t key_bytes = 0, pattern_bytes = 0, regexes = 0;
+  size_t key_bytes = 0, pattern_size = 0, regexes = 0;
   for (size_t i = 0; i < entries.size(); ++i) {
     const std::string& key = entries[i].key;
     auto where = [&key] { return EntryWhere(key); };
@@ -92,10 +92,6 @@ absl::StatusOr<WeightConfigResolver> WeightConfigResolver::Create(
     c->merged.push_back(merged);
     if (!is_pattern) continue;
 
-    if ((pattern_bytes += key.size()) > limits.max_pattern_bytes) {
-      return OverLimit(where(), "total bytes of pattern keys", pattern_bytes,
-                       limits.max_pattern_bytes, "max pattern bytes per config");
-    }
     if (key.starts_with(kRegexKeyPrefix) && ++regexes > limits.max_regexes) {
       return OverLimit(where(), "regex count", regexes, limits.max_regexes,
                        "max regexes per config");
@@ -103,6 +99,10 @@ absl::StatusOr<WeightConfigResolver> WeightConfigResolver::Create(
     absl::StatusOr<NamePattern> p =
         NamePattern::Compile(key, limits.regex_max_mem, limits.max_regex_nesting);
     if (!p.ok()) return Prefixed(where(), p.status());
+    if ((pattern_size += p->size()) > limits.max_pattern_size) {
+      return OverLimit(where(), "pattern size (glob bytes + regex instructions)", pattern_size,
+                       limits.max_pattern_size, "max pattern size per config");
+    }
     c->patterns.push_back(Compiled::Pattern{i, *std::move(p)});
   }
   std::stable_sort(c->patterns.begin(), c->patterns.end(),

@@ -35,9 +35,10 @@ struct ResolvedConfig {
 /// layer name. Only one entry applies; it overrides only the fields it sets on top of the default.
 ///
 /// Bounded work: exact and layer names are hash lookups; each pattern costs time linear in the
-/// name (RE2 has no backtracking; globs resume only at their last `*`), so Resolve is at most
-/// about (pattern key bytes x name bytes) steps, both capped by `limits`. Resolve is const and
-/// safe to call from many threads.
+/// name (RE2 does not backtrack; globs resume only at their last `*`), at most its size (glob
+/// bytes, regex instructions) steps per name byte, so Resolve is at most about (total pattern
+/// size x name bytes) steps, both capped by `limits`. Resolve is const and safe to call from many
+/// threads.
 class WeightConfigResolver {
  public:
   /// Validates the default and every entry (keys non-empty, unique and within `limits`, regexes

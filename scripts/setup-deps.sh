@@ -18,6 +18,10 @@ PACKAGES=(
   # deploy tests (tests/deploy/): compose file validation, promtool + a real Prometheus for the
   # scale-out test, YAML parsing of the manifests, HTTP queries
   docker-compose prometheus python3-yaml curl
+  # the Python client (python/, tests/python/): gRPC, stubs, numpy/torch tensors, a venv to
+  # install into without network, pytest; tqdm for its optional progress bar
+  python3-grpcio python3-protobuf python3-numpy python3-torch python3-pytest python3-tqdm
+  python3-venv python3-pip python3-setuptools python3-wheel
 )
 
 missing=()

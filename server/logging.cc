@@ -19,7 +19,7 @@ absl::Status ConfigureLogging(absl::string_view level) {
   }
   auto logger = spdlog::get("rtnq");
   if (!logger) logger = spdlog::stderr_logger_mt("rtnq");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l %v");
+  logger->set_pattern(kLogPattern);
   logger->set_level(parsed);
   spdlog::set_default_logger(logger);
   return absl::OkStatus();

@@ -10,6 +10,9 @@
 
 namespace rtnq::server {
 
+/// The layout of every line: an ISO 8601 time, the level, then the event's "key=value" pairs.
+inline constexpr char kLogPattern[] = "%Y-%m-%dT%H:%M:%S.%e%z %l %v";
+
 /// Sends the default spdlog logger to stderr at `level` ("trace", "debug", "info", "warn",
 /// "error", "critical", "off"). InvalidArgument naming the value otherwise.
 absl::Status ConfigureLogging(absl::string_view level);

@@ -52,6 +52,10 @@ ABSL_FLAG(int64_t, max_reservation_bytes, kDefaults.max_reservation_bytes,
           "largest reservation of one tensor (whole input or outputs when buffered, codes kept "
           "for packing, one row); larger: RESOURCE_EXHAUSTED at its header; 0 = twice "
           "--max_tensor_bytes");
+ABSL_FLAG(int, session_cache_entries, kDefaults.session_cache_entries,
+          "parsed session configs kept for streams that resend them; 0 = no cache");
+ABSL_FLAG(int64_t, session_cache_bytes, kDefaults.session_cache_bytes,
+          "bytes the session cache may hold (config bytes + 1 KiB per weight_config entry)");
 ABSL_FLAG(double, idle_timeout, kDefaults.idle_timeout_seconds,
           "seconds a stream may wait on its client without any data moving before it is ended; "
           "0 = never");
@@ -95,6 +99,8 @@ int main(int argc, char** argv) {
   o.output_chunk_bytes = absl::GetFlag(FLAGS_output_chunk_bytes);
   o.stream_window_bytes = absl::GetFlag(FLAGS_stream_window_bytes);
   o.max_reservation_bytes = absl::GetFlag(FLAGS_max_reservation_bytes);
+  o.session_cache_entries = absl::GetFlag(FLAGS_session_cache_entries);
+  o.session_cache_bytes = absl::GetFlag(FLAGS_session_cache_bytes);
   o.idle_timeout_seconds = absl::GetFlag(FLAGS_idle_timeout);
   o.min_bytes_per_second = absl::GetFlag(FLAGS_min_bytes_per_second);
   o.min_rate_grace_seconds = absl::GetFlag(FLAGS_min_rate_grace);

@@ -20,9 +20,10 @@
 //    accounted input into accounted outputs of at most the same size, so it never adds.
 //  * The bound (tests check it with peak()): accounted bytes <= max(memory_budget_bytes,
 //    largest reservation) + max_streams x w x max_message_bytes, where w is the largest
-//    output/input ratio of a row-streamed tensor (1 except CODES with groups smaller than 8
-//    elements for F32 / 16 for F16 and BF16 inputs, at most 4.5), because each stream's one read
-//    in flight may bring a message beyond its limits.
+//    output/input ratio of a row-streamed tensor (1 except CODES with groups of fewer than 8
+//    elements on F16/BF16 inputs or 3 on F32, at most 4.5), because each stream's one read in
+//    flight may bring a message beyond its limits. The server's memory adds gRPC's buffers, the
+//    messages being parsed and the steps' working memory: docs/PROTOCOL.md writes it out.
 #pragma once
 
 #include <cstdint>

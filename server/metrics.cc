@@ -52,6 +52,17 @@ ServerMetrics::ServerMetrics(const std::string& version, const std::string& kern
                      .Name("rtnq_rejections_total")
                      .Help("Requests refused and streams ended by the server, by reason")
                      .Register(*registry_);
+  config_compilations_ =
+      &BuildCounter()
+           .Name("rtnq_session_config_compilations_total")
+           .Help("Session configs parsed and compiled (weight_config included): cache misses")
+           .Register(*registry_)
+           .Add({});
+  session_cache_hits_ = &BuildCounter()
+                             .Name("rtnq_session_cache_hits_total")
+                             .Help("Streams whose session config was already compiled")
+                             .Register(*registry_)
+                             .Add({});
   // Streams last from milliseconds (one small tensor) to many minutes (a whole checkpoint).
   stream_seconds_ = &BuildHistogram()
                          .Name("rtnq_stream_duration_seconds")
@@ -138,6 +149,10 @@ void ServerMetrics::Rejected(const std::string& reason) {
 void ServerMetrics::SetInflightBytes(int64_t bytes) {
   inflight_bytes_->Set(static_cast<double>(bytes));
 }
+
+void ServerMetrics::SessionConfigCompiled() { config_compilations_->Increment(); }
+
+void ServerMetrics::SessionCacheHit() { session_cache_hits_->Increment(); }
 
 double ServerMetrics::inflight_bytes() const { return inflight_bytes_->Value(); }
 double ServerMetrics::active_streams() const { return active_streams_->Value(); }

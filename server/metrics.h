@@ -32,6 +32,7 @@ std::string MetricsBindAddress(const std::string& address);
 ///   rtnq_tensors_total{dtype,outcome}, rtnq_bytes_processed_total{dtype,outcome},
 ///   rtnq_stream_duration_seconds, rtnq_tensor_duration_seconds (histograms),
 ///   rtnq_active_streams, rtnq_inflight_bytes (gauges), rtnq_rejections_total{reason},
+///   rtnq_session_config_compilations_total, rtnq_session_cache_hits_total,
 ///   rtnq_build_info{version,kernel} = 1.
 class ServerMetrics {
  public:
@@ -52,6 +53,10 @@ class ServerMetrics {
   /// A request refused or a stream ended by the server; `reason` is a short fixed token.
   void Rejected(const std::string& reason);
   void SetInflightBytes(int64_t bytes);
+  /// A session config was parsed and its weight_config compiled (a session cache miss).
+  void SessionConfigCompiled();
+  /// A stream's session config was found in the session cache.
+  void SessionCacheHit();
 
   /// Current values, for tests and logs.
   double inflight_bytes() const;
@@ -65,6 +70,8 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>* tensors_;
   prometheus::Family<prometheus::Counter>* bytes_;
   prometheus::Family<prometheus::Counter>* rejections_;
+  prometheus::Counter* config_compilations_;
+  prometheus::Counter* session_cache_hits_;
   prometheus::Histogram* stream_seconds_;
   prometheus::Histogram* tensor_seconds_;
   prometheus::Gauge* active_streams_;

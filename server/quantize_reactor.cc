@@ -7,6 +7,7 @@
 #include "proto/quant_config_conversion.h"
 #include "server/logging.h"
 #include "server/request_codec.h"
+#include "server/session_cache.h"
 #include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
 
@@ -233,6 +234,7 @@ void QuantizeReactor::Advance(Wakeups& wake) {
     // it sent whole) unless the client is gone; then finish.
     memory_.CancelReservation(waiter_, wake);
     const bool flush = Flushing();
+    if (!flush) cancel_.store(true);  // nobody will read the answers of work still running
     if (!flush || !finish_complete_) tasks_.clear();
     if (!task_running_ && !tasks_.empty()) {
       Task t = std::move(tasks_.front());
@@ -373,7 +375,7 @@ void QuantizeReactor::ConsumeRead() {
   }
   switch (request_.kind_case()) {
     case v1::QuantizeRequest::kConfig:
-      OnConfig(request_.config());
+      OnConfig(*request_.mutable_config());
       break;
     case v1::QuantizeRequest::kHeader:
       OnHeader(*request_.mutable_header());
@@ -388,7 +390,7 @@ void QuantizeReactor::ConsumeRead() {
   }
 }
 
-void QuantizeReactor::OnConfig(const v1::SessionConfig& config) {
+void QuantizeReactor::OnConfig(v1::SessionConfig& config) {
   if (state_ != State::kAwaitConfig) {
     Fail(absl::FailedPreconditionError(
              "session config sent twice: only the first message of a stream is a config"),
@@ -396,11 +398,13 @@ void QuantizeReactor::OnConfig(const v1::SessionConfig& config) {
     return;
   }
   // Parsing config_json and compiling weight_config cost up to the message's size and more:
-  // on the work pool, while the stream reads nothing.
+  // on the work pool, while the stream reads nothing. The cache makes a config's second stream
+  // cost a digest of its bytes instead.
   state_ = State::kStarting;
   prep_running_ = true;
-  svc_.pool->Post([self = shared_from_this(), config = config]() {
-    self->OnSessionReady(SessionFromProto(config));
+  svc_.pool->Post([self = shared_from_this(), config = std::move(config)]() {
+    self->OnSessionReady(self->svc_.sessions != nullptr ? self->svc_.sessions->Get(config)
+                                                        : SessionFromProto(config));
   });
 }
 
@@ -421,6 +425,7 @@ void QuantizeReactor::OnSessionReady(absl::StatusOr<std::shared_ptr<const Sessio
                                                                     : v1::GPTQ_FORMAT_V2);
         s->set_max_tensor_bytes(svc_.options->max_tensor_bytes);
         s->set_max_message_bytes(svc_.options->max_message_bytes);
+        s->set_candidates(static_cast<int32_t>(session_->candidates.size()));
         Account(Queue(std::move(r), nullptr), wake);
         state_ = State::kAwaitHeader;
       }

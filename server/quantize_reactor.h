@@ -97,7 +97,7 @@ class QuantizeReactor final : public BudgetWaiter,
   // The one place that moves the stream forward; every event handler ends here (with mu_ held).
   void Advance(Wakeups& wake);
   void ConsumeRead();
-  void OnConfig(const v1::SessionConfig& config);
+  void OnConfig(v1::SessionConfig& config);
   void OnSessionReady(absl::StatusOr<std::shared_ptr<const Session>> session);
   void OnHeader(v1::TensorHeader& header);
   void OnPlanned(std::shared_ptr<TensorJob> job);

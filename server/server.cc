@@ -17,6 +17,7 @@
 #include "server/progress_monitor.h"
 #include "server/quantizer_service.h"
 #include "server/service_context.h"
+#include "server/session_cache.h"
 #include "server/stream_registry.h"
 #include "server/tls.h"
 #include "server/work_pool.h"
@@ -41,7 +42,8 @@ absl::Status ValidateOptions(const ServerOptions& o) {
                          {"stream_budget_bytes", o.stream_budget_bytes},
                          {"max_streams", o.max_streams},
                          {"max_message_bytes", o.max_message_bytes},
-                         {"output_chunk_bytes", o.output_chunk_bytes}}) {
+                         {"output_chunk_bytes", o.output_chunk_bytes},
+                         {"session_cache_bytes", o.session_cache_bytes}}) {
     if (absl::Status s = positive(flag, v); !s.ok()) return s;
   }
   if (o.stream_window_bytes < 0 || o.stream_window_bytes > INT32_MAX) {
@@ -74,6 +76,10 @@ absl::Status ValidateOptions(const ServerOptions& o) {
     if (!(v >= 0)) {
       return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be >= 0, got ", v));
     }
+  }
+  if (o.session_cache_entries < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--session_cache_entries must be >= 0, got ", o.session_cache_entries));
   }
   return absl::OkStatus();
 }
@@ -109,6 +115,8 @@ absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOption
   auto creds = MakeServerCredentials(o);
   if (!creds.ok()) return creds.status();
   srv->streams_ = std::make_unique<StreamRegistry>();
+  srv->sessions_ =
+      std::make_unique<SessionCache>(o.session_cache_entries, o.session_cache_bytes, metrics);
   srv->pool_ = std::make_unique<WorkPool>(srv->engine_->threads());
   srv->context_ = std::make_unique<ServiceContext>();
   ServiceContext& ctx = *srv->context_;
@@ -120,6 +128,7 @@ absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOption
   ctx.auth = srv->auth_.get();
   ctx.streams = srv->streams_.get();
   ctx.hooks = std::move(hooks);
+  ctx.sessions = srv->sessions_.get();
   srv->service_ = std::make_unique<QuantizerService>(ctx);
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -25,6 +25,7 @@ class MemoryBudget;
 class TokenAuth;
 class WorkPool;
 class StreamRegistry;
+class SessionCache;
 class QuantizerService;
 struct ServiceContext;
 struct ServerHooks;
@@ -55,6 +56,7 @@ class RtnqServer {
 
   ServerMetrics& metrics() { return *metrics_; }
   const MemoryBudget& memory() const { return *memory_; }
+  const SessionCache& session_cache() const { return *sessions_; }
   int active_streams() const;
 
  private:
@@ -67,6 +69,7 @@ class RtnqServer {
   std::unique_ptr<MemoryBudget> memory_;
   std::unique_ptr<TokenAuth> auth_;
   std::unique_ptr<StreamRegistry> streams_;
+  std::unique_ptr<SessionCache> sessions_;
   std::unique_ptr<WorkPool> pool_;
   std::unique_ptr<ServiceContext> context_;
   std::unique_ptr<QuantizerService> service_;

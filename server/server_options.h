@@ -38,6 +38,8 @@ struct ServerOptions {
   /// The allowance of the rate rule: this long plus one max_message_bytes at the minimum rate.
   double min_rate_grace_seconds = 30;
   double max_stream_seconds = 0;       ///< a stream open longer ends; 0 = no limit
+  int session_cache_entries = 64;  ///< parsed session configs kept (LRU); 0 = no cache
+  int64_t session_cache_bytes = int64_t{64} << 20;  ///< their charged bytes (session_cache.h)
   double shutdown_grace_seconds = 30;  ///< how long in-flight streams may finish on shutdown
 
   std::string tls_cert_file = "";       ///< PEM server certificate chain; "" = plaintext

@@ -11,6 +11,7 @@
 #include "server/memory_budget.h"
 #include "server/metrics.h"
 #include "server/server_options.h"
+#include "server/session_cache.h"
 #include "server/stream_registry.h"
 #include "server/work_pool.h"
 
@@ -33,6 +34,7 @@ struct ServiceContext {
   const TokenAuth* auth = nullptr;  ///< null: no token required
   StreamRegistry* streams = nullptr;
   ServerHooks hooks;
+  SessionCache* sessions = nullptr;
   std::atomic<bool> draining{false};  ///< shutting down: new streams are refused
 };
 

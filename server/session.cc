@@ -28,6 +28,42 @@ absl::StatusOr<std::unique_ptr<WeightConfigResolver>> ResolverFromFields(
   return std::make_unique<WeightConfigResolver>(std::move(resolver));
 }
 
+// rtnq plan's candidate configs: whole configs (patches on the contract's defaults) that each
+// quantize, measured on tensors in metrics-only sessions.
+absl::StatusOr<std::vector<QuantConfig>> CandidatesFromProto(const v1::SessionConfig& proto) {
+  const int n = proto.candidate_configs_json_size();
+  if (n == 0) {
+    if (proto.column_errors()) {
+      return absl::InvalidArgumentError("column_errors needs candidate_configs_json");
+    }
+    return std::vector<QuantConfig>{};
+  }
+  if (!proto.metrics_only()) {
+    return absl::InvalidArgumentError("candidate_configs_json needs metrics_only");
+  }
+  if (n > kMaxCandidateConfigs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("candidate_configs_json: ", n, " candidates, at most ", kMaxCandidateConfigs));
+  }
+  std::vector<QuantConfig> out;
+  for (int i = 0; i < n; ++i) {
+    const std::string where = absl::StrCat("candidate_configs_json[", i, "]");
+    ASSIGN_OR_RETURN(const QuantConfigPatch patch,
+                     ParseConfigPatchJson(proto.candidate_configs_json(i), where));
+    QuantConfig c;
+    patch.ApplyTo(c);
+    if (absl::Status st = ValidateConfig(c); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", st.message()));
+    }
+    if (c.dtype == QuantDtype::kFp32) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": dtype fp32 quantizes nothing, there is nothing to measure"));
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<QuantConfigPatch> PatchFromProto(const v1::QuantConfigPatch& proto,
@@ -121,9 +157,12 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionFromProto(const v1::Sessio
     return absl::InvalidArgumentError(
         absl::StrCat("compression_dim: ", compression_dim, " is not 0 or 1"));
   }
+  ASSIGN_OR_RETURN(std::vector<QuantConfig> candidates, CandidatesFromProto(proto));
   ASSIGN_OR_RETURN(const std::optional<ExpertLayout> expert_layout,
                    ExpertLayoutFromProto(proto.expert_layout(), "expert_layout"));
   auto session = std::make_shared<Session>(Session{std::move(*resolver)});
+  session->candidates = std::move(candidates);
+  session->column_errors = proto.column_errors();
   session->expert_layout = expert_layout;
   session->output_form = proto.output_form();
   session->gptq_format = gptq;

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -25,14 +26,22 @@ struct Session {
   bool metrics_only = false;
   bool quantize_1d = false;
   bool pass_nonfinite = false;
+  /// Candidate configs measured on every tensor instead of the resolved config (metrics only).
+  std::vector<QuantConfig> candidates = {};
+  bool column_errors = false;  ///< candidates: per-column squared errors in TensorMetrics
   /// Stacked MoE expert tensors are split per expert in this layout; unset: they are refused.
   std::optional<ExpertLayout> expert_layout = std::nullopt;
 };
 
+/// Most candidate configs one session measures.
+inline constexpr int kMaxCandidateConfigs = 64;
+
 /// Validates and converts a SessionConfig. InvalidArgument naming the field and the value for
 /// unknown enum values, UNSPECIFIED set explicitly, unknown presets, config_json together with
-/// default_config/weight_config, compression_dim other than 0/1, and every config error the core
-/// reports (prefixed "config: " or "weight_config[\"KEY\"]: ").
+/// default_config/weight_config, compression_dim other than 0/1, candidate configs without
+/// metrics_only, more than kMaxCandidateConfigs of them or one that is invalid or leaves tensors
+/// unquantized, column_errors without candidates, and every config error the core reports
+/// (prefixed "config: ", "weight_config[\"KEY\"]: " or "candidate_configs_json[I]: ").
 absl::StatusOr<std::shared_ptr<const Session>> SessionFromProto(const v1::SessionConfig& proto);
 
 /// One patch from its proto form; `where` prefixes errors (e.g. "default_config").

@@ -165,6 +165,22 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
         "tensor \"", job->name_, "\": shape ", ShapeString(job->shape_), " with dtype ",
         job->dtype_label_, " needs ", needed, " bytes, but total_bytes is ", job->total_bytes_)));
   }
+  if (!s.candidates.empty()) {
+    // Candidates replace the resolved config; each needs the whole tensor.
+    for (const QuantConfig& c : s.candidates) {
+      auto p = PlanTensor(job->name_, job->dtype_, job->shape_, c, o);
+      if (!p.ok()) return fail(p.status());
+      if (!p->quantize) {
+        return fail(absl::InvalidArgumentError(absl::StrCat(
+            "tensor \"", job->name_, "\": candidate sessions measure quantizable tensors only (",
+            p->skip_reason, ")")));
+      }
+    }
+    job->mode_ = Mode::kBuffered;
+    job->step_bytes_ = job->total_bytes_;
+    job->reserve_bytes_ = job->total_bytes_;
+    return job;
+  }
   if (!plan->quantize) {
     job->mode_ = Mode::kEcho;
     job->skip_reason_ = plan->skip_reason;
@@ -531,6 +547,10 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
     return step;
   }
   const TensorInput input{name_, dtype_, shape_, {data.data(), data.size()}};
+  if (!session_->candidates.empty()) {
+    FinishCandidates(step, input);
+    return step;
+  }
   if (!experts_.empty()) {
     // Each expert's weight is quantized and laid out exactly as a tensor of its own would be.
     auto piece = [&](const TensorInput& w) -> absl::StatusOr<PieceOutputs> {

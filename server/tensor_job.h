@@ -102,6 +102,9 @@ class TensorJob {
   // Splits a stacked MoE expert tensor into its experts' weights (experts_), or says why not.
   static absl::Status PlanExperts(TensorJob& job, const QuantConfig& config);
   JobStep DoFinishStreamed(std::vector<std::string>& chunks);
+  // Candidate sessions: every candidate on the whole tensor, one result each
+  // (tensor_job_candidates.cc).
+  void FinishCandidates(JobStep& step, const TensorInput& input);
   // Runs rows through the row quantizer; whole rows only, the rest stays in carry_.
   absl::Status StreamRows(std::vector<std::string>& chunks, JobStep& step);
   // Quantizes whole rows and keeps (packed forms) or emits their outputs.

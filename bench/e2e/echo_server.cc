@@ -12,33 +12,38 @@
 namespace rtnq::bench {
 namespace {
 
-// Reads and answers on the handler thread: one response of 1/8 of each chunk's bytes, written
-// before the next read, as simple as a streaming service can be.
+// Reads and answers on the handler thread: one response of 1/divisor of each chunk's bytes,
+// written before the next read, as simple as a streaming service can be.
 class EchoService final : public Echo::Service {
+ public:
+  explicit EchoService(int divisor) : divisor_(divisor) {}
+
+ private:
   grpc::Status Stream(grpc::ServerContext*,
                       grpc::ServerReaderWriter<EchoResponse, EchoRequest>* stream) override {
     EchoRequest request;
     EchoResponse response;
     while (stream->Read(&request)) {
       if (request.kind_case() != EchoRequest::kChunk) continue;
-      response.mutable_chunk()->assign(request.chunk().data(), request.chunk().size() / 8);
+      response.mutable_chunk()->assign(request.chunk().data(), request.chunk().size() / divisor_);
       if (!stream->Write(response)) break;
     }
     return grpc::Status::OK;
   }
+  const size_t divisor_;
 };
 
 }  // namespace
 
 absl::Status ServeEcho(const std::string& listen, const std::string& port_file,
-                       int64_t max_message_bytes) {
+                       int64_t max_message_bytes, int divisor) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  EchoService service;
+  EchoService service(divisor);
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);

@@ -53,7 +53,7 @@ int HostileRss(const std::string& server_binary) {
        false,
        64 * kMiB,
        row_5mi,
-       std::max(kStepCap, row_5mi)},
+       2 * std::max(kStepCap, row_5mi)},
       {"wide rows, packed INC",
        8,
        {2, 5 * kMiB},

@@ -1,7 +1,7 @@
 // rtnq_e2e_bench: the service's end-to-end throughput against the raw transport ceiling, and the
 // server's peak memory under many streams. Both servers run as child processes on loopback:
 //   raw      this binary's Echo service (--mode=echo_server), same framing, no work;
-//   service  rtnq-server --threads=0, int4 sym g32 -> packed GPTQ (v1);
+//   service  rtnq-server --threads=0, int4 sym g32 -> packed GPTQ (v1), or fake with --fake;
 //   rss      rtnq-server with --memory_budget_bytes, --rss_streams concurrent sessions;
 //   hostile  rtnq-server under wide rows and many buffered streams, peak RSS against the bound
 //            of docs/PROTOCOL.md (hostile.h; not part of --mode=all).
@@ -28,7 +28,8 @@
 #include "bench/e2e/workload.h"
 
 ABSL_FLAG(std::string, mode, "all",
-          "all (throughput and rss), throughput, rss, hostile, or echo_server (used internally)");
+          "all (throughput and rss), throughput, raw (the echo ceiling alone), rss, hostile, or "
+          "echo_server (used internally)");
 ABSL_FLAG(std::string, server, "", "rtnq-server binary; empty: ../server/rtnq-server from here");
 ABSL_FLAG(int64_t, bytes, int64_t{1} << 30, "float32 bytes per throughput run");
 ABSL_FLAG(std::vector<std::string>, streams, std::vector<std::string>({"1", "4"}),
@@ -40,9 +41,15 @@ ABSL_FLAG(int, rss_streams, 32, "concurrent sessions of the rss run");
 ABSL_FLAG(int64_t, rss_bytes, int64_t{2} << 30,
           "float32 bytes sent in the rss run (at least one tensor per stream)");
 ABSL_FLAG(int64_t, memory_budget_bytes, int64_t{1} << 30, "rtnq-server budget in the rss run");
+ABSL_FLAG(bool, fake, false,
+          "service sessions ask for fake quantization (as many bytes back as in; compare with "
+          "--echo_divisor=1) instead of packed GPTQ");
 ABSL_FLAG(bool, metrics_only, false,
           "diagnostic: sessions ask for metrics only (the server quantizes but does not pack or "
           "send outputs), to show what packing and output cost");
+ABSL_FLAG(int, echo_divisor, 8,
+          "the echo answers each chunk with 1/N of its bytes: 8 as int4 GPTQ output, 1 as "
+          "fake quantization (as many bytes back as in)");
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "echo_server mode: address");
 ABSL_FLAG(std::string, port_file, "", "echo_server mode: where to write the port");
 
@@ -64,15 +71,19 @@ std::string ServerPath() {
   return self.substr(0, self.rfind('/')) + "/../server/rtnq-server";
 }
 
-v1::SessionConfig GptqInt4G32() {
+v1::SessionConfig Int4G32Session() {
   v1::SessionConfig config;
   v1::QuantConfigPatch* q = config.mutable_default_config();
   q->set_dtype(v1::QUANT_DTYPE_INT);
   q->set_bits(4);
   q->set_group_size(32);
   q->set_scheme(v1::SCHEME_SYM);
-  config.set_output_form(v1::OUTPUT_FORM_PACKED_GPTQ);
-  config.set_gptq_format(v1::GPTQ_FORMAT_V1);
+  if (absl::GetFlag(FLAGS_fake)) {
+    config.set_output_form(v1::OUTPUT_FORM_FAKE_QUANT);
+  } else {
+    config.set_output_form(v1::OUTPUT_FORM_PACKED_GPTQ);
+    config.set_gptq_format(v1::GPTQ_FORMAT_V1);
+  }
   config.set_metrics_only(absl::GetFlag(FLAGS_metrics_only));
   return config;
 }
@@ -100,7 +111,8 @@ void Report(const char* mode, int streams, int rep, const StreamsRun& r) {
   std::fflush(stdout);
 }
 
-int Throughput() {
+// --mode=throughput runs raw and service alternately; --mode=raw the echo ceiling alone.
+int Throughput(bool with_service) {
   std::vector<int> stream_counts;
   for (const std::string& s : absl::GetFlag(FLAGS_streams)) {
     int n = 0;
@@ -115,7 +127,9 @@ int Throughput() {
   std::printf("workload: %zu float32 tensors, %.3f GB; chunks of %zu bytes\n",
               workload.tensors.size(), workload.total_bytes / 1e9, chunk);
 
-  auto echo = ServerProcess::Start({SelfPath(), "--mode=echo_server", "--listen=127.0.0.1:0"});
+  auto echo =
+      ServerProcess::Start({SelfPath(), "--mode=echo_server", "--listen=127.0.0.1:0",
+                            absl::StrCat("--echo_divisor=", absl::GetFlag(FLAGS_echo_divisor))});
   auto rtnq = ServerProcess::Start(RtnqServerArgs(0));
   for (const auto* p : {&echo, &rtnq}) {
     if (!p->ok()) {
@@ -130,15 +144,22 @@ int Throughput() {
     for (int n : stream_counts) {
       const StreamsRun r = RunEchoStreams(echo->port(), workload, n, chunk);
       Report("raw", n, rep, r);
-      const StreamsRun s = RunQuantizeStreams(rtnq->port(), GptqInt4G32(), workload, n, chunk);
-      Report("service", n, rep, s);
+      const StreamsRun s =
+          with_service ? RunQuantizeStreams(rtnq->port(), Int4G32Session(), workload, n, chunk)
+                       : StreamsRun{};
+      if (with_service) Report("service", n, rep, s);
       failed |= !r.status.ok() || !s.status.ok();
       raw[n].push_back(r.GBps());
-      service[n].push_back(s.GBps());
+      if (with_service) service[n].push_back(s.GBps());
     }
   }
   double ceiling = 0;
   for (const auto& [n, v] : raw) ceiling = std::max(ceiling, Median(v));
+  if (!with_service) {
+    for (int n : stream_counts) std::printf("raw streams=%d median %.3f GB/s\n", n, Median(raw[n]));
+    std::printf("ceiling = best raw median = %.3f GB/s\n", ceiling);
+    return failed ? 1 : 0;
+  }
   std::printf(
       "\n| streams | raw GB/s (median) | service GB/s (median) | service/raw | "
       "service/ceiling |\n|---|---|---|---|---|\n");
@@ -164,7 +185,7 @@ int Rss() {
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const int64_t base_rss = server->StatusBytes("VmRSS");
   const int64_t base_hwm = server->StatusBytes("VmHWM");
-  const StreamsRun r = RunQuantizeStreams(server->port(), GptqInt4G32(), workload, streams,
+  const StreamsRun r = RunQuantizeStreams(server->port(), Int4G32Session(), workload, streams,
                                           static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes)));
   Report("rss", streams, 1, r);
   const int64_t peak = server->StatusBytes("VmHWM");
@@ -189,15 +210,17 @@ int main(int argc, char** argv) {
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (mode == "echo_server") {
     const absl::Status s = rtnq::bench::ServeEcho(
-        absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_port_file), rtnq::bench::kEchoMaxMessage);
+        absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_port_file), rtnq::bench::kEchoMaxMessage,
+        std::max(1, absl::GetFlag(FLAGS_echo_divisor)));
     if (!s.ok()) std::fprintf(stderr, "%s\n", s.ToString().c_str());
     return s.ok() ? 0 : 1;
   }
-  if (mode == "throughput") return rtnq::bench::Throughput();
+  if (mode == "throughput") return rtnq::bench::Throughput(true);
+  if (mode == "raw") return rtnq::bench::Throughput(false);
   if (mode == "rss") return rtnq::bench::Rss();
   if (mode == "hostile") return rtnq::bench::HostileRss(rtnq::bench::ServerPath());
   if (mode == "all") {
-    const int t = rtnq::bench::Throughput();
+    const int t = rtnq::bench::Throughput(true);
     std::printf("\n");
     return std::max(t, rtnq::bench::Rss());
   }

@@ -6,7 +6,7 @@ namespace rtnq::client::cli {
 
 const std::vector<Command>& Commands() {
   static const std::vector<Command>* all =
-      new std::vector<Command>{QuantizeCommand(), InfoCommand(),   HealthCommand(),
+      new std::vector<Command>{QuantizeCommand(), PlanCommand(),   InfoCommand(), HealthCommand(),
                                InspectCommand(),  VerifyCommand(), SynthCommand()};
   return *all;
 }

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "client/cli/args.h"
+#include "client/quantize_run.h"
 
 namespace rtnq::client::cli {
 
@@ -32,6 +33,15 @@ const Command& HealthCommand();
 const Command& InspectCommand();
 const Command& VerifyCommand();
 const Command& SynthCommand();
+const Command& PlanCommand();
+
+/// quantize's output flags, which plan reads too.
+inline const std::set<std::string> kOutputFlags = {
+    "format", "gptq_checkpoint_format", "compression_dim", "include", "exclude", "expert_layout"};
+/// quantize's output flags (--format, --gptq-checkpoint-format, --compression-dim, --include,
+/// --exclude, --expert-layout) into `options`; InvalidArgument (a usage error) for a bad value.
+/// Plan reads them too.
+absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeOptions& options);
 
 /// Prints "rtnq: <message>" and the command's usage to stderr; returns kExitUsage.
 int UsageError(const Command& command, const std::string& message);

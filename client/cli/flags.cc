@@ -76,6 +76,17 @@ absl::Status CheckModeFlags(const ParsedArgs& args) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<GptqFormat> ParseGptqFormatFlag(const std::string& s) {
+  if (s == "v1") return GptqFormat::kV1;
+  if (s == "v2") return GptqFormat::kV2;
+  absl::StatusOr<GptqFormat> f = ParseGptqFormat(s);
+  if (!f.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--gptq-checkpoint-format must be v1 or v2, got \"", s, "\""));
+  }
+  return f;
+}
+
 ConfigFlags ConfigFlagsFromArgs(const ParsedArgs& args) {
   ConfigFlags c;
   // Copies a flag into its optional only when the user gave it.

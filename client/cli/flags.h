@@ -11,6 +11,7 @@
 #include "client/remote/client_options.h"
 #include "client/session_config.h"
 #include "core/engine.h"
+#include "core/pack.h"
 
 ABSL_DECLARE_FLAG(std::string, output);
 ABSL_DECLARE_FLAG(bool, json);
@@ -54,6 +55,10 @@ ClientOptions ClientOptionsFromFlags();
 /// Local-mode flags (--threads, --kernels) with --server, or remote flags without it:
 /// InvalidArgument naming the flag (a usage error).
 absl::Status CheckModeFlags(const ParsedArgs& args);
+
+/// --gptq-checkpoint-format: v1/v2 as users say it, or the config's own names; InvalidArgument
+/// naming the flag otherwise.
+absl::StatusOr<GptqFormat> ParseGptqFormatFlag(const std::string& s);
 
 /// Only the spec flags that were given are set.
 ConfigFlags ConfigFlagsFromArgs(const ParsedArgs& args);

@@ -10,11 +10,13 @@
 #include "client/checkpoint_util.h"
 #include "client/cli/command.h"
 #include "client/cli/flags.h"
+#include "client/cli/plan_cli.h"
 #include "client/local_backend.h"
 #include "client/quantize_run.h"
 #include "client/remote/remote_backend.h"
 #include "client/session_config.h"
 #include "client/tensor_selection.h"
+#include "core/status_macros.h"
 
 ABSL_FLAG(std::string, format, "fake", "fake, inc or gptq");
 ABSL_FLAG(std::string, gptq_checkpoint_format, "",
@@ -49,62 +51,62 @@ constexpr char kUsage[] = R"(rtnq quantize INPUT -o OUTPUT [options]
            expert tensors [E, a, b] lie (default: from config.json model_type; required for
            other stacked checkpoints). Each expert is quantized as its own [out, in] weight.
   run:     --streams N --resume --quiet --json (summary JSON on stdout)
+           --dry-run (print the whole plan from the headers, read no tensor data; -o optional)
+  plan:    --target-bpw B | --target-size S | --min-snr DB with --candidates LIST (and
+           --imatrix F, --objective): run `rtnq plan` first, then quantize with its choice
   local:   --threads N --kernels reference|avx2|avx512
   remote:  --server ADDR (host:port, h1:p1,h2:p2 or dns:///name:port) --tls-ca F --tls-cert F
            --tls-key F --tls-server-name NAME --token-file F --deadline SECONDS
            --max-attempts N)";
 
-// --gptq-checkpoint-format: v1/v2 as users say it, or the config's own names.
-absl::StatusOr<GptqFormat> ParseGptqFormatFlag(const std::string& s) {
-  if (s == "v1") return GptqFormat::kV1;
-  if (s == "v2") return GptqFormat::kV2;
-  absl::StatusOr<GptqFormat> f = ParseGptqFormat(s);
-  if (!f.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--gptq-checkpoint-format must be v1 or v2, got \"", s, "\""));
+}  // namespace
+
+absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeOptions& options) {
+  ASSIGN_OR_RETURN(options.format, ParseOutputFormat(absl::GetFlag(FLAGS_format)));
+  if (args.Has("gptq_checkpoint_format")) {
+    if (options.format != OutputFormat::kGptq) {
+      return absl::InvalidArgumentError("--gptq-checkpoint-format needs --format gptq");
+    }
+    ASSIGN_OR_RETURN(options.gptq_format,
+                     ParseGptqFormatFlag(absl::GetFlag(FLAGS_gptq_checkpoint_format)));
   }
-  return f;
+  options.compression_dim = absl::GetFlag(FLAGS_compression_dim);
+  if (args.Has("include")) options.include = SplitPatternList(args.values.at("include"));
+  if (args.Has("exclude")) options.exclude = SplitPatternList(args.values.at("exclude"));
+  if (args.Has("expert_layout")) {
+    ASSIGN_OR_RETURN(options.expert_layout, ParseExpertLayout(absl::GetFlag(FLAGS_expert_layout)));
+  }
+  return absl::OkStatus();
 }
+
+namespace {
 
 int Run(const Command& self, const ParsedArgs& args) {
   if (args.positional.size() != 1) return UsageError(self, "quantize takes exactly one INPUT");
   QuantizeOptions options;
   options.input = args.positional[0];
   options.output = absl::GetFlag(FLAGS_output);
-  if (options.output.empty()) return UsageError(self, "quantize needs -o OUTPUT");
+  if (options.output.empty() && !args.Has("dry_run")) {
+    return UsageError(self, "quantize needs -o OUTPUT");
+  }
 
   if (absl::Status s = CheckModeFlags(args); !s.ok()) {
     return UsageError(self, std::string(s.message()));
   }
   const bool remote = args.Has("server");
-  absl::StatusOr<OutputFormat> format = ParseOutputFormat(absl::GetFlag(FLAGS_format));
-  if (!format.ok()) return UsageError(self, std::string(format.status().message()));
-  options.format = *format;
-  if (args.Has("gptq_checkpoint_format")) {
-    if (options.format != OutputFormat::kGptq) {
-      return UsageError(self, "--gptq-checkpoint-format needs --format gptq");
-    }
-    absl::StatusOr<GptqFormat> g = ParseGptqFormatFlag(absl::GetFlag(FLAGS_gptq_checkpoint_format));
-    if (!g.ok()) return UsageError(self, std::string(g.status().message()));
-    options.gptq_format = *g;
+  if (absl::Status s = OutputFlagsToOptions(args, options); !s.ok()) {
+    return UsageError(self, std::string(s.message()));
   }
-  options.compression_dim = absl::GetFlag(FLAGS_compression_dim);
-  if (args.Has("include")) options.include = SplitPatternList(args.values.at("include"));
-  if (args.Has("exclude")) options.exclude = SplitPatternList(args.values.at("exclude"));
   options.streams = absl::GetFlag(FLAGS_streams);
   if (options.streams < 1) return UsageError(self, "--streams must be at least 1");
   options.resume = absl::GetFlag(FLAGS_resume);
   options.report_path = absl::GetFlag(FLAGS_report);
-  if (args.Has("expert_layout")) {
-    absl::StatusOr<ExpertLayout> l = ParseExpertLayout(absl::GetFlag(FLAGS_expert_layout));
-    if (!l.ok()) return UsageError(self, std::string(l.status().message()));
-    options.expert_layout = *l;
-  }
 
   absl::StatusOr<std::string> config =
       MergeSessionConfig(absl::GetFlag(FLAGS_config), ConfigFlagsFromArgs(args));
   if (!config.ok()) return Fail(config.status());
   options.config_json = *config;
+  if (std::optional<int> exit = PlanBeforeQuantize(self, args, options)) return *exit;
 
   std::unique_ptr<Backend> backend;
   if (remote) {
@@ -142,12 +144,12 @@ const Command& QuantizeCommand() {
       .name = "quantize",
       .summary = "quantize a checkpoint locally or on rtnq servers",
       .usage = kUsage,
-      .flags =
-          FlagSet({kSpecFlags,
-                   kEngineFlags,
-                   kRemoteFlags,
-                   {"output", "format", "gptq_checkpoint_format", "compression_dim", "include",
-                    "exclude", "report", "streams", "resume", "quiet", "json", "expert_layout"}}),
+      .flags = FlagSet({kSpecFlags,
+                        kEngineFlags,
+                        kRemoteFlags,
+                        kPlanFlags,
+                        kOutputFlags,
+                        {"output", "report", "streams", "resume", "quiet", "json", "dry_run"}}),
       .run = Run};
   return *command;
 }

@@ -1,5 +1,6 @@
-// The remote backend: sessions are rtnq.v1 Quantize streams to rtnq servers (one replica or a
-// round_robin set), with transient failures retried on a new stream.
+// The remote backend: sessions run on rtnq servers (one replica or a round_robin set) over
+// rtnq.v1 Quantize streams that each carry many tensors, rotated now and then and replaced when a
+// transient failure forces a retry.
 #pragma once
 
 #include <memory>
@@ -12,7 +13,8 @@
 
 namespace rtnq::client {
 
-/// Backend whose sessions run on rtnq servers. Thread-safe; each session is one stream.
+/// Backend whose sessions run on rtnq servers. Thread-safe; each session has one stream at a
+/// time (client/remote/quantize_stream.h).
 class RemoteBackend : public Backend {
  public:
   /// Builds the channel (target, TLS, token); fails naming a bad server entry or unreadable file.

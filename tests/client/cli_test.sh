@@ -2,93 +2,16 @@
 # The rtnq binary as a user drives it: real rtnq-server subprocesses on 127.0.0.1, real files.
 # Covers local/server byte parity (fake, inc, gptq), sharded and Hugging Face directories, verify
 # on good and corrupted outputs, round_robin failover when a server is SIGKILLed mid-run,
-# --resume after an interrupted run, bad inputs (clear message, non-zero exit, nothing left
-# behind), info/health/inspect/synth and the flag syntax.
+# --resume after an interrupted run, tensors beyond a server's small budgets in every format,
+# the client's anonymous memory on a 192 MiB tensor, bad inputs (clear message, non-zero exit,
+# nothing left behind), info/health/inspect/synth and the flag syntax.
 # Usage: cli_test.sh PATH/TO/rtnq PATH/TO/rtnq-server
 set -euo pipefail
 
 BIN=${1:?usage: cli_test.sh PATH/TO/rtnq PATH/TO/rtnq-server}
 SERVER=${2:?usage: cli_test.sh PATH/TO/rtnq PATH/TO/rtnq-server}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/rtnq_cli_test.XXXXXX")
-OUT="$WORK/out.txt"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-passed=0
-
-fail() {
-  echo "FAIL: $*" >&2
-  echo "--- output:" >&2
-  cat "$OUT" >&2 || true
-  exit 1
-}
-# Runs a command that must succeed; its output (stdout and stderr) is kept in $OUT.
-ok() { "$@" >"$OUT" 2>&1 || fail "exit $? from: $*"; passed=$((passed + 1)); }
-# Runs a command that must exit with status $1.
-status() {
-  local want=$1 got=0
-  shift
-  "$@" >"$OUT" 2>&1 || got=$?
-  [ "$got" = "$want" ] || fail "exit $got (want $want) from: $*"
-  passed=$((passed + 1))
-}
-# Runs a command that must fail (exit 1, a run failure) and leave neither OUTPUT nor
-# OUTPUT.partial; $1 is OUTPUT.
-bad_run() {
-  local out=$1
-  shift
-  status 1 "$@"
-  contains "rtnq: error:"
-  absent "$out"
-  absent "$out.partial"
-}
-contains() { grep -qF -- "$1" "$OUT" || fail "output lacks \"$1\""; }
-contains_file() { grep -qF -- "$2" "$1" || fail "$1 lacks \"$2\""; }
-absent() { [ ! -e "$1" ] || fail "$1 exists but should not"; }
-same() { diff -r "$1" "$2" >/dev/null || fail "$1 and $2 differ"; }
-# Flips the low bit of the byte at offset $2 of file $1.
-flip_byte() {
-  local b
-  b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
-  # shellcheck disable=SC2059 # the format is the octal escape of the new byte
-  printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
-}
-# Starts an rtnq-server on an ephemeral port; sets PORT and SERVER_PID.
-start_server() {
-  local name=$1
-  "$SERVER" --listen=127.0.0.1:0 --port_file="$WORK/$name.port" --threads=1 \
-    >"$WORK/$name.log" 2>&1 &
-  SERVER_PID=$!
-  PIDS+=("$SERVER_PID")
-  disown "$SERVER_PID" # no "Killed" job notices when a test SIGKILLs it
-  for _ in $(seq 300); do
-    [ -s "$WORK/$name.port" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/$name.log" >&2; fail "$name died"; }
-    sleep 0.1
-  done
-  PORT=$(cat "$WORK/$name.port")
-}
-# Waits until file $1 has at least one line (a progress line of a background run, pid $2).
-wait_for_line() {
-  for _ in $(seq 3000); do
-    [ -s "$1" ] && return 0
-    kill -0 "$2" 2>/dev/null || return 0
-    sleep 0.02
-  done
-}
-# Writes a safetensors file $1 whose header is the JSON $2 followed by $3 zero bytes.
-write_safetensors() {
-  python3 - "$1" "$2" "$3" <<'PY'
-import struct, sys
-path, header, size = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
-header += b" " * (-len(header) % 8)
-with open(path, "wb") as f:
-    f.write(struct.pack("<Q", len(header)) + header + bytes(size))
-PY
-}
+# shellcheck source=tests/client/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 
 # --- usage and flag syntax
 status 2 "$BIN"
@@ -137,6 +60,12 @@ status 2 "$BIN" synth -o "$WORK/nope" --weight-dtype int8
 contains "--weight-dtype must be bf16, f16, f32 or fp8"
 absent "$WORK/nope"
 ok "$BIN" synth -o "$WORK/small" --shape small --seed 1
+ok "$BIN" synth -o "$WORK/tiny3" --shape tiny --layers 3 --no-embeddings
+contains "3 layers"
+contains "28 tensors"
+status 2 "$BIN" synth -o "$WORK/nope" --shape tiny --layers 0
+contains "--layers must be >= 1"
+absent "$WORK/nope"
 
 # --- inspect
 ok "$BIN" inspect "$WORK/tiny"
@@ -223,6 +152,48 @@ grep -qF 'pattern \"*.down_proj' "$WORK/local-gptq.json" || fail "report lacks t
 ok "$BIN" inspect "$WORK/remote-gptq"
 contains "rtnq quantization: format gptq"
 contains "quantization_config"
+
+# --- tensors beyond a server's small budgets (1 MiB per stream, 4 MiB in all): 4x a stream's
+# budget, 2.5x the global one, rows of 1.125 MiB; each format with 1 and 4 streams, identical to
+# local mode (a client that wrote whole tensors before reading hung here)
+start_server small --stream_budget_bytes=1048576 --memory_budget_bytes=4194304 \
+  --output_chunk_bytes=262144
+S="127.0.0.1:$PORT"
+write_f32_tensors "$WORK/big.safetensors" a.q_proj.weight:1024x1024 a.up_proj.weight:2560x1024 \
+  a.down_proj.weight:8x294912 a.v_proj.weight:256x1024
+for fmt in fake inc gptq; do
+  extra=()
+  [ "$fmt" = gptq ] && extra=(--group-size 128 --scheme sym)
+  ok "$BIN" quantize "$WORK/big.safetensors" -o "$WORK/big-local-$fmt.safetensors" --format "$fmt" \
+    "${extra[@]}" --quiet
+  for streams in 1 4; do
+    ok "$BIN" quantize "$WORK/big.safetensors" -o "$WORK/big-$fmt-$streams.safetensors" \
+      --format "$fmt" "${extra[@]}" --server "$S" --streams "$streams" --deadline 120 --quiet
+    cmp -s "$WORK/big-local-$fmt.safetensors" "$WORK/big-$fmt-$streams.safetensors" ||
+      fail "$fmt with $streams streams differs from local mode"
+  done
+done
+# Configs the server holds whole complete too.
+ok "$BIN" quantize "$WORK/big.safetensors" -o "$WORK/big-mse.safetensors" --mse-search \
+  --server "$S" --deadline 120 --quiet
+ok "$BIN" quantize "$WORK/big.safetensors" -o "$WORK/big-gd0.safetensors" --group-dim 0 \
+  --server "$S" --deadline 120 --quiet
+rm -f "$WORK"/big-*.safetensors
+
+# --- the client's anonymous memory stays bounded: four 48 MiB tensors through the server on 4
+# streams (fake: 192 MiB of results, 4 x 48 MiB at once for a client that held results whole)
+write_f32_tensors "$WORK/huge.safetensors" a.up_proj.weight:12288x1024 \
+  b.up_proj.weight:12288x1024 c.up_proj.weight:12288x1024 d.up_proj.weight:12288x1024
+"$BIN" quantize "$WORK/huge.safetensors" -o "$WORK/huge-q.safetensors" --server "$S" --streams 4 \
+  --deadline 120 --quiet >"$OUT" 2>&1 &
+client=$!
+peak_rss_anon "$client" "$WORK/client.peak"
+wait "$client" || fail "the 4 x 48 MiB run failed"
+peak=$(cat "$WORK/client.peak")
+echo "note: client peak RssAnon for 4 x 48 MiB on 4 streams: $((peak / 1024)) MiB" >&2
+[ "$peak" -lt $((96 * 1024)) ] || fail "client RssAnon peaked at $peak KiB for 4 x 48 MiB tensors"
+passed=$((passed + 1))
+rm -f "$WORK"/huge*.safetensors
 
 # --- sharded in -> sharded out with a correct index (inspect opens it and cross-checks)
 ok "$BIN" quantize "$WORK/sharded" -o "$WORK/sharded-q" --format gptq --server "$A,$B" --quiet

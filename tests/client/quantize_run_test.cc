@@ -18,6 +18,7 @@
 #include "client/checkpoint_util.h"
 #include "client/local_backend.h"
 #include "client/manifest.h"
+#include "client/memory_sink.h"
 #include "core/engine.h"
 #include "core/file_io.h"
 #include "core/safetensors.h"
@@ -64,6 +65,18 @@ class QuantizeRunTest : public ::testing::Test {
     std::ostringstream out;
     Progress progress(ProgressMode::kLines, out);
     return RunQuantize(o, backend != nullptr ? *backend : *backend_, progress);
+  }
+
+  // Synthesizes dir/in with `shards` shards and quantizes it to dir/clean; returns the options,
+  // for runs of the same input to compare with dir/clean.
+  QuantizeOptions CleanRun(const std::string& dir, int shards, OutputFormat format) {
+    Synth(dir + "/in", shards);
+    QuantizeOptions o;
+    o.input = dir + "/in";
+    o.format = format;
+    o.output = dir + "/clean";
+    EXPECT_THAT(Run(o), IsOk());
+    return o;
   }
 
   std::unique_ptr<LocalBackend> backend_;
@@ -280,10 +293,13 @@ TEST_F(QuantizeRunTest, UnwritableOutputIsAClearError) {
   ExpectOnly(dir, {"in.safetensors", "file"});
 }
 
-// A backend that counts quantize calls and fails the Nth (1-based) with UNAVAILABLE.
+// A backend that counts quantize calls and fails the Nth (1-based) with UNAVAILABLE, after
+// streaming garbage for the first half of every output, as a stream that broke mid-answer does;
+// and makes the Mth call do the same but then retry inside the session and deliver the result.
 class FlakyBackend : public Backend {
  public:
-  FlakyBackend(Backend& inner, int fail_at) : inner_(inner), fail_at_(fail_at) {}
+  FlakyBackend(Backend& inner, int fail_at, int retry_at = -1)
+      : inner_(inner), fail_at_(fail_at), retry_at_(retry_at) {}
   absl::StatusOr<std::unique_ptr<Session>> OpenSession(const SessionSpec& spec) override {
     auto s = inner_.OpenSession(spec);
     if (!s.ok()) return s.status();
@@ -297,9 +313,25 @@ class FlakyBackend : public Backend {
    public:
     FlakySession(FlakyBackend& b, std::unique_ptr<Session> inner)
         : b_(b), inner_(std::move(inner)) {}
-    absl::StatusOr<TensorResult> Quantize(const TensorRequest& t) override {
-      if (++b_.calls_ == b_.fail_at_) return absl::UnavailableError("replica went away");
-      return inner_->Quantize(t);
+    absl::StatusOr<TensorResult> Quantize(const TensorRequest& t, ResultSink& sink) override {
+      const int call = ++b_.calls_;
+      if (call != b_.fail_at_ && call != b_.retry_at_) return inner_->Quantize(t, sink);
+      MemorySink real;
+      absl::StatusOr<TensorResult> r = inner_->Quantize(t, real);
+      if (!r.ok()) return r;
+      if (absl::Status st = sink.Begin(r->outputs); !st.ok()) return st;
+      for (size_t i = 0; i < real.outputs.size(); ++i) {
+        std::vector<uint8_t> garbage(real.outputs[i].data.size() / 2, 0xa5);
+        if (absl::Status st = sink.Write(i, 0, garbage); !st.ok()) return st;
+      }
+      sink.Discard();
+      if (call == b_.fail_at_) return absl::UnavailableError("replica went away");
+      if (absl::Status st = sink.Begin(r->outputs); !st.ok()) return st;
+      for (size_t i = 0; i < real.outputs.size(); ++i) {
+        if (absl::Status st = sink.Write(i, 0, real.outputs[i].data); !st.ok()) return st;
+      }
+      r->attempts = 2;
+      return r;
     }
     absl::Status Close() override { return inner_->Close(); }
 
@@ -309,17 +341,42 @@ class FlakyBackend : public Backend {
   };
   Backend& inner_;
   int fail_at_;
+  int retry_at_;
   std::atomic<int> calls_{0};
 };
 
+// Tensors retried after half their outputs reached the file are rewritten whole, and their
+// journal entries (checksums of what ends up in the file) are reused by --resume.
+TEST_F(QuantizeRunTest, RetriedTensorsAreRewrittenAndJournaledRight) {
+  const std::string dir = TestDir();
+  QuantizeOptions o = CleanRun(dir, 1, OutputFormat::kGptq);
+
+  o.output = dir + "/retried";
+  FlakyBackend retrying(*backend_, -1, 3);
+  absl::StatusOr<QuantizeOutcome> r = Run(o, &retrying);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(std::count_if(r->tensors.begin(), r->tensors.end(),
+                          [](const TensorReport& t) { return t.attempts == 2; }),
+            1);
+  EXPECT_TRUE(ReadAll(dir + "/clean/model.safetensors") ==
+              ReadAll(o.output + "/model.safetensors"));
+
+  o.output = dir + "/out";
+  FlakyBackend flaky(*backend_, 6, 2);  // 4 tensors finish (one of them retried), the 6th fails
+  ASSERT_THAT(Run(o, &flaky), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("--resume")));
+  o.resume = true;
+  FlakyBackend counting(*backend_, -1);
+  r = Run(o, &counting);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->summary.resumed, 5);
+  EXPECT_EQ(counting.calls(), 14 - 5);
+  EXPECT_TRUE(ReadAll(dir + "/clean/model.safetensors") ==
+              ReadAll(o.output + "/model.safetensors"));
+}
+
 TEST_F(QuantizeRunTest, ResumeReusesFinishedTensorsAndMatchesACleanRun) {
   const std::string dir = TestDir();
-  Synth(dir + "/in", 2);
-  QuantizeOptions o;
-  o.input = dir + "/in";
-  o.format = OutputFormat::kInc;
-  o.output = dir + "/clean";
-  ASSERT_THAT(Run(o), IsOk());
+  QuantizeOptions o = CleanRun(dir, 2, OutputFormat::kInc);
 
   o.output = dir + "/out";
   FlakyBackend flaky(*backend_, 6);  // 5 tensors finish, the 6th fails

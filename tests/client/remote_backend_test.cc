@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "client/memory_sink.h"
 #include "core/engine.h"
 #include "core/output_plan.h"
 #include "core/pack.h"
@@ -17,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/session.h"
+#include "tests/client/tensor_request.h"
 #include "tests/server/harness.h"
 #include "tests/testing/status_matchers.h"
 
@@ -29,13 +31,13 @@ using server::testing::StartServer;
 using server::testing::Tensor;
 using server::testing::TestOptions;
 using ::testing::HasSubstr;
+using testing::Request;
 
-TensorRequest Request(const Tensor& t) {
-  return TensorRequest{t.name,
-                       *ParseElemType(t.dtype),
-                       t.shape,
-                       {reinterpret_cast<const uint8_t*>(t.data.data()), t.data.size()},
-                       std::nullopt};
+// Quantizes `t` on `session`, its outputs collected in `sink` (or dropped).
+absl::StatusOr<TensorResult> Quantize(Session& session, const TensorRequest& t,
+                                      MemorySink* sink = nullptr) {
+  MemorySink own;
+  return session.Quantize(t, sink != nullptr ? *sink : own);
 }
 
 // The core's outputs (name, bytes) for `t` under `spec`, computed in-process.
@@ -86,7 +88,8 @@ void ExpectParity(Backend& backend, const SessionSpec& spec, const std::vector<T
   ASSERT_TRUE(session.ok()) << session.status();
   for (const Tensor& t : tensors) {
     SCOPED_TRACE(t.name);
-    auto got = (*session)->Quantize(Request(t));
+    MemorySink sink;
+    auto got = Quantize(**session, Request(t), &sink);
     ASSERT_TRUE(got.ok()) << got.status();
     bool quantized = false;
     const auto want = CoreOutputs(t, spec, &quantized);
@@ -95,9 +98,11 @@ void ExpectParity(Backend& backend, const SessionSpec& spec, const std::vector<T
     EXPECT_EQ(got->attempts, 1);
     EXPECT_THAT(got->served_by, HasSubstr("127.0.0.1"));
     ASSERT_EQ(got->outputs.size(), want.size());
+    ASSERT_EQ(sink.outputs.size(), want.size());
     for (size_t i = 0; i < want.size(); ++i) {
       EXPECT_EQ(got->outputs[i].name, want[i].first);
-      EXPECT_TRUE(got->outputs[i].data == want[i].second) << want[i].first;
+      EXPECT_EQ(sink.outputs[i].name, want[i].first);
+      EXPECT_TRUE(sink.outputs[i].data == want[i].second) << want[i].first;
     }
   }
   EXPECT_TRUE((*session)->Close().ok());
@@ -155,11 +160,11 @@ TEST_F(RemoteBackendTest, WeightConfigOverrideAndPassthrough) {
   ExpectParity(*backend_, spec, Tensors());
   auto session = backend_->OpenSession(spec);
   ASSERT_TRUE(session.ok());
-  auto q = (*session)->Quantize(Request(Tensors()[0]));
+  auto q = Quantize(**session, Request(Tensors()[0]));
   ASSERT_TRUE(q.ok());
   EXPECT_EQ(q->config.bits, 8);
   EXPECT_EQ(q->decided_by, "model.layers.0.q_proj.weight");
-  auto p = (*session)->Quantize(Request(Tensors()[2]));
+  auto p = Quantize(**session, Request(Tensors()[2]));
   ASSERT_TRUE(p.ok());
   EXPECT_FALSE(p->quantized);
 }
@@ -175,15 +180,15 @@ TEST_F(RemoteBackendTest, PerTensorErrorKeepsSessionUsable) {
   Tensor bad = RandomTensor("bad.weight", "F32", {8, 32}, 4);
   TensorRequest req = Request(bad);
   req.shape = {8, 64};  // byte count does not match the shape
-  auto r = (*session)->Quantize(req);
+  auto r = Quantize(**session, req);
   EXPECT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("bad.weight"));
   Tensor nan = RandomTensor("nan.weight", "F32", {8, 32}, 5);
   const float qnan = std::numeric_limits<float>::quiet_NaN();
   memcpy(nan.data.data() + 12, &qnan, 4);
-  auto n = (*session)->Quantize(Request(nan));
+  auto n = Quantize(**session, Request(nan));
   EXPECT_THAT(n.status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nan.weight")));
-  auto ok = (*session)->Quantize(Request(Tensors()[0]));
+  auto ok = Quantize(**session, Request(Tensors()[0]));
   EXPECT_TRUE(ok.ok()) << ok.status();
   EXPECT_TRUE((*session)->Close().ok());
 }
@@ -191,7 +196,7 @@ TEST_F(RemoteBackendTest, PerTensorErrorKeepsSessionUsable) {
 TEST_F(RemoteBackendTest, DestroyWithoutCloseIsSafe) {
   auto session = backend_->OpenSession(SessionSpec{});
   ASSERT_TRUE(session.ok());
-  ASSERT_TRUE((*session)->Quantize(Request(Tensors()[0])).ok());
+  ASSERT_TRUE(Quantize(**session, Request(Tensors()[0])).ok());
   session->reset();
 }
 
@@ -204,21 +209,31 @@ ClientOptions TwoReplicas(const server::RtnqServer& a, const server::RtnqServer&
 
 const SessionSpec kFakeSpec{R"({"bits":4,"group_size":32})", OutputFormat::kFake};
 
-// Checks `r` is `t` quantized under kFakeSpec, byte for byte.
-void ExpectCoreBytes(const Tensor& t, const absl::StatusOr<TensorResult>& r) {
-  ASSERT_TRUE(r.ok()) << r.status();
+// Quantizes `t` on `session` and checks the outputs are `t` quantized under kFakeSpec, byte for
+// byte.
+absl::StatusOr<TensorResult> QuantizeAndCheck(Session& session, const Tensor& t) {
+  MemorySink sink;
+  absl::StatusOr<TensorResult> r = Quantize(session, Request(t), &sink);
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!r.ok()) return r;
   bool quantized = false;
   const auto want = CoreOutputs(t, kFakeSpec, &quantized);
-  ASSERT_EQ(r->outputs.size(), 1u);
-  EXPECT_TRUE(r->outputs[0].data == want[0].second);
+  EXPECT_EQ(r->outputs.size(), 1u);
+  EXPECT_EQ(sink.outputs.size(), 1u);
+  if (sink.outputs.size() == 1) {
+    EXPECT_TRUE(sink.outputs[0].data == want[0].second);
+  }
+  return r;
 }
 
-// Each tensor gets its own stream, so even one session spreads over every replica, including
-// one that connected after the session opened.
+// Streams rotate (here after every 2 tensors), and round_robin places each new stream, so even
+// one session spreads over every replica.
 TEST(RemoteReplicas, RoundRobinSpreadsTheTensorsOfOneSession) {
   auto a = StartServer(TestOptions());
   auto b = StartServer(TestOptions());
-  auto backend = RemoteBackend::Create(TwoReplicas(*a, *b));
+  ClientOptions o = TwoReplicas(*a, *b);
+  o.stream_max_tensors = 2;
+  auto backend = RemoteBackend::Create(o);
   ASSERT_TRUE(backend.ok()) << backend.status();
   auto s = (*backend)->OpenSession(kFakeSpec);
   ASSERT_TRUE(s.ok()) << s.status();
@@ -226,8 +241,7 @@ TEST(RemoteReplicas, RoundRobinSpreadsTheTensorsOfOneSession) {
   std::set<std::string> peers;
   for (int i = 0; i < 40 && peers.size() < 2; ++i) {
     const Tensor& t = tensors[i % tensors.size()];
-    auto r = (*s)->Quantize(Request(t));
-    ExpectCoreBytes(t, r);
+    auto r = QuantizeAndCheck(**s, t);
     if (r.ok()) peers.insert(r->served_by);
   }
   EXPECT_EQ(peers.size(), 2u);
@@ -235,25 +249,33 @@ TEST(RemoteReplicas, RoundRobinSpreadsTheTensorsOfOneSession) {
 }
 
 // The replica that served a session goes away: the session's next tensors go to the other one.
+// The replica that served a session goes away between tensors: the session's next tensors go to
+// the other one. The stream it had kept open is dead; replacing it does not use up an attempt,
+// so even --max-attempts 1 carries on (as it did when every tensor had its own stream).
 TEST(RemoteReplicas, FailoverWhenAReplicaStops) {
-  auto a = StartServer(TestOptions());
-  auto b = StartServer(TestOptions());
-  auto backend = RemoteBackend::Create(TwoReplicas(*a, *b));
-  ASSERT_TRUE(backend.ok()) << backend.status();
-  auto s = (*backend)->OpenSession(kFakeSpec);
-  ASSERT_TRUE(s.ok());
-  auto first = (*s)->Quantize(Request(Tensors()[0]));
-  ASSERT_TRUE(first.ok());
-  const bool on_a = first->served_by.find(std::to_string(a->port())) != std::string::npos;
-  (on_a ? a : b)->Shutdown(0);
-  for (const Tensor& t : Tensors()) {
-    auto r = (*s)->Quantize(Request(t));
-    ExpectCoreBytes(t, r);
-    if (r.ok()) {
-      EXPECT_NE(r->served_by, first->served_by);
+  for (int max_attempts : {1, 4}) {
+    SCOPED_TRACE(max_attempts);
+    auto a = StartServer(TestOptions());
+    auto b = StartServer(TestOptions());
+    ClientOptions o = TwoReplicas(*a, *b);
+    o.max_attempts = max_attempts;
+    auto backend = RemoteBackend::Create(o);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    auto s = (*backend)->OpenSession(kFakeSpec);
+    ASSERT_TRUE(s.ok());
+    auto first = Quantize(**s, Request(Tensors()[0]));
+    ASSERT_TRUE(first.ok());
+    const bool on_a = first->served_by.find(std::to_string(a->port())) != std::string::npos;
+    (on_a ? a : b)->Shutdown(0);
+    const std::vector<Tensor> tensors = Tensors();  // the first one last: a new name comes first
+    for (const Tensor& t : {tensors[1], tensors[2], tensors[0]}) {
+      auto r = QuantizeAndCheck(**s, t);
+      if (r.ok()) {
+        EXPECT_NE(r->served_by, first->served_by);
+      }
     }
+    EXPECT_TRUE((*s)->Close().ok());
   }
-  EXPECT_TRUE((*s)->Close().ok());
 }
 
 // A transient refusal (RESOURCE_EXHAUSTED from a replica with a small tensor limit) is retried
@@ -271,8 +293,7 @@ TEST(RemoteReplicas, TransientErrorsAreRetriedOnAnotherReplica) {
   bool retried = false;
   for (int i = 0; i < 40 && !retried; ++i) {
     const Tensor& t = tensors[i % tensors.size()];
-    auto r = (*s)->Quantize(Request(t));
-    ExpectCoreBytes(t, r);
+    auto r = QuantizeAndCheck(**s, t);
     if (!r.ok()) break;
     EXPECT_THAT(r->served_by, HasSubstr(std::to_string(b->port())));
     retried = r->attempts > 1;
@@ -294,9 +315,9 @@ TEST(RemoteReplicas, AllDownIsAnErrorNotAHang) {
     ASSERT_TRUE(backend.ok());
     auto s = (*backend)->OpenSession(SessionSpec{});
     ASSERT_TRUE(s.ok()) << s.status();
-    ASSERT_TRUE((*s)->Quantize(Request(Tensors()[0])).ok());
+    ASSERT_TRUE(Quantize(**s, Request(Tensors()[0])).ok());
     server->Shutdown(0);
-    auto r = (*s)->Quantize(Request(Tensors()[1]));
+    auto r = Quantize(**s, Request(Tensors()[1]));
     ASSERT_FALSE(r.ok());
     EXPECT_TRUE(r.status().code() == absl::StatusCode::kUnavailable ||
                 r.status().code() == absl::StatusCode::kDeadlineExceeded)
@@ -318,7 +339,7 @@ TEST(RemoteAuth, TokenRequired) {
   ASSERT_TRUE(good.ok());
   auto s = (*good)->OpenSession(SessionSpec{});
   ASSERT_TRUE(s.ok()) << s.status();
-  auto r = (*s)->Quantize(Request(Tensors()[0]));
+  auto r = Quantize(**s, Request(Tensors()[0]));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->attempts, 1);
   o.token_file = dir.File("wrong");

@@ -108,23 +108,40 @@ TEST(NamePatternTest, FiftyThousandNestedGroups) {
 }
 
 TEST(NamePatternTest, MemoryBudgetBoundsTheProgram) {
-  // A 4,096-byte literal (the longest key) fits the default budget...
-  EXPECT_THAT(
-      NamePattern::Compile("re:" + std::string(4093, 'a'), kRegexMaxMemBytes, kMaxRegexNesting),
-      IsOk());
-  // ...and counted repeats that would expand past it are refused by RE2 up front.
+  // A 4,096-byte literal (the longest key) fits the default budget, and its size is counted.
+  absl::StatusOr<NamePattern> literal =
+      NamePattern::Compile("re:" + std::string(4093, 'a'), kRegexMaxMemBytes, kMaxRegexNesting);
+  ASSERT_THAT(literal, IsOk());
+  EXPECT_GE(literal->size(), 4093u);
+  EXPECT_EQ(MustCompile("*.fc1").size(), 5u);
+  // RE2 refuses counted repeats over 1000 up front...
   EXPECT_THAT(NamePattern::Compile("re:((a{100}){100}){100}", kRegexMaxMemBytes, kMaxRegexNesting),
               StatusIs(kInvalid, HasSubstr("invalid repetition size")));
-  // A program of ~14,000 instructions fits 1 MiB, not 64 KiB; six times that fits neither.
+  // ...and programs over the memory budget: ~14,000 instructions fit the default 256 KiB but
+  // not 64 KiB, ~28,000 need more than 256 KiB and fit 1 MiB.
   const std::string group = "(abc|def|ghi|jkl){1000}";
-  const std::string big = "re:" + group;
-  EXPECT_THAT(NamePattern::Compile(big, kRegexMaxMemBytes, kMaxRegexNesting), IsOk());
-  EXPECT_THAT(NamePattern::Compile(big, 64 << 10, kMaxRegexNesting),
+  EXPECT_THAT(NamePattern::Compile("re:" + group, kRegexMaxMemBytes, kMaxRegexNesting), IsOk());
+  EXPECT_THAT(NamePattern::Compile("re:" + group, 64 << 10, kMaxRegexNesting),
               StatusIs(kInvalid, AllOf(HasSubstr("pattern too large - compile failed"),
                                        HasSubstr("at most 65536 bytes compiled"))));
-  EXPECT_THAT(NamePattern::Compile(big + group + group + group + group + group, kRegexMaxMemBytes,
-                                   kMaxRegexNesting),
-              StatusIs(kInvalid, HasSubstr("pattern too large")));
+  EXPECT_THAT(NamePattern::Compile("re:" + group + group, kRegexMaxMemBytes, kMaxRegexNesting),
+              StatusIs(kInvalid, AllOf(HasSubstr("pattern too large - compile failed"),
+                                       HasSubstr("at most 262144 bytes compiled"))));
+  EXPECT_THAT(NamePattern::Compile("re:" + group + group, 1 << 20, kMaxRegexNesting), IsOk());
+}
+
+// Matching is byte-wise, as the std::regex engine before it: `.` is one byte.
+TEST(NamePatternTest, RegexesMatchBytes) {
+  EXPECT_TRUE(
+      MustCompile("re:a.b").FullMatch("a\xff"
+                                      "b"));
+  EXPECT_FALSE(
+      MustCompile("re:a.b").FullMatch("a\xc3\xa9"
+                                      "b"));  // é is two bytes
+  EXPECT_TRUE(
+      MustCompile("re:a..b").FullMatch("a\xc3\xa9"
+                                       "b"));
+  EXPECT_TRUE(MustCompile("re:mod\xc3\xa8le\\..*").FullMatch("mod\xc3\xa8le.w"));
 }
 
 // Issue 13: `re:(a+)+$` against "a"*28 + "!" took ~10 s in std::regex, doubling per character.

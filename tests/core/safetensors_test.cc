@@ -482,6 +482,33 @@ TEST(WriterTest, RejectsBadWrites) {
   EXPECT_THAT(SafetensorsFile::Open(path), IsOk());
 }
 
+// A retried tensor is written again from the start: what its first attempt wrote is forgotten,
+// the file holds the second attempt's bytes, and the other tensors keep theirs.
+TEST(WriterTest, DiscardWrittenLetsATensorBeRewritten) {
+  const std::string path = TestDir() + "/d.safetensors";
+  absl::StatusOr<SafetensorsWriter> w =
+      SafetensorsWriter::Create(path, {{"a", ElemType::kU8, {8}}, {"b", ElemType::kU8, {2}}});
+  ASSERT_THAT(w, IsOk());
+  ASSERT_THAT(w->WriteTensor("b", Pattern(2, 9)), IsOk());
+  ASSERT_THAT(w->WriteTensorChunk("a", 0, Pattern(5, 1)), IsOk());
+  ASSERT_THAT(w->DiscardWritten("a"), IsOk());
+  EXPECT_THAT(w->Finish(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("tensor \"a\" has 0 of 8 bytes written")));
+  EXPECT_THAT(w->DiscardWritten("nope"), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_THAT(w->WriteTensorChunk("a", 0, Pattern(4, 2)), IsOk());
+  ASSERT_THAT(w->WriteTensorChunk("a", 4, Pattern(4, 6)), IsOk());
+  ASSERT_THAT(w->Finish(), IsOk());
+  absl::StatusOr<SafetensorsFile> f = SafetensorsFile::Open(path);
+  ASSERT_THAT(f, IsOk());
+  std::vector<uint8_t> want = Pattern(4, 2);
+  const std::vector<uint8_t> tail = Pattern(4, 6);
+  want.insert(want.end(), tail.begin(), tail.end());
+  ASSERT_NE(f->Find("a"), nullptr);
+  EXPECT_EQ(Bytes(f->Find("a")->data), want);
+  ASSERT_NE(f->Find("b"), nullptr);
+  EXPECT_EQ(Bytes(f->Find("b")->data), Pattern(2, 9));
+}
+
 TEST(WriterTest, AbandonAndDestructorLeaveNothing) {
   const std::string dir = TestDir();
   {

@@ -87,7 +87,7 @@ std::vector<float> AsFloats(const TensorInfo& t) {
 }
 
 TEST(SynthShapeTest, PresetsAreValidAndGptqFriendly) {
-  ASSERT_EQ(SynthShapePresets().size(), 7u);
+  ASSERT_EQ(SynthShapePresets().size(), 8u);
   for (const SynthShape& s : SynthShapePresets()) {
     EXPECT_THAT(ValidateSynthShape(s), IsOk()) << s.name;
     EXPECT_EQ(s.intermediate % 128, 0) << s.name;
@@ -104,9 +104,51 @@ TEST(SynthShapeTest, PresetsAreValidAndGptqFriendly) {
   ASSERT_THAT(big.status(), IsOk());
   EXPECT_EQ(big->intermediate, 11008);
   EXPECT_EQ(big->vocab, 32000);
-  EXPECT_THAT(SynthShapeByName("huge").status(),
-              StatusIs(absl::StatusCode::kNotFound,
-                       HasSubstr("tiny, small, llama7b-layer, moe-tiny, moe-tiny-per-expert")));
+  auto l70 = SynthShapeByName("llama70b-layer");
+  ASSERT_THAT(l70.status(), IsOk());
+  EXPECT_EQ(l70->hidden, 8192);
+  EXPECT_EQ(l70->intermediate, 28672);
+  EXPECT_EQ(l70->heads, 64);
+  EXPECT_EQ(l70->kv_heads, 8);
+  EXPECT_EQ(l70->head_dim(), 128);
+  EXPECT_EQ(l70->layers, 1);
+  EXPECT_EQ(l70->vocab, 32000);
+  EXPECT_THAT(
+      SynthShapeByName("huge").status(),
+      StatusIs(
+          absl::StatusCode::kNotFound,
+          HasSubstr("tiny, small, llama7b-layer, llama70b-layer, moe-tiny, moe-tiny-per-expert")));
+}
+
+// The 70B layer's tensors as Llama-2/3-70B stores them (GQA: k and v have 8 heads of 128), and
+// its size: about 1.6 GiB of bf16 for the layer, 2.6 GiB with embeddings and lm_head.
+TEST(SynthShapeTest, Llama70bLayerSpecs) {
+  const SynthShape s = SynthShapeByName("llama70b-layer").value();
+  auto bytes = [](const std::vector<TensorSpec>& specs) {
+    uint64_t n = 0;
+    for (const TensorSpec& t : specs) {
+      uint64_t b = ElemSize(t.dtype);
+      for (int64_t d : t.shape) b *= static_cast<uint64_t>(d);
+      n += b;
+    }
+    return n;
+  };
+  const std::vector<TensorSpec> layer = SynthTensorSpecs(s, ElemType::kBF16, false);
+  ASSERT_EQ(layer.size(), 10u);
+  EXPECT_EQ(layer[0].name, "model.layers.0.self_attn.q_proj.weight");
+  EXPECT_THAT(layer[1].shape, ElementsAre(1024, 8192));   // k_proj
+  EXPECT_THAT(layer[2].shape, ElementsAre(1024, 8192));   // v_proj
+  EXPECT_THAT(layer[4].shape, ElementsAre(28672, 8192));  // gate_proj
+  EXPECT_THAT(layer[6].shape, ElementsAre(8192, 28672));  // down_proj
+  EXPECT_EQ(bytes(layer), 1711325184u);                   // 1.59 GiB
+  const std::vector<TensorSpec> all = SynthTensorSpecs(s, ElemType::kBF16);
+  ASSERT_EQ(all.size(), 12u);
+  EXPECT_EQ(all.front().name, "model.embed_tokens.weight");
+  EXPECT_EQ(all.back().name, "lm_head.weight");
+  EXPECT_EQ(bytes(all), 1711325184u + 2u * 32000 * 8192 * 2);  // 2.57 GiB
+  SynthShape three = s;
+  three.layers = 3;
+  EXPECT_EQ(SynthTensorSpecs(three, ElemType::kBF16, false).size(), 28u);
 }
 
 TEST(SynthShapeTest, RejectsBadDimensions) {
@@ -164,6 +206,31 @@ TEST(SynthCheckpointTest, TinyHasLlamaNamesShapesAndDtypes) {
   EXPECT_EQ(config["tie_word_embeddings"], false);
   EXPECT_TRUE(config.contains("rms_norm_eps"));
   EXPECT_TRUE(config.contains("max_position_embeddings"));
+}
+
+// More layers and no embeddings: the layers repeat, embed_tokens and lm_head are left out, and
+// layers common to both checkpoints have the same bytes (values depend on names, not positions).
+TEST(SynthCheckpointTest, LayersAndNoEmbeddings) {
+  const std::string dir = TestDir();
+  SynthOptions o = TinyOptions(dir);
+  o.shape.layers = 3;
+  o.embeddings = false;
+  ASSERT_THAT(WriteSynthCheckpoint(o, *MakeEngine(2)), IsOk());
+  auto file = SafetensorsFile::Open(dir + "/model.safetensors");
+  ASSERT_THAT(file.status(), IsOk());
+  EXPECT_EQ(file->tensors().size(), 3u * 9 + 1);
+  EXPECT_EQ(file->Find("model.embed_tokens.weight"), nullptr);
+  EXPECT_EQ(file->Find("lm_head.weight"), nullptr);
+  ASSERT_NE(file->Find("model.layers.2.mlp.down_proj.weight"), nullptr);
+  const std::string full = TestDir("full");
+  ASSERT_THAT(WriteSynthCheckpoint(TinyOptions(full), *MakeEngine(1)), IsOk());
+  auto two = SafetensorsFile::Open(full + "/model.safetensors");
+  ASSERT_THAT(two.status(), IsOk());
+  const std::string name = "model.layers.1.self_attn.q_proj.weight";
+  EXPECT_TRUE(std::equal(file->Find(name)->data.begin(), file->Find(name)->data.end(),
+                         two->Find(name)->data.begin(), two->Find(name)->data.end()));
+  auto config = nlohmann::json::parse(ReadAll(dir + "/config.json"));
+  EXPECT_EQ(config["num_hidden_layers"], 3);
 }
 
 TEST(SynthCheckpointTest, SameSeedSameBytesWhateverTheThreads) {

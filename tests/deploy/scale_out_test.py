@@ -11,14 +11,14 @@ Usage: scale_out_test.py --server RTNQ_SERVER --cli RTNQ --repo DIR
    `rtnq quantize --server A,B,C --streams 3 --format gptq`: every replica served tensors of the
    run (rtnq_tensors_total on each /metrics), Prometheus' API reports the counters' sum, and the
    output equals the single-replica run byte for byte.
-4. Again, with the first replica that has answered a tensor of the run frozen while it holds a
-   stream (that early, each of its streams holds a tensor in flight: the client retries those
-   elsewhere) and then killed: the run
+4. Again, with a replica frozen while it works on its first tensor of the run (in-flight bytes,
+   no tensor answered yet: the client retries it elsewhere) and then killed: the run
    completes with identical output, a tensor was retried, and Prometheus reports that replica
    down (up == 0 and the RtnqReplicaDown alert pending).
 
-The client opens one stream per tensor, so round_robin places every tensor afresh over the READY
-replicas: one run with 3 streams reaches all three even when a connection comes up late.
+A client session's streams carry 1, 2, 4, ... up to 64 tensors each before it opens the next, and
+round_robin places each new stream over the READY replicas: one run with 3 streams reaches all
+three even when a connection comes up late.
 """
 
 import argparse
@@ -245,7 +245,9 @@ def main():
             servers = ",".join(r.address for r in replicas)
             checkpoint = os.path.join(tmp, "in")
             run_cli(a.cli, ["synth", "-o", checkpoint, "--shape", "small"], "synth")
-            fmt = ["--format", "gptq", "--quiet"]
+            # MSE search makes every tensor slow enough that one the victim holds when it is
+            # frozen is still in flight then (not answered in the moment between scrape and stop).
+            fmt = ["--format", "gptq", "--mse-search", "--quiet"]
 
             # --- the reference: the checkpoint through one replica
             single = os.path.join(tmp, "single")
@@ -295,19 +297,24 @@ def main():
                  "--report", report] + fmt, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
             def busy_replica():
-                """(the first replica that answered a tensor of this run and still holds a stream,
-                tensors of the run answered so far)."""
+                """(a replica working on its first tensor of this run, tensors of the run answered
+                so far). In-flight bytes with no tensor of the run answered yet mean that tensor is
+                being received or quantized: its answer cannot have reached the client, so the
+                client must send it again elsewhere. Neither an open stream (streams carry many
+                tensors; one between tensors loses nothing) nor in-flight bytes after an answer
+                (the last output chunks, which the kernel still delivers to the client after
+                SIGSTOP) would be enough."""
                 if client.poll() is not None:
                     fail("the run ended before a replica could be frozen mid-run (exit %s):\n%s"
                          % (client.returncode, client.stdout.read()))
                 texts = [r.metrics() for r in replicas]
                 served = [sample_sum(t, "rtnq_tensors_total") - b for t, b in zip(texts, before)]
                 for r, t, n in zip(replicas, texts, served):
-                    if n > 0 and sample_sum(t, "rtnq_active_streams") >= 1:
+                    if n == 0 and sample_sum(t, "rtnq_inflight_bytes") > 0:
                         return r, int(sum(served))
                 return None
 
-            victim, done_at_freeze = wait_for("a replica to serve a tensor of the run", busy_replica, interval=0.002)
+            victim, done_at_freeze = wait_for("a replica to work on a tensor of the run", busy_replica, interval=0.002)
             # Frozen, the replica keeps its connections and the tensors the client sent it: the run
             # cannot finish around it. Then it dies without a goodbye.
             victim.proc.send_signal(signal.SIGSTOP)

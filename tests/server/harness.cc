@@ -337,32 +337,27 @@ bool RawConnection::Send(const std::string& bytes) {
   return send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
 }
 
-std::string RawConnection::ReceiveAll(double seconds) {
-  std::string out;
-  if (fd_ < 0) return out;
+bool RawConnection::Drain(double seconds, std::string* out) {
+  if (fd_ < 0) return true;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   char buf[65536];
   while (std::chrono::steady_clock::now() < deadline) {
     pollfd p{fd_, POLLIN, 0};
     if (poll(&p, 1, 50) <= 0) continue;
     const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    out.append(buf, n);
-  }
-  return out;
-}
-
-bool RawConnection::ClosedByServer(double seconds) {
-  if (fd_ < 0) return true;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  char buf[4096];
-  while (std::chrono::steady_clock::now() < deadline) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, 50) <= 0) continue;
-    if (recv(fd_, buf, sizeof(buf), 0) <= 0) return true;  // 0: closed; < 0: reset
+    if (n <= 0) return true;  // 0: closed; < 0: reset
+    if (out != nullptr) out->append(buf, n);
   }
   return false;
 }
+
+std::string RawConnection::ReceiveAll(double seconds) {
+  std::string out;
+  Drain(seconds, &out);
+  return out;
+}
+
+bool RawConnection::ClosedByServer(double seconds) { return Drain(seconds, nullptr); }
 
 std::string ScrapeMetrics(int port) {
   RawConnection c(port);

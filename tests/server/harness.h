@@ -151,6 +151,10 @@ class RawConnection {
   bool ClosedByServer(double seconds);
 
  private:
+  // Reads until the server closes the connection (true) or `seconds` pass (false), appending
+  // what arrives to `out` when given.
+  bool Drain(double seconds, std::string* out);
+
   int fd_ = -1;
 };
 

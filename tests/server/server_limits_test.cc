@@ -53,10 +53,11 @@ int64_t Reservation(const v1::SessionConfig& config, const Tensor& t) {
       .reservation();
 }
 
-// memory_budget.h's bound for `streams` streams whose largest reservation is `largest` (w = 1:
-// no CODES output larger than its input here).
-int64_t Bound(const ServerOptions& o, int64_t largest, int streams) {
-  return std::max(o.memory_budget_bytes, largest) + streams * o.max_message_bytes;
+// memory_budget.h's bound for `streams` streams whose largest reservation is `largest`; `w` the
+// largest output/input ratio (1 unless CODES outputs are larger than their input).
+int64_t Bound(const ServerOptions& o, int64_t largest, int streams, double w = 1) {
+  return std::max(o.memory_budget_bytes, largest) +
+         static_cast<int64_t>(streams * w * o.max_message_bytes);
 }
 
 // After a case: nothing held, nobody waiting for memory, no stream left, and the server serves.
@@ -177,24 +178,25 @@ TEST(ParseFailureTest, EachUnparsableMessageNamesWhatFailed) {
 // Budgets that hold, whatever the row width.
 // ---------------------------------------------------------------------------------------------
 
-// `streams` concurrent sessions of one [rows, cols] F32 tensor each; every result identical to a
-// roomy server's, the accounted peak within the bound, everything released.
-void RunWideRows(int streams, int64_t rows, int64_t cols, const v1::SessionConfig& config = {}) {
-  SCOPED_TRACE(absl::StrCat(streams, " streams of [", rows, ", ", cols, "] F32"));
+// `streams` concurrent sessions of one [rows, cols] tensor each; every result identical to a
+// roomy server's, the accounted peak within the bound (weight `w`), everything released.
+void RunWideRows(int streams, int64_t rows, int64_t cols, const v1::SessionConfig& config = {},
+                 const std::string& dtype = "F32", double w = 1) {
+  SCOPED_TRACE(absl::StrCat(streams, " streams of [", rows, ", ", cols, "] ", dtype));
   const ServerOptions o = SmallBudgets();
   auto server = StartServer(o);
   ASSERT_NE(server, nullptr);
   std::vector<Requests> sessions;
   int64_t largest = 0;
   for (int i = 0; i < streams; ++i) {
-    const Tensor t = RandomTensor(absl::StrCat("s", i, ".weight"), "F32", {rows, cols}, i);
+    const Tensor t = RandomTensor(absl::StrCat("s", i, ".weight"), dtype, {rows, cols}, i);
     largest = std::max(largest, Reservation(config, t));
     sessions.push_back(SessionRequests(config, {t}, kChunk));
   }
   const std::vector<SessionResult> results = RunConcurrently(server->port(), sessions);
   ::testing::Test::RecordProperty(absl::StrCat("peak_", streams, "x", rows, "x", cols),
                                   std::to_string(server->memory().peak()));
-  EXPECT_LE(server->memory().peak(), Bound(o, largest, streams));
+  EXPECT_LE(server->memory().peak(), Bound(o, largest, streams, w));
   ExpectSameAsRoomyServer(sessions, results);
   ExpectSettled(*server);
 }
@@ -211,6 +213,15 @@ TEST(WideRowTest, RowsJustBelowAtAndWellBeyondTheBudgets) {
   RunWideRows(4, 3, kStream / 4);      // at it
   RunWideRows(4, 1, kGlobal / 4);      // at the global budget
   RunWideRows(3, 1, 4 * kGlobal / 4);  // 4x the global budget: one stream at a time
+}
+
+TEST(WideRowTest, CodesLargerThanTheirInputStayWithinTheWeightedBound) {
+  // CODES with group size 1 on BF16: 1 code + 8 bytes of scale and zero point per 2-byte element,
+  // 4.5 x the input. 64 KiB rows (288 KiB of outputs each) on 6 streams.
+  v1::SessionConfig codes;
+  codes.set_output_form(v1::OUTPUT_FORM_CODES);
+  codes.mutable_default_config()->set_group_size(1);
+  RunWideRows(6, 8, 32 << 10, codes, "BF16", 4.5);
 }
 
 TEST(WideRowTest, PackedRowsWiderThanTheBudgetsComplete) {

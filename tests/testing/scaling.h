@@ -1,10 +1,12 @@
 // Loose scaling checks for "linear, not quadratic" (issue 13): the work on an input N times larger
-// must grow far less than N^2 times. Compares the best of a few runs, so a busy machine slows
-// both sides; the bound sits between linear and quadratic, never near a tight timing.
+// must grow far less than N^2 times. Measures the thread's CPU time (a loaded machine stretches
+// wall time of long runs far more than of short ones), best of a few runs; the bound sits between
+// linear and quadratic, never near a tight timing.
 #pragma once
 
+#include <time.h>
+
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <functional>
 
@@ -12,14 +14,20 @@
 
 namespace rtnq::testing {
 
-/// The fastest of `runs` calls of `f`, in seconds.
+/// CPU seconds the calling thread has used.
+inline double ThreadCpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+
+/// The fastest of `runs` calls of `f`, in CPU seconds of this thread.
 inline double BestSeconds(const std::function<void()>& f, int runs = 3) {
   double best = 1e300;
   for (int i = 0; i < runs; ++i) {
-    const auto start = std::chrono::steady_clock::now();
+    const double start = ThreadCpuSeconds();
     f();
-    best = std::min(
-        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    best = std::min(best, ThreadCpuSeconds() - start);
   }
   return best;
 }
