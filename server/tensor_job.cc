@@ -178,8 +178,8 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
     }
     job->mode_ = Mode::kBuffered;
     job->step_bytes_ = job->total_bytes_;
-    job->reserve_bytes_ = job->total_bytes_;
-    return job;
+    job->share_ = TensorShare(0, job->total_bytes_, 1, 1);  // metrics only: no outputs held
+    return RefuseOverLimit(std::move(job), limits);
   }
   if (!plan->quantize) {
     job->mode_ = Mode::kEcho;
@@ -246,14 +246,19 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
                                                 plan->rows, plan->cols, job->total_bytes_)),
         1, 1);
   }
-  if (job->share_.reservation() > limits.max_reservation_bytes) {
-    const int64_t reservation = job->share_.reservation();
-    job->share_ = TensorShare();
-    return fail(absl::ResourceExhaustedError(absl::StrCat(
-        "tensor \"", job->name_, "\": quantizing it holds ", reservation, " bytes at once (",
-        ReservationWhat(job->mode_, packed), "), over the server's --max_reservation_bytes ",
-        limits.max_reservation_bytes)));
-  }
+  return RefuseOverLimit(std::move(job), limits, packed);
+}
+
+std::shared_ptr<TensorJob> TensorJob::RefuseOverLimit(std::shared_ptr<TensorJob> job,
+                                                      const PlanLimits& limits, bool packed) {
+  const int64_t reservation = job->share_.reservation();
+  if (reservation <= limits.max_reservation_bytes) return job;
+  job->header_error_ = absl::ResourceExhaustedError(absl::StrCat(
+      "tensor \"", job->name_, "\": quantizing it holds ", reservation, " bytes at once (",
+      ReservationWhat(job->mode_, packed), "), over the server's --max_reservation_bytes ",
+      limits.max_reservation_bytes));
+  job->share_ = TensorShare();
+  job->mode_ = Mode::kFailed;
   return job;
 }
 

@@ -93,6 +93,9 @@ class TensorJob {
 
  private:
   TensorJob() = default;
+  // A job whose reservation is over --max_reservation_bytes becomes a kFailed one saying so.
+  static std::shared_ptr<TensorJob> RefuseOverLimit(std::shared_ptr<TensorJob> job,
+                                                    const PlanLimits& limits, bool packed = false);
   JobStep DoAddData(std::vector<std::string>& chunks, bool last);
   JobStep DoFinishBuffered(std::vector<std::string>& chunks);
   // The session's output tensors for a quantized tensor `q`, taking its buffers.

@@ -9,10 +9,9 @@
 namespace rtnq::server {
 
 void TensorJob::FinishCandidates(JobStep& step, const TensorInput& input) {
-  // The input's bytes go back to the budget now; the working memory of each candidate (its
-  // fake-quantized copy when column errors are asked for) is the core's transient memory.
-  step.released_bytes += held_;
-  held_ = 0;
+  // The input was reserved whole at the header (TensorShare) and is released when the tensor
+  // finishes; the working memory of each candidate (its fake-quantized copy when column errors
+  // are asked for) is the core's transient memory.
   QuantizeOptions o = options_;
   o.fake_quant = session_->column_errors;
   o.codes = false;

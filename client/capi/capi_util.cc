@@ -128,11 +128,13 @@ Json ResultToJson(const client::TensorResult& r) {
                       {"quantize_seconds", m.quantize_seconds},
                       {"server_seconds", m.server_seconds}};
   Json outputs = Json::array();
-  for (const PackedTensor& o : r.outputs) {
+  for (const TensorSpec& o : r.outputs) {
+    int64_t elements = 1;
+    for (int64_t d : o.shape) elements *= d;  // checked when the output was begun
     outputs.push_back(Json{{"name", o.name},
                            {"dtype", ElemTypeName(o.dtype)},
                            {"shape", o.shape},
-                           {"bytes", o.data.size()}});
+                           {"bytes", elements * ElemSize(o.dtype)}});
   }
   j["outputs"] = std::move(outputs);
   return j;

@@ -1,4 +1,5 @@
 // The C API's planning, local quantization and saving (rtnq_run_quantize is in run.cc).
+#include "client/memory_sink.h"
 #include "client/capi/rtnq_c.h"
 
 #include <cstdlib>
@@ -31,6 +32,7 @@ struct rtnq_session {
 };
 struct rtnq_result {
   rtnq::client::TensorResult result;
+  std::vector<rtnq::PackedTensor> outputs;  ///< the bytes of result.outputs, in order
   std::string json;
 };
 
@@ -235,10 +237,12 @@ int rtnq_session_quantize(rtnq_session* session, const rtnq_tensor* tensor, rtnq
                           char** error) {
   return Guard(error, [&]() -> absl::Status {
     ASSIGN_OR_RETURN(const rtnq::client::TensorRequest req, rtnq::capi::ToRequest(*tensor));
-    ASSIGN_OR_RETURN(rtnq::client::TensorResult result, session->session->Quantize(req));
+    rtnq::client::MemorySink sink;
+    ASSIGN_OR_RETURN(rtnq::client::TensorResult result, session->session->Quantize(req, sink));
     auto r = std::make_unique<rtnq_result>();
     r->json = rtnq::capi::ResultToJson(result).dump();
     r->result = std::move(result);
+    r->outputs = std::move(sink.outputs);
     *out = r.release();
     return absl::OkStatus();
   });
@@ -248,10 +252,10 @@ const char* rtnq_result_json(const rtnq_result* result) { return result->json.c_
 
 int rtnq_result_output(const rtnq_result* result, int32_t index, const void** data, uint64_t* size,
                        char** error) {
-  if (index < 0 || static_cast<size_t>(index) >= result->result.outputs.size()) {
+  if (index < 0 || static_cast<size_t>(index) >= result->outputs.size()) {
     return rtnq::capi::Report(absl::OutOfRangeError(absl::StrCat("no output ", index)), error);
   }
-  const std::vector<uint8_t>& bytes = result->result.outputs[static_cast<size_t>(index)].data;
+  const std::vector<uint8_t>& bytes = result->outputs[static_cast<size_t>(index)].data;
   *data = bytes.data();
   *size = bytes.size();
   return 0;

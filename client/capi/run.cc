@@ -21,6 +21,7 @@ struct rtnq_status {
 };
 struct rtnq_result_builder {
   rtnq::client::TensorResult result;
+  std::vector<rtnq::PackedTensor> outputs;  ///< filled by the callback, then given to the sink
 };
 
 namespace rtnq::capi {
@@ -39,7 +40,9 @@ class CallbackSession : public client::Session {
   CallbackSession(const rtnq_backend_callbacks& cb, int64_t id) : cb_(cb), id_(id) {}
   ~CallbackSession() override { (void)Close(); }
 
-  absl::StatusOr<client::TensorResult> Quantize(const client::TensorRequest& t) override {
+  // The Python transport hands back whole outputs; they go to the sink in one piece each.
+  absl::StatusOr<client::TensorResult> Quantize(const client::TensorRequest& t,
+                                                client::ResultSink& sink) override {
     const std::string& dtype = ElemTypeName(t.dtype);
     rtnq_tensor view{
         t.name.c_str(), dtype.c_str(), t.shape.data(),       static_cast<int32_t>(t.shape.size()),
@@ -49,6 +52,18 @@ class CallbackSession : public client::Session {
     rtnq_status status;
     cb_.quantize(cb_.user, id_, &view, &builder, &status);
     RETURN_IF_ERROR(StatusOf(status, t.name));
+    builder.result.outputs.clear();
+    for (const PackedTensor& p : builder.outputs) {
+      builder.result.outputs.push_back(TensorSpec{p.name, p.dtype, p.shape});
+    }
+    absl::Status st = sink.Begin(builder.result.outputs);
+    for (size_t i = 0; st.ok() && i < builder.outputs.size(); ++i) {
+      st = sink.Write(i, 0, builder.outputs[i].data);
+    }
+    if (!st.ok()) {
+      sink.Discard();
+      return st;
+    }
     return std::move(builder.result);
   }
 
@@ -187,7 +202,7 @@ void* rtnq_builder_add_output(rtnq_result_builder* builder, const char* name, co
   Guard(error, [&]() -> absl::Status {
     rtnq_tensor t{name, dtype, shape, ndim, nullptr, 0, 0, 0};
     ASSIGN_OR_RETURN(const rtnq::client::TensorRequest spec, rtnq::capi::ToRequest(t));
-    rtnq::PackedTensor& p = builder->result.outputs.emplace_back();
+    rtnq::PackedTensor& p = builder->outputs.emplace_back();
     p.name = spec.name;
     p.dtype = spec.dtype;
     p.shape = spec.shape;
