@@ -47,6 +47,8 @@ const char* ActionName(client::TensorAction a) {
       return "quantize";
     case client::TensorAction::kSkip:
       return "skip";
+    case client::TensorAction::kConsume:
+      return "consume";
     case client::TensorAction::kCopy:
       break;
   }
