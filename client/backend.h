@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/dtype.h"
+#include "core/expert_layout.h"
 #include "core/pack.h"
 #include "core/quant_config.h"
 #include "core/safetensors_header.h"
@@ -32,6 +33,9 @@ struct SessionSpec {
   OutputFormat format = OutputFormat::kFake;
   GptqFormat gptq_format = GptqFormat::kV1;  ///< kGptq only; the CLI resolves the default
   int compression_dim = 1;                   ///< kInc only
+  /// Stacked MoE expert tensors (core/expert_layout.h) are quantized expert by expert in this
+  /// layout; unset: a session refuses them.
+  std::optional<ExpertLayout> expert_layout;
 };
 
 /// One tensor to quantize. `data` is borrowed (usually an mmapped input) and must stay valid for

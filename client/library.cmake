@@ -3,6 +3,8 @@
 # Backend and writes the quantized checkpoint. The CLI and other C++ programs embed it.
 add_library(rtnq_client STATIC
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint_util.cc
+  ${CMAKE_CURRENT_LIST_DIR}/expert_plan.cc
+  ${CMAKE_CURRENT_LIST_DIR}/fp8_input.cc
   ${CMAKE_CURRENT_LIST_DIR}/journal.cc
   ${CMAKE_CURRENT_LIST_DIR}/local_backend.cc
   ${CMAKE_CURRENT_LIST_DIR}/manifest.cc

@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/checkpoint_util.h"
+#include "core/expert_quantize.h"
+#include "core/safetensors_header.h"
 #include "core/status_macros.h"
 #include "core/weight_config.h"
 
@@ -13,8 +15,9 @@ namespace {
 
 class LocalSession : public Session {
  public:
-  LocalSession(const Engine& engine, WeightConfigResolver resolver, OutputLayoutOptions layout)
-      : engine_(engine), resolver_(std::move(resolver)), layout_(layout) {}
+  LocalSession(const Engine& engine, WeightConfigResolver resolver, OutputLayoutOptions layout,
+               std::optional<ExpertLayout> experts)
+      : engine_(engine), resolver_(std::move(resolver)), layout_(layout), experts_(experts) {}
 
   // The result is computed whole in memory (the core quantizes whole tensors), then handed to
   // the sink like a remote result that arrived in one chunk per output.
@@ -27,9 +30,9 @@ class LocalSession : public Session {
     result.decided_by = rc.decided_by;
     result.match_kind = rc.match_kind;
     result.served_by = "local";
-    ASSIGN_OR_RETURN(LayoutOutputs out, QuantizeToLayout(TensorInput{tensor.name, tensor.dtype,
-                                                                     tensor.shape, tensor.data},
-                                                         rc.config, layout_, engine_));
+    const TensorInput input{tensor.name, tensor.dtype, tensor.shape, tensor.data};
+    ASSIGN_OR_RETURN(LayoutOutputs out,
+                     QuantizeTensorToLayout(input, rc.config, layout_, experts_, engine_));
     result.quantized = true;
     for (const PackedTensor& p : out.tensors) {
       result.outputs.push_back(TensorSpec{p.name, p.dtype, p.shape});
@@ -56,6 +59,7 @@ class LocalSession : public Session {
   const Engine& engine_;
   WeightConfigResolver resolver_;
   OutputLayoutOptions layout_;
+  std::optional<ExpertLayout> experts_;
 };
 
 }  // namespace
@@ -81,6 +85,32 @@ absl::StatusOr<LayoutOutputs> QuantizeToLayout(const TensorInput& input, const Q
   return out;
 }
 
+absl::StatusOr<LayoutOutputs> QuantizeTensorToLayout(const TensorInput& input,
+                                                     const QuantConfig& config,
+                                                     const OutputLayoutOptions& options,
+                                                     std::optional<ExpertLayout> experts,
+                                                     const Engine& engine) {
+  if (!StackedExpertsOf(input.name).has_value() || input.shape.size() != 3) {
+    return QuantizeToLayout(input, config, options, engine);
+  }
+  if (!experts.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor \"", input.name, "\" ", ShapeString(input.shape),
+                     " holds stacked MoE experts but the session has no expert layout "
+                     "(--expert-layout)"));
+  }
+  ASSIGN_OR_RETURN(const std::vector<ExpertSlice> slices,
+                   PlanExpertSlices(input.name, input.shape, *experts, std::nullopt));
+  auto piece = [&](const TensorInput& w) -> absl::StatusOr<PieceOutputs> {
+    ASSIGN_OR_RETURN(LayoutOutputs o, QuantizeToLayout(w, config, options, engine));
+    return PieceOutputs{std::move(o.tensors), o.metrics};
+  };
+  ASSIGN_OR_RETURN(PieceOutputs all,
+                   QuantizeStackedExperts(input, slices, experts->transposed,
+                                          options.layout == OutputLayout::kFake, piece, engine));
+  return LayoutOutputs{std::move(all.tensors), all.metrics};
+}
+
 absl::StatusOr<std::unique_ptr<LocalBackend>> LocalBackend::Create(const EngineOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(options));
   return std::unique_ptr<LocalBackend>(new LocalBackend(std::move(engine)));
@@ -94,7 +124,8 @@ absl::StatusOr<std::unique_ptr<Session>> LocalBackend::OpenSession(const Session
   layout.layout = LayoutOf(spec.format);
   layout.compression_dim = spec.compression_dim;
   layout.gptq_format = spec.gptq_format;
-  return std::unique_ptr<Session>(new LocalSession(*engine_, std::move(resolver), layout));
+  return std::unique_ptr<Session>(
+      new LocalSession(*engine_, std::move(resolver), layout, spec.expert_layout));
 }
 
 std::string LocalBackend::Describe() const {

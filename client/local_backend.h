@@ -2,12 +2,14 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "client/backend.h"
 #include "core/engine.h"
+#include "core/expert_layout.h"
 #include "core/output_plan.h"
 #include "core/quantize.h"
 
@@ -27,6 +29,16 @@ struct LayoutOutputs {
 absl::StatusOr<LayoutOutputs> QuantizeToLayout(const TensorInput& input, const QuantConfig& config,
                                                const OutputLayoutOptions& options,
                                                const Engine& engine);
+
+/// QuantizeToLayout for any tensor a session receives: a 3-D stacked MoE expert tensor
+/// (core/expert_layout.h) is quantized expert by expert in the `experts` layout, exactly as if
+/// each expert's weight were a tensor of its own (core/expert_quantize.h); without `experts` it
+/// is InvalidArgument naming the tensor.
+absl::StatusOr<LayoutOutputs> QuantizeTensorToLayout(const TensorInput& input,
+                                                     const QuantConfig& config,
+                                                     const OutputLayoutOptions& options,
+                                                     std::optional<ExpertLayout> experts,
+                                                     const Engine& engine);
 
 /// Backend whose sessions quantize in this process over one shared Engine (its arena bounds the
 /// threads of all sessions together). Thread-safe.

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/config_json.h"
+#include "core/expert_layout.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -43,6 +44,7 @@ Json ManifestToJson(const Manifest& m) {
     e["shape"] = t.shape;
     e["decided_by"] = t.decided_by;
     e["config"] = ConfigToJsonValue(t.config);
+    if (!t.expert_layout.empty()) e["expert_layout"] = t.expert_layout;
     tensors[t.name] = std::move(e);
   }
   j["tensors"] = std::move(tensors);
@@ -92,6 +94,12 @@ absl::StatusOr<Manifest> ManifestFromJson(std::string_view text, std::string_vie
     }
     if (const auto db = it->find("decided_by"); db != it->end() && db->is_string()) {
       t.decided_by = db->get<std::string>();
+    }
+    if (it->contains("expert_layout")) {
+      ASSIGN_OR_RETURN(const Json* el,
+                       Get(*it, "expert_layout", Json::value_t::string, where, field));
+      ASSIGN_OR_RETURN(const ExpertLayout layout, ParseExpertLayout(el->get<std::string>()));
+      t.expert_layout = ExpertLayoutName(layout);
     }
     ASSIGN_OR_RETURN(const Json* config, Get(*it, "config", Json::value_t::object, where, field));
     ASSIGN_OR_RETURN(const QuantConfigPatch patch,

@@ -28,6 +28,8 @@ struct ManifestTensor {
   std::vector<int64_t> shape;
   QuantConfig config;      ///< as configured (before any MSE search)
   std::string decided_by;  ///< DecidedByText of the resolution
+  /// A stacked MoE expert tensor quantized expert by expert: its ExpertLayoutName ("" otherwise).
+  std::string expert_layout = "";
 };
 
 /// Everything `verify` needs to know about a quantized checkpoint.
@@ -40,7 +42,8 @@ struct Manifest {
 };
 
 /// {"version": 1, "format": ..., ["compression_dim" | "checkpoint_format"], "tensors": {name:
-/// {"layer", "dtype", "shape", "decided_by", "config": {full config}}}, "skipped": {name: why}}.
+/// {"layer", "dtype", "shape", "decided_by", "config": {full config}, ["expert_layout"]}},
+/// "skipped": {name: why}}.
 nlohmann::ordered_json ManifestToJson(const Manifest& m);
 
 /// Parses ManifestToJson's output; InvalidArgument naming `where` and the field otherwise.

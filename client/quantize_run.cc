@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -17,6 +18,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "client/fp8_input.h"
 #include "client/journal.h"
 #include "client/run_plan.h"
 #include "client/tensor_file_sink.h"
@@ -88,6 +90,8 @@ std::string ActionName(TensorAction a) {
       return "quantized";
     case TensorAction::kSkip:
       return "skipped";
+    case TensorAction::kConsume:
+      return "consumed";
     case TensorAction::kCopy:
       break;
   }
@@ -97,8 +101,9 @@ std::string ActionName(TensorAction a) {
 // One run: the plan, the writers under OUTPUT.partial, the journal and the workers.
 class Run {
  public:
-  Run(const QuantizeOptions& o, const InputCheckpoint& in, RunPlan plan, Progress& progress)
-      : o_(o), in_(in), plan_(std::move(plan)), progress_(progress) {
+  Run(const QuantizeOptions& o, const InputCheckpoint& in, RunPlan plan, Progress& progress,
+      const Engine* decode_engine)
+      : o_(o), in_(in), plan_(std::move(plan)), progress_(progress), decode_(decode_engine) {
     partial_ = o.output + ".partial";
     reports_.resize(plan_.tensors.size());
     done_.assign(plan_.tensors.size(), false);
@@ -268,8 +273,7 @@ class Run {
       if (it == index.end() || done_[it->second]) continue;
       const PlannedTensor& p = plan_.tensors[it->second];
       if (p.decision.action != TensorAction::kQuantize || fds[p.file] < 0 ||
-          e.outputs.size() != p.outputs.size() ||
-          ComputeCrc32c(p.tensor->data.data(), p.tensor->data.size()) != e.input_crc32c) {
+          e.outputs.size() != p.outputs.size() || InputCrc(p) != e.input_crc32c) {
         continue;
       }
       SafetensorsWriter& w = *writers_[p.file];
@@ -303,6 +307,41 @@ class Run {
     return kept;
   }
 
+  // Writes one bias per expert weight, cut from a stacked bias [E, F] as its weight was cut.
+  absl::StatusOr<uint64_t> WriteExpertBiases(const PlannedTensor& p, absl::Span<const uint8_t> data,
+                                             SafetensorsWriter& w) {
+    const int es = ElemSize(p.dtype);
+    const int64_t fused = p.tensor->shape[1];
+    uint64_t written = 0;
+    for (size_t k = 0; k < p.bias_experts.size(); ++k) {
+      const ExpertSlice& e = p.bias_experts[k];
+      const TensorSpec& spec = p.outputs[k];
+      std::vector<uint8_t> bytes(static_cast<size_t>(e.out * es));
+      for (int64_t o = 0; o < e.out; ++o) {
+        std::memcpy(&bytes[o * es], &data[(e.expert * fused + e.offset + o * e.stride) * es], es);
+      }
+      if (spec.dtype != p.dtype) {  // GPTQ stores biases as F16
+        ASSIGN_OR_RETURN(bytes,
+                         GptqBiasBytes(TensorInfo{spec.name, p.dtype, {e.out}, e.out, 0, bytes}));
+      }
+      RETURN_IF_ERROR(w.WriteTensor(spec.name, bytes));
+      written += bytes.size();
+    }
+    return written;
+  }
+
+  // CRC32C of everything a tensor's result depends on: its bytes, and an FP8 source's scale.
+  uint32_t InputCrc(const PlannedTensor& p) const {
+    Crc32c crc;
+    crc.Update(p.tensor->data.data(), p.tensor->data.size());
+    if (p.fp8.has_value()) {
+      if (const TensorInfo* s = in_.checkpoint.Find(p.fp8->scale_name); s != nullptr) {
+        crc.Update(s->data.data(), s->data.size());
+      }
+    }
+    return crc.value();
+  }
+
   absl::Status Process(size_t i, Session& session) {
     const Clock::time_point t0 = Clock::now();
     const PlannedTensor& p = plan_.tensors[i];
@@ -315,23 +354,40 @@ class Run {
     r.shape = t.shape;
     r.dtype = ElemTypeName(t.dtype);
     r.bytes_in = t.data.size();
+    // An FP8 source reaches the backend (or the output) as float32 values.
+    std::vector<uint8_t> decoded;
+    absl::Span<const uint8_t> data = t.data;
+    if (p.fp8.has_value() && p.decision.action != TensorAction::kConsume) {
+      ASSIGN_OR_RETURN(decoded, DequantizedFp8Bytes(in_, t, *p.fp8, *decode_));
+      data = decoded;
+      if (r.reason.empty()) r.reason = Fp8SourceNote(t, *p.fp8);
+    }
+    if (p.decision.action == TensorAction::kConsume) {
+      r.wall_seconds = SecondsSince(t0);
+      progress_.TensorDone(r);
+      return absl::OkStatus();
+    }
     if (p.decision.action != TensorAction::kQuantize) {
-      if (p.bias_to_f16) {
+      if (!p.bias_experts.empty()) {
+        ASSIGN_OR_RETURN(r.bytes_out, WriteExpertBiases(p, data, w));
+      } else if (p.bias_to_f16) {
         ASSIGN_OR_RETURN(const std::vector<uint8_t> f16, GptqBiasBytes(t));
         RETURN_IF_ERROR(w.WriteTensor(t.name, f16));
         r.bytes_out = f16.size();
       } else {
-        RETURN_IF_ERROR(w.WriteTensor(t.name, t.data));
-        r.bytes_out = t.data.size();
+        RETURN_IF_ERROR(w.WriteTensor(t.name, data));
+        r.bytes_out = data.size();
       }
       r.wall_seconds = SecondsSince(t0);
       progress_.TensorDone(r);
       return absl::OkStatus();
     }
-    const uint32_t input_crc = ComputeCrc32c(t.data.data(), t.data.size());
+    const uint32_t input_crc = InputCrc(p);
+    std::optional<uint32_t> request_crc;
+    if (!p.fp8.has_value()) request_crc = input_crc;  // else the backend computes it if needed
     TensorFileSink sink(t.name, p.outputs, w);
     absl::StatusOr<TensorResult> result =
-        session.Quantize(TensorRequest{t.name, t.dtype, t.shape, t.data, input_crc}, sink);
+        session.Quantize(TensorRequest{t.name, p.dtype, t.shape, data, request_crc}, sink);
     if (!result.ok()) return NameTensor(result.status(), t.name);
     if (!result->quantized) {
       sink.Discard();
@@ -366,6 +422,7 @@ class Run {
   std::vector<TensorReport> reports_;  // by plan index; each slot written by one thread
   std::vector<bool> done_;             // reused from a previous run (set before the workers)
   std::atomic<int> journaled_{0};
+  const Engine* decode_;  // dequantizes FP8 sources; null when the input has none
 };
 
 }  // namespace
@@ -387,11 +444,13 @@ absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backen
   ASSIGN_OR_RETURN(const TensorSelection selection,
                    TensorSelection::Create(options.include, options.exclude));
   PlanOptions po;
+  ASSIGN_OR_RETURN(po.input_config, ReadInputConfig(options.input, in));
   po.output_name = fs::path(options.output).filename().string();
   po.format = options.format;
   po.gptq_format = options.gptq_format;
   po.compression_dim = options.compression_dim;
   po.target = options.target;
+  po.expert_layout = options.expert_layout;
   ASSIGN_OR_RETURN(RunPlan plan, PlanRun(in, options.input, resolver, selection, po));
   for (const std::string& w : plan.warnings) progress.Warn(w);
 
@@ -400,13 +459,20 @@ absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backen
   spec.format = options.format;
   spec.gptq_format = plan.gptq_format;
   spec.compression_dim = options.compression_dim;
+  spec.expert_layout = plan.expert_layout;
   std::vector<std::unique_ptr<Session>> sessions;
   for (int i = 0; i < options.streams; ++i) {
     ASSIGN_OR_RETURN(std::unique_ptr<Session> s, backend.OpenSession(spec));
     sessions.push_back(std::move(s));
   }
 
-  Run run(options, in, std::move(plan), progress);
+  std::unique_ptr<Engine> decode_engine;
+  if (plan.fp8_source) {
+    // FP8 sources are dequantized here, before any backend sees them, so local and remote runs
+    // quantize the same float32 bytes. Its own arena: shares TBB's workers with a local backend.
+    ASSIGN_OR_RETURN(decode_engine, Engine::Create({}));
+  }
+  Run run(options, in, std::move(plan), progress, decode_engine.get());
   absl::Status status = run.Stage();
   if (status.ok()) status = run.Work(sessions);
   for (auto& s : sessions) {

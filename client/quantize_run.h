@@ -10,6 +10,7 @@
 #include "client/backend.h"
 #include "client/progress.h"
 #include "client/report.h"
+#include "core/expert_layout.h"
 #include "core/layout/loader_rules.h"
 
 namespace rtnq::client {
@@ -23,6 +24,9 @@ struct QuantizeOptions {
   std::optional<GptqFormat> gptq_format;     ///< unset: v1 when every layer is sym, else v2
   int compression_dim = 1;                   ///< inc
   LoaderTarget target = LoaderTarget::kAny;  ///< --target: whose loader rules refuse the run
+  /// --expert-layout: how stacked MoE expert tensors lie; unset: from config.json's model_type
+  /// (client/expert_plan.h). A stacked tensor to quantize without either is an error.
+  std::optional<ExpertLayout> expert_layout;
   std::vector<std::string> include;          ///< --include patterns (already split)
   std::vector<std::string> exclude;          ///< --exclude patterns
   int streams = 1;                           ///< parallel sessions, one worker thread each

@@ -29,7 +29,7 @@ double JsonToDouble(const Json& j) {
 }
 
 void Summarize(const std::vector<TensorReport>& tensors, RunSummary& s) {
-  s.quantized = s.skipped = s.copied = s.resumed = 0;
+  s.quantized = s.skipped = s.copied = s.consumed = s.resumed = 0;
   double sum = 0;
   std::vector<std::pair<std::string, double>> snrs;
   for (const TensorReport& t : tensors) {
@@ -39,6 +39,8 @@ void Summarize(const std::vector<TensorReport>& tensors, RunSummary& s) {
       snrs.emplace_back(t.name, t.metrics.snr_db);
     } else if (t.action == "skipped") {
       ++s.skipped;
+    } else if (t.action == "consumed") {
+      ++s.consumed;
     } else {
       ++s.copied;
     }
@@ -121,6 +123,7 @@ Json SummaryToJson(const RunSummary& s) {
   j["quantized"] = s.quantized;
   j["skipped"] = s.skipped;
   j["copied"] = s.copied;
+  if (s.consumed > 0) j["consumed"] = s.consumed;
   j["resumed"] = s.resumed;
   j["bytes_before"] = s.bytes_before;
   j["bytes_after"] = s.bytes_after;
@@ -154,7 +157,8 @@ std::string SummaryText(const RunSummary& s) {
                     : absl::StrCat(s.format, " (checkpoint_format ", s.gptq_format, ")"));
   row("backend", s.backend);
   row("tensors",
-      absl::StrFormat("%d quantized, %d skipped, %d copied%s", s.quantized, s.skipped, s.copied,
+      absl::StrFormat("%d quantized, %d skipped, %d copied%s%s", s.quantized, s.skipped, s.copied,
+                      s.consumed > 0 ? absl::StrCat(", ", s.consumed, " FP8 scales consumed") : "",
                       s.resumed > 0 ? absl::StrCat(" (", s.resumed, " resumed)") : ""));
   row("size", absl::StrFormat("%s -> %s (%.2fx smaller)", HumanBytes(s.bytes_before),
                               HumanBytes(s.bytes_after),

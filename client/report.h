@@ -16,8 +16,8 @@ namespace rtnq::client {
 /// One input tensor's fate.
 struct TensorReport {
   std::string name;
-  std::string action;  ///< "quantized", "skipped" or "copied"
-  std::string reason;  ///< skipped / copied: why
+  std::string action;  ///< "quantized", "skipped", "copied" or "consumed" (an FP8 scale)
+  std::string reason;  ///< skipped / copied / consumed: why (quantized FP8 sources: the decoding)
   std::vector<int64_t> shape;
   std::string dtype;
   QuantConfig config;       ///< quantized: the resolved config
@@ -41,6 +41,7 @@ struct RunSummary {
   int quantized = 0;
   int skipped = 0;
   int copied = 0;
+  int consumed = 0;  ///< FP8 scales left out of the output
   int resumed = 0;
   uint64_t bytes_before = 0;
   uint64_t bytes_after = 0;

@@ -8,6 +8,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "client/expert_plan.h"
+#include "client/fp8_input.h"
 #include "core/file_io.h"
 #include "core/gptq_config.h"
 #include "core/layout/awq_config.h"
@@ -49,6 +51,50 @@ std::vector<std::string> OutputFileNames(const InputCheckpoint& input,
   return names;
 }
 
+// The experts of one MoE layer must share one config (client/expert_plan.h).
+absl::Status CheckExperts(const RunPlan& plan, const WeightConfigResolver& resolver) {
+  std::vector<ExpertMember> members;
+  for (const PlannedTensor& p : plan.tensors) {
+    const TensorAction a = p.decision.action;
+    if (a != TensorAction::kQuantize && a != TensorAction::kSkip) continue;
+    members.push_back(ExpertMember{p.tensor->name, a == TensorAction::kQuantize, p.decision.reason,
+                                   p.decision.resolved, &p.experts});
+  }
+  return CheckExpertGroups(members, resolver);
+}
+
+// Packed formats store experts as per-expert modules, so a stacked tensor's bias
+// ("P.experts.gate_up_proj_bias" [E, F]) is split the way its weight was: one bias per expert
+// weight, "P.experts.{i}.gate_proj.bias" (F16 for GPTQ, like every GPTQ bias).
+absl::Status PlanExpertBiases(RunPlan& plan, OutputLayout layout) {
+  if (layout == OutputLayout::kFake) return absl::OkStatus();
+  std::map<std::string, const PlannedTensor*> stacked;
+  for (const PlannedTensor& p : plan.tensors) {
+    if (!p.experts.empty()) stacked[p.tensor->name] = &p;
+  }
+  for (PlannedTensor& p : plan.tensors) {
+    const TensorInfo& t = *p.tensor;
+    const std::string owner = StackedBiasOwner(t.name, t.shape);
+    const auto it = stacked.find(owner);
+    if (owner.empty() || it == stacked.end() || p.decision.action != TensorAction::kCopy) continue;
+    const PlannedTensor& w = *it->second;
+    const int64_t fused = plan.expert_layout->transposed ? w.tensor->shape[2] : w.tensor->shape[1];
+    if (t.shape[0] != w.tensor->shape[0] || t.shape[1] != fused || !IsQuantizableFloat(p.dtype)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", t.name, "\" ", ElemTypeName(p.dtype), " ", ShapeString(t.shape),
+          " is the bias of stacked experts \"", owner, "\" ", ShapeString(w.tensor->shape),
+          " but not a float [", w.tensor->shape[0], ", ", fused, "] tensor to split per expert"));
+    }
+    p.bias_experts = w.experts;
+    p.decision.reason = absl::StrCat("split into ", w.experts.size(),
+                                     " per-expert biases like its weight \"", owner, "\"");
+    const ElemType dtype = HalfBias(plan.manifest.format) ? ElemType::kF16 : p.dtype;
+    p.outputs.clear();
+    for (const ExpertSlice& e : w.experts) p.outputs.push_back({e.layer + ".bias", dtype, {e.out}});
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensors,
@@ -57,11 +103,37 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
   RunPlan plan;
   const bool gptq = options.format == OutputFormat::kGptq;
   // Decide every tensor first: the GPTQ zero-point format depends on all of them.
+  ASSIGN_OR_RETURN(const Fp8SourcePlan fp8, PlanInputFp8(tensors, options.input_config));
+  plan.fp8_source = !fp8.empty();
+  const ExpertContext experts = MakeExpertContext(options.expert_layout, options.input_config);
+  plan.expert_layout = experts.layout;
   bool any_asym = false;
   for (const TensorInfo* t : tensors) {
     PlannedTensor p;
     p.tensor = t;
-    ASSIGN_OR_RETURN(p.decision, selection.Decide(t->name, t->dtype, t->shape, resolver));
+    p.dtype = t->dtype;
+    if (auto it = fp8.weights.find(t->name); it != fp8.weights.end()) {
+      p.fp8 = it->second;
+      p.dtype = ElemType::kF32;
+    }
+    if (auto it = fp8.consumed.find(t->name); it != fp8.consumed.end()) {
+      p.decision.action = TensorAction::kConsume;
+      p.decision.reason = it->second;
+      plan.bytes_before += static_cast<uint64_t>(t->num_elements) * ElemSize(t->dtype);
+      plan.tensors.push_back(std::move(p));
+      continue;
+    }
+    const bool stacked = IsStackedExperts(t->name, t->shape);
+    ASSIGN_OR_RETURN(p.decision, selection.Decide(t->name, p.dtype, t->shape, resolver, stacked));
+    if (stacked && p.decision.action == TensorAction::kQuantize) {
+      ASSIGN_OR_RETURN(p.experts, PlanStackedExperts(t->name, t->shape, experts));
+      p.decision.reason = absl::StrCat(
+          t->shape[0], " experts quantized one by one as ", p.experts.size(), " weights (",
+          ExpertLayoutName(*experts.layout), " from ", experts.source, ")");
+    }
+    if (p.fp8.has_value() && p.decision.action != TensorAction::kQuantize) {
+      p.decision.reason = absl::StrCat(p.decision.reason, "; ", Fp8SourceNote(*t, *p.fp8));
+    }
     if (p.decision.action == TensorAction::kQuantize) {
       any_asym |= p.decision.resolved.config.scheme == Scheme::kAsym;
     }
@@ -69,6 +141,8 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
     plan.tensors.push_back(std::move(p));
   }
   plan.gptq_format = options.gptq_format.value_or(DefaultGptqFormat(any_asym));
+  RETURN_IF_ERROR(CheckExperts(plan, resolver));
+
   OutputLayoutOptions layout;
   layout.layout = LayoutOf(options.format);
   layout.compression_dim = options.compression_dim;
@@ -87,14 +161,30 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
     switch (p.decision.action) {
       case TensorAction::kQuantize: {
         const QuantConfig& cfg = p.decision.resolved.config;
-        ASSIGN_OR_RETURN(p.outputs, PlanQuantizedOutputs(t.name, t.dtype, t.shape, cfg, layout));
         const std::string layer = LayerName(t.name);
-        quantized_layers.insert(layer);
-        plan.manifest.tensors.push_back(ManifestTensor{t.name, layer, t.dtype, t.shape, cfg,
+        plan.manifest.tensors.push_back(ManifestTensor{t.name, layer, p.dtype, t.shape, cfg,
                                                        DecidedByText(p.decision.resolved)});
-        gptq_layers.push_back(
-            GptqLayerQuant{layer, cfg.bits, cfg.group_size, cfg.scheme == Scheme::kSym, false});
-        rules.layers.push_back({layer, cfg, t.shape[0], Cols(t.shape)});
+        // Linear layers as loaders see them: the tensor, or each expert's weight of a stack.
+        std::vector<std::pair<std::string, std::vector<int64_t>>> weights = {{layer, t.shape}};
+        if (!p.experts.empty()) {
+          plan.manifest.tensors.back().expert_layout = ExpertLayoutName(*plan.expert_layout);
+          weights.clear();
+          for (const ExpertSlice& e : p.experts) weights.push_back({e.layer, {e.out, e.in}});
+        }
+        const bool fake_stack = !p.experts.empty() && layout.layout == OutputLayout::kFake;
+        if (fake_stack) p.outputs = {{t.name, p.dtype, t.shape}};  // the original layout
+        for (const auto& [w, shape] : weights) {
+          if (!fake_stack) {
+            const std::string name = p.experts.empty() ? t.name : w + ".weight";
+            ASSIGN_OR_RETURN(std::vector<TensorSpec> specs,
+                             PlanQuantizedOutputs(name, p.dtype, shape, cfg, layout));
+            p.outputs.insert(p.outputs.end(), specs.begin(), specs.end());
+          }
+          quantized_layers.insert(w);
+          gptq_layers.push_back(
+              GptqLayerQuant{w, cfg.bits, cfg.group_size, cfg.scheme == Scheme::kSym, false});
+          rules.layers.push_back({w, cfg, shape[0], Cols(shape)});
+        }
         break;
       }
       case TensorAction::kSkip:
@@ -103,16 +193,22 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
         if (!p.decision.excluded_by_rule) gptq_skipped.push_back(LayerName(t.name));
         [[fallthrough]];
       case TensorAction::kCopy:
-        p.outputs = {TensorSpec{t.name, t.dtype, t.shape}};
+        p.outputs = {TensorSpec{t.name, p.dtype, t.shape}};
+        break;
+      case TensorAction::kConsume:
+        plan.manifest.skipped[t.name] = p.decision.reason;
         break;
     }
   }
+  RETURN_IF_ERROR(PlanExpertBiases(plan, layout.layout));
   // GPTQ and AWQ loaders read a quantized layer's bias as float16.
   if (HalfBias(options.format)) {
     for (PlannedTensor& p : plan.tensors) {
       const TensorInfo& t = *p.tensor;
-      if (p.decision.action == TensorAction::kQuantize || !absl::EndsWith(t.name, ".bias") ||
-          t.dtype == ElemType::kF16 || !IsQuantizableFloat(t.dtype)) {
+      if (p.decision.action == TensorAction::kQuantize ||
+          p.decision.action == TensorAction::kConsume || !p.bias_experts.empty() ||
+          !absl::EndsWith(t.name, ".bias") || t.dtype == ElemType::kF16 ||
+          !IsQuantizableFloat(t.dtype)) {
         continue;
       }
       const std::string layer = t.name.substr(0, t.name.size() - 5);
@@ -173,6 +269,8 @@ namespace {
 
 absl::Status WriteConfigJson(const std::string& dest, nlohmann::ordered_json config,
                              const RunPlan& plan) {
+  // An FP8 source's quantization_config would make loaders read the re-quantized weights as FP8.
+  if (plan.fp8_source) config.erase("quantization_config");
   config[RecordKey(plan)] = plan.record;
   return WriteFileAtomically(dest, config.dump(2) + "\n");
 }

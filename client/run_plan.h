@@ -16,6 +16,8 @@
 #include "client/checkpoint_util.h"
 #include "client/manifest.h"
 #include "client/tensor_selection.h"
+#include "core/expert_layout.h"
+#include "core/fp8_source.h"
 #include "core/layout/loader_rules.h"
 #include "core/safetensors_header.h"
 
@@ -29,6 +31,15 @@ struct PlannedTensor {
   std::vector<TensorSpec> outputs;  ///< quantized: the packed tensors; otherwise the tensor
   /// GPTQ: the bias of a quantized layer, stored as F16 as the layout requires.
   bool bias_to_f16 = false;
+  /// An FP8 source: dequantized to F32 with this scale before it is quantized or written.
+  std::optional<Fp8ScaleLayout> fp8;
+  /// The dtype the backend (or the writer) gets: F32 for an FP8 source, else the tensor's.
+  ElemType dtype = ElemType::kF32;
+  /// A quantized stacked MoE expert tensor: the 2-D weights its experts are quantized as.
+  std::vector<ExpertSlice> experts;
+  /// The bias of such a tensor ("..._bias" [E, F]), split like its weight into one bias per
+  /// expert weight (packed formats: loaders read per-expert modules).
+  std::vector<ExpertSlice> bias_experts;
 };
 
 /// One output safetensors file.
@@ -49,6 +60,10 @@ struct RunPlan {
   nlohmann::ordered_json record;
   /// What loaders would make of the output that --target lets through (core/layout/loader_rules.h).
   std::vector<std::string> warnings;
+  /// The input is an FP8 checkpoint: its quantization_config is dropped from config.json.
+  bool fp8_source = false;
+  /// The layout stacked MoE expert tensors are split in (sessions need it too).
+  std::optional<ExpertLayout> expert_layout;
   uint64_t bytes_before = 0;  ///< input tensor bytes
   uint64_t bytes_after = 0;   ///< output tensor bytes
 };
@@ -60,6 +75,10 @@ struct PlanOptions {
   std::optional<GptqFormat> gptq_format;  ///< unset: DefaultGptqFormat(any layer asym)
   int compression_dim = 1;
   LoaderTarget target = LoaderTarget::kAny;  ///< whose loader rules refuse rather than warn
+  /// The input's config.json (null when there is none): FP8 block sizes, MoE family, hidden size.
+  nlohmann::ordered_json input_config;
+  /// --expert-layout; unset: from config.json's model_type.
+  std::optional<ExpertLayout> expert_layout;
 };
 
 /// Plans `tensors` in the order given, without placing them in files (every PlannedTensor's
@@ -90,8 +109,9 @@ absl::StatusOr<std::vector<std::string>> WriteRecordFiles(const std::string& out
 
 /// Writes the side files of a directory input into `out_dir`: every regular file of `input_dir`
 /// except safetensors files and the shard index is copied, config.json gets the record
-/// ("quantization_config" for gptq, compressed-tensors and awq, "rtnq_quantization" otherwise)
-/// and gptq writes quantize_config.json. Returns the file names written.
+/// ("quantization_config" for gptq, compressed-tensors and awq, "rtnq_quantization" otherwise;
+/// an FP8 source's own quantization_config is removed) and gptq writes quantize_config.json.
+/// Returns the file names written.
 absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input_dir,
                                                         const std::string& out_dir,
                                                         const RunPlan& plan);

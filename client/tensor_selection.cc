@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/expert_layout.h"
 #include "core/safetensors_header.h"
 #include "core/status_macros.h"
 
@@ -46,13 +47,14 @@ absl::StatusOr<TensorSelection> TensorSelection::Create(std::vector<std::string>
 
 absl::StatusOr<TensorDecision> TensorSelection::Decide(std::string_view name, ElemType dtype,
                                                        const std::vector<int64_t>& shape,
-                                                       const WeightConfigResolver& resolver) const {
+                                                       const WeightConfigResolver& resolver,
+                                                       bool stacked_experts) const {
   TensorDecision d;
   const std::string n(name);
   std::string unquantizable;
   if (!IsQuantizableFloat(dtype)) {
     unquantizable = absl::StrCat("dtype ", ElemTypeName(dtype));
-  } else if (shape.size() != 2) {
+  } else if (shape.size() != 2 && !stacked_experts) {
     unquantizable = absl::StrCat(shape.size(), "-D ", ShapeString(shape));
   }
   if (include_ != nullptr) {
@@ -75,7 +77,7 @@ absl::StatusOr<TensorDecision> TensorSelection::Decide(std::string_view name, El
       d.reason = unquantizable;
       return d;
     }
-    if (!absl::EndsWith(n, ".weight")) {
+    if (!absl::EndsWith(n, ".weight") && !stacked_experts) {
       d.reason = "not a .weight";
       return d;
     }
@@ -98,6 +100,13 @@ absl::StatusOr<TensorDecision> TensorSelection::Decide(std::string_view name, El
                                 "\": kept by default (name it in weight_config or --include)");
         return d;
       }
+    }
+    if (IsMoeRouter(n)) {
+      d.excluded_by_rule = true;
+      d.reason =
+          "MoE router: kept in float by default, as inference engines load it (name it in "
+          "weight_config or --include)";
+      return d;
     }
   }
   if (d.resolved.config.dtype == QuantDtype::kFp32) {

@@ -18,6 +18,9 @@ enum class TensorAction : uint8_t {
   kQuantize,
   kSkip,  ///< a candidate weight left as it is (see reason)
   kCopy,  ///< not a weight matrix (norms, biases, integer tensors): copied unchanged
+  /// Left out of the output: the scale of an FP8 weight (consumed by dequantizing it) or a scale
+  /// only an FP8 runtime reads (core/fp8_source.h).
+  kConsume,
 };
 
 /// The decision for one tensor and the config that applies to it.
@@ -43,14 +46,18 @@ class TensorSelection {
   ~TensorSelection();
 
   /// The rule. Without --include: 2-D F32/F16/BF16 tensors named "*.weight" are quantized,
-  /// except names containing "embed", "lm_head" or "norm" (unless a weight_config entry names
-  /// that exact tensor or layer). With --include: exactly the tensors it matches; a tensor an
-  /// include names exactly (tensor or layer name) that cannot be quantized (not 2-D, not a
-  /// float) is InvalidArgument naming it, pattern matches are skipped with the reason. Then
+  /// except names containing "embed", "lm_head" or "norm" and MoE routers (core/expert_layout.h
+  /// IsMoeRouter), unless a weight_config entry names that exact tensor or layer. With --include:
+  /// exactly the tensors it matches; a tensor an include names exactly (tensor or layer name) that
+  /// cannot be quantized (not 2-D, not a float) is InvalidArgument naming it, pattern matches are
+  /// skipped with the reason. Then
   /// --exclude removes tensors, and a config with dtype fp32 skips them.
+  /// `stacked_experts`: a 3-D stacked MoE expert tensor (client/expert_plan.h), a weight like a
+  /// 2-D "*.weight" although it is 3-D and its name may lack ".weight".
   absl::StatusOr<TensorDecision> Decide(std::string_view name, ElemType dtype,
                                         const std::vector<int64_t>& shape,
-                                        const WeightConfigResolver& resolver) const;
+                                        const WeightConfigResolver& resolver,
+                                        bool stacked_experts = false) const;
 
   bool has_include() const { return include_ != nullptr; }
 

@@ -1,12 +1,17 @@
 #include "client/verify.h"
 
 #include <algorithm>
+#include <cstring>
+#include <deque>
 #include <limits>
+#include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/checkpoint_util.h"
+#include "client/expert_plan.h"
+#include "client/fp8_input.h"
 #include "client/local_backend.h"
 #include "core/layout/awq.h"
 #include "core/layout/compressed_tensors.h"
@@ -58,7 +63,9 @@ absl::StatusOr<std::vector<float>> Decode(const ManifestTensor& r, const Manifes
             absl::StrCat("stored as ", ElemTypeName(t.dtype), " ", ShapeString(t.shape),
                          ", expected ", ElemTypeName(r.dtype), " ", ShapeString(r.shape)));
       }
-      TensorInfo view{t.name, t.dtype, t.shape, rows * cols, 0, t.data};
+      int64_t n = 1;
+      for (int64_t d : t.shape) n *= d;
+      TensorInfo view{t.name, t.dtype, t.shape, n, 0, t.data};
       return ToFloats(view);
     }
     case OutputFormat::kInc: {
@@ -103,8 +110,10 @@ std::string CompareFresh(const TensorInfo& w, const ManifestTensor& r, const Man
                          const std::vector<PackedTensor>& stored, const Engine& engine,
                          int64_t* differing) {
   OutputLayoutOptions layout{LayoutOf(m.format), m.compression_dim, m.gptq_format};
-  absl::StatusOr<LayoutOutputs> fresh =
-      QuantizeToLayout(TensorInput{w.name, w.dtype, w.shape, w.data}, r.config, layout, engine);
+  std::optional<ExpertLayout> experts;
+  if (!r.expert_layout.empty()) experts = *ParseExpertLayout(r.expert_layout);
+  absl::StatusOr<LayoutOutputs> fresh = QuantizeTensorToLayout(
+      TensorInput{w.name, w.dtype, w.shape, w.data}, r.config, layout, experts, engine);
   if (!fresh.ok()) return absl::StrCat("requantizing: ", fresh.status().message());
   *differing = 0;
   for (const PackedTensor& p : fresh->tensors) {
@@ -121,6 +130,120 @@ std::string CompareFresh(const TensorInfo& w, const ManifestTensor& r, const Man
   return "";
 }
 
+// The expert weights a stacked tensor was quantized as (empty for any other tensor).
+absl::StatusOr<std::vector<ExpertSlice>> ExpertSlicesOf(const ManifestTensor& r) {
+  if (r.expert_layout.empty()) return std::vector<ExpertSlice>();
+  ASSIGN_OR_RETURN(const ExpertLayout layout, ParseExpertLayout(r.expert_layout));
+  return PlanExpertSlices(r.name, r.shape, layout, std::nullopt);
+}
+
+// The original values of each expert weight of stacked tensor `w`, one after the other.
+absl::StatusOr<std::vector<float>> ExpertValues(const TensorInfo& w,
+                                                const std::vector<ExpertSlice>& slices,
+                                                bool transposed) {
+  ASSIGN_OR_RETURN(const std::vector<float> all, ToFloats(w));
+  std::vector<float> out;
+  out.reserve(all.size());
+  for (const ExpertSlice& s : slices) {
+    std::vector<float> piece(s.out * s.in);
+    GatherExpertSlice(reinterpret_cast<const uint8_t*>(all.data()), w.shape, 4, transposed, s,
+                      reinterpret_cast<uint8_t*>(piece.data()));
+    out.insert(out.end(), piece.begin(), piece.end());
+  }
+  return out;
+}
+
+// A stacked bias [E, F] of stacked experts `r` must be stored as one bias per expert weight,
+// cut as the weight was (F16 for GPTQ); "" when it is.
+std::string CheckSplitBias(const TensorInfo& bias, const ManifestTensor& r, OutputFormat format,
+                           const ShardedCheckpoint& quant, std::set<std::string>& consumed) {
+  absl::StatusOr<std::vector<ExpertSlice>> slices = ExpertSlicesOf(r);
+  if (!slices.ok()) return std::string(slices.status().message());
+  const int es = ElemSize(bias.dtype);
+  const int64_t fused = bias.shape[1];
+  for (const ExpertSlice& e : *slices) {
+    const std::string name = e.layer + ".bias";
+    consumed.insert(name);
+    std::vector<uint8_t> want(static_cast<size_t>(e.out * es));
+    for (int64_t o = 0; o < e.out; ++o) {
+      if ((e.expert * fused + e.offset + o * e.stride + 1) * es >
+          static_cast<int64_t>(bias.data.size())) {
+        return absl::StrCat("too small for the experts of ", r.name);
+      }
+      std::memcpy(&want[o * es], &bias.data[(e.expert * fused + e.offset + o * e.stride) * es], es);
+    }
+    ElemType dtype = bias.dtype;
+    if (HalfBias(format) && dtype != ElemType::kF16) {
+      absl::StatusOr<std::vector<uint8_t>> f16 =
+          GptqBiasBytes(TensorInfo{name, dtype, {e.out}, e.out, 0, want});
+      if (!f16.ok()) return std::string(f16.status().message());
+      want = *std::move(f16);
+      dtype = ElemType::kF16;
+    }
+    const TensorInfo* s = quant.Find(name);
+    if (s == nullptr) return absl::StrCat(name, " is missing from the quantized checkpoint");
+    if (s->dtype != dtype || s->shape != std::vector<int64_t>{e.out}) {
+      return absl::StrCat(name, " is ", ElemTypeName(s->dtype), " ", ShapeString(s->shape),
+                          ", expected ", ElemTypeName(dtype), " [", e.out, "]");
+    }
+    if (!std::equal(s->data.begin(), s->data.end(), want.begin(), want.end())) {
+      return absl::StrCat(name, ": bytes differ from the original's slice");
+    }
+  }
+  return "";
+}
+
+// The stored values of quantized tensor `r` decoded, and the original's in the same order.
+struct DecodedValues {
+  std::vector<float> decoded;
+  std::vector<float> original;
+};
+
+// Reads (into `stored`, marking them `consumed`) and decodes what `r` was stored as: its own
+// tensors, or each expert weight's of a stacked tensor (fake-quant keeps a stack whole).
+absl::StatusOr<DecodedValues> DecodeQuantized(const TensorInfo& w, const ManifestTensor& r,
+                                              const Manifest& m, const ShardedCheckpoint& quant,
+                                              const Engine& engine, std::set<std::string>& consumed,
+                                              std::vector<PackedTensor>& stored) {
+  ASSIGN_OR_RETURN(const std::vector<ExpertSlice> slices, ExpertSlicesOf(r));
+  std::vector<ManifestTensor> pieces = {r};
+  if (!slices.empty() && m.format != OutputFormat::kFake) {
+    pieces.clear();
+    for (const ExpertSlice& s : slices) {
+      ManifestTensor piece = r;
+      piece.name = s.layer + ".weight";
+      piece.layer = s.layer;
+      piece.shape = {s.out, s.in};
+      pieces.push_back(std::move(piece));
+    }
+  }
+  DecodedValues v;
+  for (const ManifestTensor& piece : pieces) {
+    std::vector<PackedTensor> piece_stored;
+    for (const std::string& name : StoredNames(piece, m.format)) {
+      if (const TensorInfo* t = quant.Find(name); t != nullptr) {
+        piece_stored.push_back(PackedTensor{t->name, t->dtype, t->shape,
+                                            std::vector<uint8_t>(t->data.begin(), t->data.end())});
+        consumed.insert(name);
+      }
+    }
+    absl::StatusOr<std::vector<float>> d = Decode(piece, m, piece_stored, engine);
+    if (!d.ok()) {
+      if (pieces.size() == 1) return d.status();
+      return absl::Status(d.status().code(), absl::StrCat(piece.layer, ": ", d.status().message()));
+    }
+    v.decoded.insert(v.decoded.end(), d->begin(), d->end());
+    for (PackedTensor& t : piece_stored) stored.push_back(std::move(t));
+  }
+  if (pieces.size() == 1 && pieces[0].name == r.name) {
+    ASSIGN_OR_RETURN(v.original, ToFloats(w));
+  } else {
+    ASSIGN_OR_RETURN(const ExpertLayout layout, ParseExpertLayout(r.expert_layout));
+    ASSIGN_OR_RETURN(v.original, ExpertValues(w, slices, layout.transposed));
+  }
+  return v;
+}
+
 }  // namespace
 
 absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
@@ -134,6 +257,25 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
   ASSIGN_OR_RETURN(report.manifest, LoadManifest(quant, quantized));
   const Manifest& m = report.manifest;
 
+  // FP8 sources were quantized (or written) as their dequantized float32 values, and their
+  // scales left out: compare against those values.
+  ASSIGN_OR_RETURN(const nlohmann::json orig_config, ReadInputConfig(original, orig_in));
+  ASSIGN_OR_RETURN(const Fp8SourcePlan fp8,
+                   PlanInputFp8(FileOrder(orig_in.checkpoint), orig_config));
+  struct Decoded {
+    std::vector<uint8_t> bytes;
+    TensorInfo info;
+  };
+  std::deque<Decoded> decoded_fp8;  // this iteration's; stable addresses
+  auto reference = [&](const TensorInfo* t) -> absl::StatusOr<const TensorInfo*> {
+    const auto it = t == nullptr ? fp8.weights.end() : fp8.weights.find(t->name);
+    if (it == fp8.weights.end()) return t;
+    Decoded& d = decoded_fp8.emplace_back();
+    ASSIGN_OR_RETURN(d.bytes, DequantizedFp8Bytes(orig_in, *t, it->second, engine));
+    d.info = TensorInfo{t->name, ElemType::kF32, t->shape, t->num_elements, 0, d.bytes};
+    return &d.info;
+  };
+
   std::set<std::string> consumed;  // stored tensors accounted for
   std::set<std::string> quantized_layers;
   double snr_sum = 0;
@@ -144,33 +286,26 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
     c.config = r.config;
     quantized_layers.insert(r.layer);
     consumed.insert(r.name);
-    const TensorInfo* w = orig.Find(r.name);
+    decoded_fp8.clear();
+    ASSIGN_OR_RETURN(const TensorInfo* w, reference(orig.Find(r.name)));
     if (w == nullptr) {
       c.problems.push_back("recorded as quantized but missing from the original");
-    } else if (w->dtype != r.dtype || w->shape != r.shape || r.shape.size() != 2) {
+    } else if (w->dtype != r.dtype || w->shape != r.shape ||
+               r.shape.size() != (r.expert_layout.empty() ? 2u : 3u)) {
       c.problems.push_back(absl::StrCat("original is ", ElemTypeName(w->dtype), " ",
                                         ShapeString(w->shape), ", recorded ", ElemTypeName(r.dtype),
                                         " ", ShapeString(r.shape)));
     } else {
       std::vector<PackedTensor> stored;
-      for (const std::string& name : StoredNames(r, m.format)) {
-        if (const TensorInfo* t = quant.Find(name); t != nullptr) {
-          stored.push_back(PackedTensor{t->name, t->dtype, t->shape,
-                                        std::vector<uint8_t>(t->data.begin(), t->data.end())});
-          consumed.insert(name);
-        }
-      }
-      absl::StatusOr<std::vector<float>> decoded = Decode(r, m, stored, engine);
-      absl::StatusOr<std::vector<float>> ref = ToFloats(*w);
-      if (!decoded.ok()) {
-        c.problems.push_back(std::string(decoded.status().message()));
-      } else if (!ref.ok()) {
-        c.problems.push_back(std::string(ref.status().message()));
-      } else if (decoded->size() != ref->size()) {
-        c.problems.push_back(
-            absl::StrCat("decodes to ", decoded->size(), " values, expected ", ref->size()));
+      absl::StatusOr<DecodedValues> values =
+          DecodeQuantized(*w, r, m, quant, engine, consumed, stored);
+      if (!values.ok()) {
+        c.problems.push_back(std::string(values.status().message()));
+      } else if (values->decoded.size() != values->original.size()) {
+        c.problems.push_back(absl::StrCat("decodes to ", values->decoded.size(),
+                                          " values, expected ", values->original.size()));
       } else {
-        const ErrorStats stats = CompareFloats(*ref, *decoded);
+        const ErrorStats stats = CompareFloats(values->original, values->decoded);
         c.snr_db = stats.snr_db;
         c.mse = stats.mse;
         snr_sum += stats.snr_db;
@@ -204,10 +339,27 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
   if (!report.quantized.empty()) snr_sum /= static_cast<double>(report.quantized.size());
   report.snr_mean_db = snr_sum;
 
+  std::map<std::string, const ManifestTensor*> stacked;  // stacked experts, for their biases
+  for (const ManifestTensor& r : m.tensors) {
+    if (!r.expert_layout.empty()) stacked[r.name] = &r;
+  }
   // Everything else must be the original's; GPTQ and AWQ store a quantized layer's bias as F16.
-  for (const TensorInfo* t : FileOrder(orig)) {
-    if (consumed.count(t->name) != 0) continue;
-    consumed.insert(t->name);
+  for (const TensorInfo* orig_t : FileOrder(orig)) {
+    if (consumed.count(orig_t->name) != 0 || fp8.consumed.count(orig_t->name) != 0) continue;
+    consumed.insert(orig_t->name);
+    decoded_fp8.clear();
+    ASSIGN_OR_RETURN(const TensorInfo* t, reference(orig_t));
+    if (const auto owner = stacked.find(StackedBiasOwner(t->name, t->shape));
+        owner != stacked.end() && m.format != OutputFormat::kFake) {
+      // Split like its weight into one bias per expert weight.
+      const std::string problem = CheckSplitBias(*t, *owner->second, m.format, quant, consumed);
+      if (problem.empty()) {
+        ++report.copied_identical;
+      } else {
+        report.problems.push_back(absl::StrCat(t->name, ": ", problem));
+      }
+      continue;
+    }
     const TensorInfo* s = quant.Find(t->name);
     const bool f16_bias = HalfBias(m.format) && t->name.size() > 5 &&
                           t->name.compare(t->name.size() - 5, 5, ".bias") == 0 &&

@@ -14,7 +14,7 @@ struct ElemInfo {
   int size;
 };
 
-const std::array<ElemInfo, 10> kElemInfo = {{
+const std::array<ElemInfo, 16> kElemInfo = {{
     {ElemType::kF64, "F64", 8},
     {ElemType::kF32, "F32", 4},
     {ElemType::kF16, "F16", 2},
@@ -25,6 +25,12 @@ const std::array<ElemInfo, 10> kElemInfo = {{
     {ElemType::kI8, "I8", 1},
     {ElemType::kU8, "U8", 1},
     {ElemType::kBool, "BOOL", 1},
+    {ElemType::kU64, "U64", 8},
+    {ElemType::kU32, "U32", 4},
+    {ElemType::kU16, "U16", 2},
+    {ElemType::kF8E4M3, "F8_E4M3", 1},
+    {ElemType::kF8E5M2, "F8_E5M2", 1},
+    {ElemType::kF8E8M0, "F8_E8M0", 1},
 }};
 
 }  // namespace
@@ -39,7 +45,8 @@ absl::StatusOr<ElemType> ParseElemType(std::string_view name) {
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown dtype \"", std::string(name),
-                   "\" (expected one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL)"));
+                   "\" (expected one of F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, "
+                   "BOOL, F8_E4M3, F8_E5M2, F8_E8M0)"));
 }
 
 bool IsQuantizableFloat(ElemType t) {

@@ -10,8 +10,26 @@
 
 namespace rtnq {
 
-/// Element type of a tensor, named as safetensors names it.
-enum class ElemType : uint8_t { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool };
+/// Element type of a tensor, named as safetensors names it. The 8-bit floats are FP8 sources
+/// (core/fp8.h decodes them); like the unsigned integers they are never quantized as they are.
+enum class ElemType : uint8_t {
+  kF64,
+  kF32,
+  kF16,
+  kBF16,
+  kI64,
+  kI32,
+  kI16,
+  kI8,
+  kU8,
+  kBool,
+  kU64,
+  kU32,
+  kU16,
+  kF8E4M3,  ///< "F8_E4M3": OCP E4M3 (torch.float8_e4m3fn), no infinities
+  kF8E5M2,  ///< "F8_E5M2": OCP E5M2 (torch.float8_e5m2)
+  kF8E8M0,  ///< "F8_E8M0": OCP MX scale, a power of two (torch.float8_e8m0fnu)
+};
 
 /// Size in bytes of one element.
 int ElemSize(ElemType t);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/file_io.h"
+#include "core/fp8.h"
 #include "core/safetensors_writer.h"
 #include "core/sharded_checkpoint.h"
 #include "core/status_macros.h"
@@ -30,6 +32,11 @@ constexpr int64_t kBlockBytes = 1 << 20;
 
 // Typical initialisation scale of Llama projections; Laplace(b) has standard deviation b*sqrt 2.
 constexpr double kWeightStd = 0.02;
+
+// DeepSeek-V3's FP8 block: one F32 scale per 128x128 block of a projection.
+constexpr int64_t kFp8Block = 128;
+constexpr float kF8E4M3Max = 448.0f;
+constexpr char kFp8ScaleSuffix[] = "_scale_inv";
 
 uint64_t Mix64(uint64_t x) {  // splitmix64's finalizer
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -75,7 +82,7 @@ Kind KindOf(std::string_view name) {
   if (EndsWith(name, "norm.weight")) return Kind::kNorm;
   if (EndsWith(name, "embed_tokens.weight")) return Kind::kEmbedding;
   if (name == "lm_head.weight") return Kind::kHead;
-  if (EndsWith(name, "down_proj.weight")) return Kind::kDownProj;
+  if (EndsWith(name, "down_proj.weight") || EndsWith(name, "down_proj")) return Kind::kDownProj;
   if (EndsWith(name, "o_proj.weight")) return Kind::kOutputProj;
   return Kind::kInputProj;  // q, k, v, gate, up: they read the normalised hidden state
 }
@@ -199,6 +206,83 @@ absl::Status PrepareEmptyDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
+// Runs fn over [0, blocks) in the engine and returns the first error any block reported.
+absl::Status ParallelWrites(const Engine& engine, int64_t blocks,
+                            const std::function<absl::Status(int64_t)>& fn) {
+  std::mutex mu;
+  absl::Status first_error;
+  RETURN_IF_ERROR(engine.ParallelFor(blocks, [&](int64_t b) {
+    absl::Status s = fn(b);
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (first_error.ok()) first_error = std::move(s);
+    }
+  }));
+  return first_error;
+}
+
+int64_t NumElements(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+absl::Status WriteFloatTensor(const TensorSpec& spec, const SynthOptions& options,
+                              const Engine& engine, SafetensorsWriter& writer) {
+  const TensorGenerator gen(spec, options.shape, options.seed);
+  const int64_t rows = NumElements(spec.shape) / spec.shape.back();
+  const int64_t row_bytes = gen.row_bytes();
+  const int64_t per_block = std::max<int64_t>(1, kBlockBytes / row_bytes);
+  return ParallelWrites(engine, (rows + per_block - 1) / per_block, [&](int64_t b) {
+    const int64_t begin = b * per_block, end = std::min(rows, begin + per_block);
+    std::vector<uint8_t> buf((end - begin) * row_bytes);
+    for (int64_t r = begin; r < end; ++r) gen.Fill(r, buf.data() + (r - begin) * row_bytes);
+    return writer.WriteTensorChunk(spec.name, begin * row_bytes, buf);
+  });
+}
+
+// An FP8 projection as DeepSeek-V3 stores one: per 128x128 block of each matrix (the last two
+// dimensions), scale = amax / 448 and code = E4M3(value / scale), the scale written as F32.
+absl::Status WriteFp8Tensor(const TensorSpec& spec, const SynthOptions& options,
+                            const Engine& engine, SafetensorsWriter& writer,
+                            SafetensorsWriter& scale_writer, const std::string& scale_name) {
+  TensorSpec as_float = spec;
+  as_float.dtype = ElemType::kF32;
+  const TensorGenerator gen(as_float, options.shape, options.seed);
+  const size_t n = spec.shape.size();
+  const int64_t rows = spec.shape[n - 2], cols = spec.shape[n - 1];
+  const int64_t matrices = NumElements(spec.shape) / (rows * cols);
+  const int64_t block_rows = (rows + kFp8Block - 1) / kFp8Block;
+  const int64_t block_cols = (cols + kFp8Block - 1) / kFp8Block;
+  std::vector<float> scales(matrices * block_rows * block_cols);
+  RETURN_IF_ERROR(ParallelWrites(engine, matrices * block_rows, [&](int64_t unit) {
+    const int64_t r0 = (unit / block_rows) * rows + (unit % block_rows) * kFp8Block;
+    const int64_t nr = std::min(kFp8Block, rows - (unit % block_rows) * kFp8Block);
+    std::vector<float> v(nr * cols);
+    for (int64_t r = 0; r < nr; ++r) {
+      gen.Fill(r0 + r, reinterpret_cast<uint8_t*>(v.data() + r * cols));
+    }
+    std::vector<uint8_t> codes(v.size());
+    for (int64_t bc = 0; bc < block_cols; ++bc) {
+      const int64_t c0 = bc * kFp8Block, c1 = std::min(cols, c0 + kFp8Block);
+      float amax = 0;
+      for (int64_t r = 0; r < nr; ++r) {
+        for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(v[r * cols + c]));
+      }
+      const float scale = amax > 0 ? amax / kF8E4M3Max : 1.0f;
+      scales[unit * block_cols + bc] = scale;
+      for (int64_t r = 0; r < nr; ++r) {
+        for (int64_t c = c0; c < c1; ++c)
+          codes[r * cols + c] = FloatToF8E4M3(v[r * cols + c] / scale);
+      }
+    }
+    return writer.WriteTensorChunk(spec.name, r0 * cols, codes);
+  }));
+  std::vector<uint8_t> bytes(scales.size() * 4);
+  std::memcpy(bytes.data(), scales.data(), bytes.size());
+  return scale_writer.WriteTensorChunk(scale_name, 0, bytes);
+}
+
 }  // namespace
 
 const std::vector<SynthShape>& SynthShapePresets() {
@@ -207,6 +291,13 @@ const std::vector<SynthShape>& SynthShapePresets() {
       {"small", 1024, LlamaIntermediate(1024), 4, 8, 4, 8192},
       {"llama7b-layer", 4096, 11008, 1, 32, 32, 32000},
       {"llama70b-layer", 8192, 28672, 1, 64, 8, 32000},
+      {"moe-tiny", 256, LlamaIntermediate(256), 4, 4, 2, 512, SynthExperts::kFused, 16, 256},
+      {"moe-tiny-per-expert", 256, LlamaIntermediate(256), 4, 4, 2, 512, SynthExperts::kPerExpert,
+       16, 256},
+      {"moe-tiny-interleaved", 256, LlamaIntermediate(256), 4, 4, 2, 512,
+       SynthExperts::kInterleaved, 16, 256},
+      {"moe-tiny-transposed", 256, LlamaIntermediate(256), 4, 4, 2, 512, SynthExperts::kTransposed,
+       16, 256},
   };
   return *presets;
 }
@@ -231,6 +322,11 @@ absl::Status ValidateSynthShape(const SynthShape& s) {
           absl::StrCat("synthetic shape \"", s.name, "\": ", field, " must be > 0, got ", value));
     }
   }
+  if (s.expert_storage != SynthExperts::kNone && (s.experts <= 0 || s.expert_intermediate <= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "synthetic shape \"", s.name, "\": experts and expert_intermediate must be > 0, got ",
+        s.experts, " and ", s.expert_intermediate));
+  }
   if (s.hidden % s.heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat("synthetic shape \"", s.name, "\": heads ",
                                                    s.heads, " does not divide hidden ", s.hidden));
@@ -243,35 +339,123 @@ absl::Status ValidateSynthShape(const SynthShape& s) {
 }
 
 std::vector<TensorSpec> SynthTensorSpecs(const SynthShape& s, ElemType dtype, bool embeddings) {
+  const bool fp8 = dtype == ElemType::kF8E4M3;
+  const ElemType plain_dtype = fp8 ? ElemType::kBF16 : dtype;
   const int64_t kv = s.kv_heads * s.head_dim();
+  const int64_t E = s.experts, I = s.expert_intermediate, H = s.hidden;
   std::vector<TensorSpec> specs;
-  if (embeddings) specs.push_back({"model.embed_tokens.weight", dtype, {s.vocab, s.hidden}});
+  auto plain = [&](std::string name, std::vector<int64_t> shape) {
+    specs.push_back({std::move(name), plain_dtype, std::move(shape)});
+  };
+  // A projection: FP8 with its block scale right after it, or the checkpoint's dtype.
+  auto proj = [&](std::string name, std::vector<int64_t> shape) {
+    if (!fp8) {
+      specs.push_back({std::move(name), dtype, std::move(shape)});
+      return;
+    }
+    std::vector<int64_t> scale = shape;
+    const size_t n = scale.size();
+    scale[n - 2] = (scale[n - 2] + kFp8Block - 1) / kFp8Block;
+    scale[n - 1] = (scale[n - 1] + kFp8Block - 1) / kFp8Block;
+    specs.push_back({name, ElemType::kF8E4M3, std::move(shape)});
+    specs.push_back({name + kFp8ScaleSuffix, ElemType::kF32, std::move(scale)});
+  };
+  if (embeddings) plain("model.embed_tokens.weight", {s.vocab, H});
   for (int64_t i = 0; i < s.layers; ++i) {
     const std::string p = absl::StrCat("model.layers.", i, ".");
-    specs.push_back({p + "self_attn.q_proj.weight", dtype, {s.hidden, s.hidden}});
-    specs.push_back({p + "self_attn.k_proj.weight", dtype, {kv, s.hidden}});
-    specs.push_back({p + "self_attn.v_proj.weight", dtype, {kv, s.hidden}});
-    specs.push_back({p + "self_attn.o_proj.weight", dtype, {s.hidden, s.hidden}});
-    specs.push_back({p + "mlp.gate_proj.weight", dtype, {s.intermediate, s.hidden}});
-    specs.push_back({p + "mlp.up_proj.weight", dtype, {s.intermediate, s.hidden}});
-    specs.push_back({p + "mlp.down_proj.weight", dtype, {s.hidden, s.intermediate}});
-    specs.push_back({p + "input_layernorm.weight", dtype, {s.hidden}});
-    specs.push_back({p + "post_attention_layernorm.weight", dtype, {s.hidden}});
+    proj(p + "self_attn.q_proj.weight", {H, H});
+    proj(p + "self_attn.k_proj.weight", {kv, H});
+    proj(p + "self_attn.v_proj.weight", {kv, H});
+    proj(p + "self_attn.o_proj.weight", {H, H});
+    switch (s.expert_storage) {
+      case SynthExperts::kNone:
+        proj(p + "mlp.gate_proj.weight", {s.intermediate, H});
+        proj(p + "mlp.up_proj.weight", {s.intermediate, H});
+        proj(p + "mlp.down_proj.weight", {H, s.intermediate});
+        break;
+      case SynthExperts::kFused:
+        plain(p + "mlp.gate.weight", {E, H});
+        proj(p + "mlp.experts.gate_up_proj", {E, 2 * I, H});
+        proj(p + "mlp.experts.down_proj", {E, H, I});
+        break;
+      case SynthExperts::kPerExpert:
+        plain(p + "mlp.gate.weight", {E, H});
+        for (int64_t e = 0; e < E; ++e) {
+          const std::string x = absl::StrCat(p, "mlp.experts.", e, ".");
+          proj(x + "gate_proj.weight", {I, H});
+          proj(x + "up_proj.weight", {I, H});
+          proj(x + "down_proj.weight", {H, I});
+        }
+        break;
+      case SynthExperts::kInterleaved:
+        plain(p + "mlp.router.weight", {E, H});
+        plain(p + "mlp.router.bias", {E});
+        proj(p + "mlp.experts.gate_up_proj", {E, H, 2 * I});
+        plain(p + "mlp.experts.gate_up_proj_bias", {E, 2 * I});
+        proj(p + "mlp.experts.down_proj", {E, I, H});
+        plain(p + "mlp.experts.down_proj_bias", {E, H});
+        break;
+      case SynthExperts::kTransposed:
+        plain(p + "feed_forward.router.weight", {E, H});
+        proj(p + "feed_forward.experts.gate_up_proj", {E, H, 2 * I});
+        proj(p + "feed_forward.experts.down_proj", {E, I, H});
+        proj(p + "feed_forward.shared_expert.gate_proj.weight", {I, H});
+        proj(p + "feed_forward.shared_expert.up_proj.weight", {I, H});
+        proj(p + "feed_forward.shared_expert.down_proj.weight", {H, I});
+        break;
+    }
+    plain(p + "input_layernorm.weight", {H});
+    plain(p + "post_attention_layernorm.weight", {H});
   }
-  specs.push_back({"model.norm.weight", dtype, {s.hidden}});
-  if (embeddings) specs.push_back({"lm_head.weight", dtype, {s.vocab, s.hidden}});
+  plain("model.norm.weight", {H});
+  if (embeddings) plain("lm_head.weight", {s.vocab, H});
   return specs;
 }
 
 std::string SynthConfigJson(const SynthShape& s, ElemType dtype) {
-  const char* torch_dtype = dtype == ElemType::kBF16  ? "bfloat16"
-                            : dtype == ElemType::kF16 ? "float16"
-                                                      : "float32";
+  const char* torch_dtype = dtype == ElemType::kF16   ? "float16"
+                            : dtype == ElemType::kF32 ? "float32"
+                                                      : "bfloat16";
   nlohmann::ordered_json j;
-  j["architectures"] = {"LlamaForCausalLM"};
-  j["model_type"] = "llama";
+  switch (s.expert_storage) {
+    case SynthExperts::kNone:
+      j["architectures"] = {"LlamaForCausalLM"};
+      j["model_type"] = "llama";
+      break;
+    case SynthExperts::kFused:
+    case SynthExperts::kPerExpert:
+      j["architectures"] = {"Qwen3MoeForCausalLM"};
+      j["model_type"] = "qwen3_moe";
+      j["num_experts"] = s.experts;
+      j["moe_intermediate_size"] = s.expert_intermediate;
+      j["num_experts_per_tok"] = 4;
+      j["decoder_sparse_step"] = 1;
+      j["mlp_only_layers"] = nlohmann::ordered_json::array();
+      j["norm_topk_prob"] = true;
+      break;
+    case SynthExperts::kInterleaved:
+      j["architectures"] = {"GptOssForCausalLM"};
+      j["model_type"] = "gpt_oss";
+      j["num_local_experts"] = s.experts;
+      j["num_experts_per_tok"] = 4;
+      j["experts_per_token"] = 4;
+      j["swiglu_limit"] = 7.0;
+      break;
+    case SynthExperts::kTransposed:
+      j["architectures"] = {"Llama4ForCausalLM"};
+      j["model_type"] = "llama4_text";
+      j["num_local_experts"] = s.experts;
+      j["num_experts_per_tok"] = 1;
+      j["interleave_moe_layer_step"] = 1;
+      j["intermediate_size_mlp"] = s.intermediate;
+      break;
+  }
   j["hidden_size"] = s.hidden;
-  j["intermediate_size"] = s.intermediate;
+  // GPT-OSS and Llama-4 name the expert size intermediate_size.
+  const bool expert_size = s.expert_storage == SynthExperts::kInterleaved ||
+                           s.expert_storage == SynthExperts::kTransposed;
+  j["intermediate_size"] = expert_size ? s.expert_intermediate : s.intermediate;
+  j["head_dim"] = s.head_dim();
   j["num_attention_heads"] = s.heads;
   j["num_key_value_heads"] = s.kv_heads;
   j["num_hidden_layers"] = s.layers;
@@ -286,15 +470,22 @@ std::string SynthConfigJson(const SynthShape& s, ElemType dtype) {
   j["torch_dtype"] = torch_dtype;
   j["tie_word_embeddings"] = false;
   j["use_cache"] = true;
+  if (dtype == ElemType::kF8E4M3) {
+    j["quantization_config"] = {{"quant_method", "fp8"},
+                                {"fmt", "e4m3"},
+                                {"activation_scheme", "dynamic"},
+                                {"weight_block_size", {kFp8Block, kFp8Block}}};
+  }
   return j.dump(2) + "\n";
 }
 
 absl::Status WriteSynthCheckpoint(const SynthOptions& options, const Engine& engine) {
   RETURN_IF_ERROR(ValidateSynthShape(options.shape));
   if (options.dtype != ElemType::kBF16 && options.dtype != ElemType::kF16 &&
-      options.dtype != ElemType::kF32) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "synthetic checkpoint dtype must be BF16, F16 or F32, got ", ElemTypeName(options.dtype)));
+      options.dtype != ElemType::kF32 && options.dtype != ElemType::kF8E4M3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("synthetic checkpoint dtype must be BF16, F16, F32 or F8_E4M3, got ",
+                     ElemTypeName(options.dtype)));
   }
   const std::vector<TensorSpec> specs =
       SynthTensorSpecs(options.shape, options.dtype, options.embeddings);
@@ -331,27 +522,17 @@ absl::Status WriteSynthCheckpoint(const SynthOptions& options, const Engine& eng
     writers.push_back(std::move(w));
   }
 
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < specs.size(); ++i) index[specs[i].name] = i;
   for (size_t i = 0; i < specs.size(); ++i) {
     const TensorSpec& spec = specs[i];
-    SafetensorsWriter& writer = writers[shard_of[i]];
-    const TensorGenerator gen(spec, options.shape, options.seed);
-    const int64_t rows = spec.shape.size() == 1 ? 1 : spec.shape[0];
-    const int64_t row_bytes = gen.row_bytes();
-    const int64_t per_block = std::max<int64_t>(1, kBlockBytes / row_bytes);
-    const int64_t blocks = (rows + per_block - 1) / per_block;
-    std::mutex mu;
-    absl::Status first_error;
-    RETURN_IF_ERROR(engine.ParallelFor(blocks, [&](int64_t b) {
-      const int64_t begin = b * per_block, end = std::min(rows, begin + per_block);
-      std::vector<uint8_t> buf((end - begin) * row_bytes);
-      for (int64_t r = begin; r < end; ++r) gen.Fill(r, buf.data() + (r - begin) * row_bytes);
-      absl::Status s = writer.WriteTensorChunk(spec.name, begin * row_bytes, buf);
-      if (!s.ok()) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (first_error.ok()) first_error = std::move(s);
-      }
-    }));
-    RETURN_IF_ERROR(first_error);
+    if (spec.dtype == ElemType::kF8E4M3) {
+      const size_t k = index.at(spec.name + kFp8ScaleSuffix);
+      RETURN_IF_ERROR(WriteFp8Tensor(spec, options, engine, writers[shard_of[i]],
+                                     writers[shard_of[k]], specs[k].name));
+    } else if (options.dtype != ElemType::kF8E4M3 || !EndsWith(spec.name, kFp8ScaleSuffix)) {
+      RETURN_IF_ERROR(WriteFloatTensor(spec, options, engine, writers[shard_of[i]]));
+    }
   }
 
   std::vector<std::string> finished;

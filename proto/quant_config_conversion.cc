@@ -38,6 +38,35 @@ absl::StatusOr<Scheme> SchemeFromProto(int value, absl::string_view field) {
   }
 }
 
+absl::StatusOr<std::optional<ExpertLayout>> ExpertLayoutFromProto(int value,
+                                                                  absl::string_view field) {
+  switch (value) {
+    case v1::EXPERT_LAYOUT_UNSPECIFIED:
+      return std::nullopt;
+    case v1::EXPERT_LAYOUT_OUT_IN:
+      return ExpertLayout{false, false};
+    case v1::EXPERT_LAYOUT_IN_OUT:
+      return ExpertLayout{true, false};
+    case v1::EXPERT_LAYOUT_OUT_IN_INTERLEAVED:
+      return ExpertLayout{false, true};
+    case v1::EXPERT_LAYOUT_IN_OUT_INTERLEAVED:
+      return ExpertLayout{true, true};
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": ", value,
+                       " is not an ExpertLayout (UNSPECIFIED, OUT_IN, IN_OUT, OUT_IN_INTERLEAVED "
+                       "or IN_OUT_INTERLEAVED)"));
+  }
+}
+
+v1::ExpertLayout ExpertLayoutToProto(std::optional<ExpertLayout> layout) {
+  if (!layout.has_value()) return v1::EXPERT_LAYOUT_UNSPECIFIED;
+  if (layout->transposed) {
+    return layout->interleaved ? v1::EXPERT_LAYOUT_IN_OUT_INTERLEAVED : v1::EXPERT_LAYOUT_IN_OUT;
+  }
+  return layout->interleaved ? v1::EXPERT_LAYOUT_OUT_IN_INTERLEAVED : v1::EXPERT_LAYOUT_OUT_IN;
+}
+
 v1::QuantDtype QuantDtypeToProto(QuantDtype d) {
   switch (d) {
     case QuantDtype::kInt:

@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/expert_layout.h"
 #include "core/quant_config.h"
 #include "rtnq/v1/rtnq.pb.h"
 
@@ -14,6 +15,12 @@ namespace rtnq {
 /// "<field>: <NAME or number> is not a ..." for UNSPECIFIED and unknown values.
 absl::StatusOr<QuantDtype> QuantDtypeFromProto(int value, absl::string_view field);
 absl::StatusOr<Scheme> SchemeFromProto(int value, absl::string_view field);
+
+/// UNSPECIFIED -> nullopt (stacked experts are not split); unknown values are InvalidArgument
+/// naming `field`.
+absl::StatusOr<std::optional<ExpertLayout>> ExpertLayoutFromProto(int value,
+                                                                  absl::string_view field);
+v1::ExpertLayout ExpertLayoutToProto(std::optional<ExpertLayout> layout);
 
 v1::QuantDtype QuantDtypeToProto(QuantDtype d);
 v1::Scheme SchemeToProto(Scheme s);

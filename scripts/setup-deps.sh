@@ -14,6 +14,7 @@ PACKAGES=(
   clang libfuzzer-14-dev
   python3 openssl
   # the independent readers of packed layouts (tests/core/layout_reader_test.py)
+  # FP8 decoding checked against numpy (tests/client/moe_fp8_cli_test.py)
   python3-numpy
   # deploy tests (tests/deploy/): compose file validation, promtool + a real Prometheus for the
   # scale-out test, YAML parsing of the manifests, HTTP queries

@@ -158,9 +158,12 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionFromProto(const v1::Sessio
         absl::StrCat("compression_dim: ", compression_dim, " is not 0 or 1"));
   }
   ASSIGN_OR_RETURN(std::vector<QuantConfig> candidates, CandidatesFromProto(proto));
+  ASSIGN_OR_RETURN(const std::optional<ExpertLayout> expert_layout,
+                   ExpertLayoutFromProto(proto.expert_layout(), "expert_layout"));
   auto session = std::make_shared<Session>(Session{std::move(*resolver)});
   session->candidates = std::move(candidates);
   session->column_errors = proto.column_errors();
+  session->expert_layout = expert_layout;
   session->output_form = proto.output_form();
   session->gptq_format = gptq;
   session->compression_dim = compression_dim;

@@ -3,12 +3,14 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/output_plan.h"
+#include "core/expert_layout.h"
 #include "core/pack.h"
 #include "core/quant_config.h"
 #include "core/weight_config.h"
@@ -28,6 +30,8 @@ struct Session {
   /// Candidate configs measured on every tensor instead of the resolved config (metrics only).
   std::vector<QuantConfig> candidates = {};
   bool column_errors = false;  ///< candidates: per-column squared errors in TensorMetrics
+  /// Stacked MoE expert tensors are split per expert in this layout; unset: they are refused.
+  std::optional<ExpertLayout> expert_layout = std::nullopt;
 };
 
 /// True for the forms whose results are packed from all of a tensor's codes at its end

@@ -1,6 +1,7 @@
 #include "server/tensor_job.h"
 
 #include <algorithm>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <utility>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/dtype.h"
+#include "core/expert_quantize.h"
 #include "core/huge_pages.h"
 #include "core/kernels/kernel_params.h"
 #include "core/output_plan.h"
@@ -95,6 +97,25 @@ const char* ReservationWhat(TensorJob::Mode mode, bool packed) {
 
 }  // namespace
 
+absl::Status TensorJob::PlanExperts(TensorJob& job, const QuantConfig& config) {
+  const Session& s = *job.session_;
+  if (!s.expert_layout.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor \"", job.name_, "\" ", ShapeString(job.shape_),
+        " holds stacked MoE experts: set the session's expert_layout (OUT_IN, IN_OUT, "
+        "OUT_IN_INTERLEAVED or IN_OUT_INTERLEAVED) so each expert is quantized as its own "
+        "[out, in] weight"));
+  }
+  ASSIGN_OR_RETURN(job.experts_,
+                   PlanExpertSlices(job.name_, job.shape_, *s.expert_layout, std::nullopt));
+  if (s.output_form == v1::OUTPUT_FORM_PACKED_GPTQ) {
+    for (const ExpertSlice& e : job.experts_) {
+      RETURN_IF_ERROR(CheckGptqCompatible(e.layer, config, e.out, e.in));
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
                                            std::shared_ptr<const Session> session,
                                            const Engine& engine, const std::atomic<bool>* cancel,
@@ -163,7 +184,9 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
     job->skip_reason_ = plan->skip_reason;
     return job;
   }
-  if (s.output_form == v1::OUTPUT_FORM_PACKED_GPTQ) {
+  if (StackedExpertsOf(job->name_).has_value() && job->shape_.size() == 3) {
+    if (absl::Status st = PlanExperts(*job, config); !st.ok()) return fail(st);
+  } else if (s.output_form == v1::OUTPUT_FORM_PACKED_GPTQ) {
     if (absl::Status st = CheckGptqCompatible(job->name_, config, plan->rows, plan->cols);
         !st.ok()) {
       return fail(st);
@@ -171,12 +194,30 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
   }
   if (s.output_form == v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS ||
       s.output_form == v1::OUTPUT_FORM_PACKED_AWQ) {
-    // Their rules (bits, scheme, 2-D, group sizes loaders take) before any data is read.
-    auto specs = PlanQuantizedOutputs(job->name_, job->dtype_, job->shape_, config, LayoutOf(s));
-    if (!specs.ok()) return fail(specs.status());
+    // Their rules (bits, scheme, 2-D, group sizes loaders take) before any data is read: for a
+    // stacked MoE tensor, each expert's weight is what the layout stores.
+    if (job->experts_.empty()) {
+      auto specs = PlanQuantizedOutputs(job->name_, job->dtype_, job->shape_, config, LayoutOf(s));
+      if (!specs.ok()) return fail(specs.status());
+    }
+    for (const ExpertSlice& e : job->experts_) {
+      auto specs = PlanQuantizedOutputs(e.layer + ".weight", job->dtype_, {e.out, e.in}, config,
+                                        LayoutOf(s));
+      if (!specs.ok()) return fail(specs.status());
+    }
   }
   const bool packed = IsPackedForm(s.output_form) && !s.metrics_only;
-  if (RowStreamQuantizer::CanStream(config, o)) {
+  if (!job->experts_.empty()) {
+    // Whole: every expert is quantized from the tensor at once, and its outputs join the rest.
+    job->mode_ = Mode::kBuffered;
+    job->step_bytes_ = job->total_bytes_;
+    int64_t outputs = 0;
+    for (const ExpertSlice& e : job->experts_) {
+      outputs += OutputBytes(s, e.layer + ".weight", job->dtype_, {e.out, e.in}, config, e.out,
+                             e.in, e.out * e.in * ElemSize(job->dtype_));
+    }
+    job->share_ = TensorShare(0, job->total_bytes_ + outputs, 1, 1);
+  } else if (RowStreamQuantizer::CanStream(config, o)) {
     TensorInput in{job->name_, job->dtype_, job->shape_, {}};
     auto rows = RowStreamQuantizer::Create(in, config, o, engine);
     if (!rows.ok()) return fail(rows.status());
@@ -520,6 +561,31 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
     FinishCandidates(step, input);
     return step;
   }
+  if (!experts_.empty()) {
+    // Each expert's weight is quantized and laid out exactly as a tensor of its own would be.
+    auto piece = [&](const TensorInput& w) -> absl::StatusOr<PieceOutputs> {
+      ASSIGN_OR_RETURN(QuantizedTensor q, QuantizeTensor(w, resolved_.config, options_, *engine_));
+      if (!q.quantized) {
+        return absl::InvalidArgumentError(absl::StrCat("not quantized: ", q.skip_reason));
+      }
+      PieceOutputs out;
+      out.metrics = q.metrics;
+      ASSIGN_OR_RETURN(out.tensors, LayOut(q));
+      return out;
+    };
+    const bool fake =
+        session_->output_form == v1::OUTPUT_FORM_FAKE_QUANT && !session_->metrics_only;
+    absl::StatusOr<PieceOutputs> all = QuantizeStackedExperts(
+        input, experts_, session_->expert_layout->transposed, fake, piece, *engine_);
+    std::vector<uint8_t>().swap(data);
+    if (!all.ok()) {
+      Fail(step, all.status());
+      return step;
+    }
+    EmitOutputs(step, all->tensors);
+    EmitMetrics(step, all->metrics, TensorOutcome::kQuantized);
+    return step;
+  }
   auto result = QuantizeTensor(input, resolved_.config, options_, *engine_);
   if (!result.ok()) {
     Fail(step, result.status());
@@ -533,51 +599,54 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
     return step;
   }
   std::vector<uint8_t>().swap(data);
+  absl::StatusOr<std::vector<PackedTensor>> outputs = LayOut(q);
+  if (!outputs.ok()) {
+    Fail(step, outputs.status());
+    return step;
+  }
+  EmitOutputs(step, *outputs);
+  EmitMetrics(step, q.metrics, TensorOutcome::kQuantized);
+  return step;
+}
+
+absl::StatusOr<std::vector<PackedTensor>> TensorJob::LayOut(QuantizedTensor& q) const {
+  std::vector<PackedTensor> out;
+  if (session_->metrics_only) return out;
+  auto bytes_of = [](const auto& v) {
+    std::vector<uint8_t> b(v.size() * sizeof(v[0]));
+    if (!b.empty()) std::memcpy(b.data(), v.data(), b.size());
+    return b;
+  };
   switch (session_->output_form) {
     case v1::OUTPUT_FORM_CODES: {
       const int64_t sr = q.scale_rows(), sc = q.scale_cols();
-      std::vector<v1::OutputTensor> outputs{
-          MakeOutput(name_ + ".codes", CodeType(q.config), {q.rows, q.cols}, q.codes.size()),
-          MakeOutput(name_ + ".scales", ElemType::kF32, {sr, sc}, q.scales.size() * 4)};
+      out.push_back({q.name + ".codes", CodeType(q.config), {q.rows, q.cols}, std::move(q.codes)});
+      out.push_back({q.name + ".scales", ElemType::kF32, {sr, sc}, bytes_of(q.scales)});
       if (IsIntAsym(q.config)) {
-        outputs.push_back(
-            MakeOutput(name_ + ".zeros", ElemType::kI32, {sr, sc}, q.zeros.size() * 4));
+        out.push_back({q.name + ".zeros", ElemType::kI32, {sr, sc}, bytes_of(q.zeros)});
       }
-      EmitHeader(step, true, "", outputs);
-      EmitBytes(step, 0, 0, q.codes.data(), q.codes.size());
-      EmitBytes(step, 1, 0, q.scales.data(), q.scales.size() * 4);
-      if (IsIntAsym(q.config)) EmitBytes(step, 2, 0, q.zeros.data(), q.zeros.size() * 4);
-      break;
+      return out;
     }
     case v1::OUTPUT_FORM_PACKED_INC:
     case v1::OUTPUT_FORM_PACKED_GPTQ:
     case v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS:
-    case v1::OUTPUT_FORM_PACKED_AWQ: {
-      std::vector<v1::OutputTensor> outputs;
-      std::vector<PackedTensor> packed;
-      if (!session_->metrics_only) {
-        auto p = PackToLayout(q, name_, LayoutOf(*session_), *engine_);
-        if (!p.ok()) {
-          Fail(step, p.status());
-          return step;
-        }
-        packed = *std::move(p);
-      }
-      for (const auto& t : packed)
-        outputs.push_back(MakeOutput(t.name, t.dtype, t.shape, t.data.size()));
-      EmitHeader(step, true, "", outputs);
-      for (size_t i = 0; i < packed.size(); ++i) {
-        EmitBytes(step, i, 0, packed[i].data.data(), packed[i].data.size());
-      }
-      break;
-    }
+    case v1::OUTPUT_FORM_PACKED_AWQ:
+      return PackToLayout(q, q.name, LayoutOf(*session_), *engine_);
     default:  // FAKE_QUANT
-      EmitHeader(step, true, "", {MakeOutput(name_, dtype_, shape_, q.fake.size())});
-      EmitBytes(step, 0, 0, q.fake.data(), q.fake.size());
-      break;
+      out.push_back({q.name, q.dtype, q.shape, std::move(q.fake)});
+      return out;
   }
-  EmitMetrics(step, q.metrics, TensorOutcome::kQuantized);
-  return step;
+}
+
+void TensorJob::EmitOutputs(JobStep& step, std::vector<PackedTensor>& outputs) {
+  std::vector<v1::OutputTensor> headers;
+  for (const auto& t : outputs)
+    headers.push_back(MakeOutput(t.name, t.dtype, t.shape, t.data.size()));
+  EmitHeader(step, true, "", headers);
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    EmitBytes(step, i, 0, outputs[i].data.data(), outputs[i].data.size());
+    std::vector<uint8_t>().swap(outputs[i].data);  // the messages hold the bytes now
+  }
 }
 
 }  // namespace rtnq::server

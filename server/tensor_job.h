@@ -15,6 +15,8 @@
 #include "absl/strings/string_view.h"
 #include "core/crc32c.h"
 #include "core/engine.h"
+#include "core/expert_layout.h"
+#include "core/pack.h"
 #include "core/quantize.h"
 #include "core/row_stream.h"
 #include "core/weight_config.h"
@@ -51,7 +53,8 @@ class TensorJob {
     kFailed,     ///< refused from its header alone (a TensorError); its data is discarded
     kEcho,       ///< passed through: output is the input, chunk by chunk
     kRowStream,  ///< quantized row block by row block as data arrives
-    kBuffered,   ///< needs the whole tensor (group_dim 0, MSE search, double quant, ...)
+    kBuffered,   ///< needs the whole tensor (group_dim 0, MSE search, double quant, stacked
+                 ///< MoE experts, ...)
   };
 
   /// Plans a tensor from its header: resolves its config (weight_config matching), decides its
@@ -95,6 +98,12 @@ class TensorJob {
                                                     const PlanLimits& limits, bool packed = false);
   JobStep DoAddData(std::vector<std::string>& chunks, bool last);
   JobStep DoFinishBuffered(std::vector<std::string>& chunks);
+  // The session's output tensors for a quantized tensor `q`, taking its buffers.
+  absl::StatusOr<std::vector<PackedTensor>> LayOut(QuantizedTensor& q) const;
+  // A result header listing `outputs`, then their bytes (freed as they are queued).
+  void EmitOutputs(JobStep& step, std::vector<PackedTensor>& outputs);
+  // Splits a stacked MoE expert tensor into its experts' weights (experts_), or says why not.
+  static absl::Status PlanExperts(TensorJob& job, const QuantConfig& config);
   JobStep DoFinishStreamed(std::vector<std::string>& chunks);
   // Candidate sessions: every candidate on the whole tensor, one result each
   // (tensor_job_candidates.cc).
@@ -127,6 +136,7 @@ class TensorJob {
   std::shared_ptr<const Session> session_;
   const Engine* engine_ = nullptr;
   ResolvedConfig resolved_;
+  std::vector<ExpertSlice> experts_;  // a stacked MoE expert tensor: each expert's weight
   QuantizeOptions options_;
   std::string skip_reason_;
   int64_t output_chunk_bytes_ = 1 << 20;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/checkpoint_util.h"
 #include "client/report.h"
+#include "client/session_config.h"
 #include "core/config_json.h"
 #include "core/safetensors_header.h"
 #include "core/status_macros.h"
@@ -54,6 +55,11 @@ absl::StatusOr<PlanRequest> ReadPlanRequest(const Json& j) {
   PlanRequest r;
   ASSIGN_OR_RETURN(r.config_json, ConfigText(j.value("config", Json())));
   ASSIGN_OR_RETURN(r.format, client::ParseOutputFormat(j.value("format", std::string("fake"))));
+  if (r.format == client::OutputFormat::kGptq) {  // the CLI's default scheme for GPTQ
+    ASSIGN_OR_RETURN(client::GptqSchemeDefault d, client::ApplyGptqSchemeDefault(r.config_json));
+    r.config_json = std::move(d.config_json);
+    r.notice = std::move(d.notice);
+  }
   if (j.contains("gptq_format") && !j["gptq_format"].is_null()) {
     ASSIGN_OR_RETURN(r.gptq_format, ParseGptqFormatName(j["gptq_format"].get<std::string>()));
   }

@@ -62,6 +62,7 @@ struct PlanRequest {
   int compression_dim = 1;
   std::vector<std::string> include;
   std::vector<std::string> exclude;
+  std::string notice;  ///< why the config differs from the caller's (gptq's default scheme)
 };
 absl::StatusOr<PlanRequest> ReadPlanRequest(const Json& j);
 

@@ -47,6 +47,8 @@ const char* ActionName(client::TensorAction a) {
       return "quantize";
     case client::TensorAction::kSkip:
       return "skip";
+    case client::TensorAction::kConsume:
+      return "consume";
     case client::TensorAction::kCopy:
       break;
   }
@@ -81,6 +83,7 @@ Json PlanToJson(const PlanRequest& r, const std::vector<TensorInfo>& infos,
   j["gptq_format_wire"] = client::GptqFormatWireName(plan.gptq_format);
   j["compression_dim"] = r.compression_dim;
   j["config_json"] = r.config_json;
+  if (!r.notice.empty()) j["notice"] = r.notice;
   Json tensors = Json::array();
   uint64_t bytes_before = 0;
   for (const client::PlannedTensor& p : plan.tensors) {

@@ -37,10 +37,11 @@ const Command& PlanCommand();
 
 /// quantize's output flags, which plan reads too.
 inline const std::set<std::string> kOutputFlags = {
-    "format", "gptq_checkpoint_format", "compression_dim", "target", "include", "exclude"};
+    "format", "gptq_checkpoint_format", "compression_dim", "target", "include", "exclude",
+    "expert_layout"};
 /// quantize's output flags (--format, --gptq-checkpoint-format, --compression-dim, --target,
-/// --include, --exclude) into `options`; InvalidArgument (a usage error) for a bad value. Plan
-/// reads them too.
+/// --include, --exclude, --expert-layout) into `options`; InvalidArgument (a usage error) for a
+/// bad value. Plan reads them too.
 absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeOptions& options);
 
 /// Prints "rtnq: <message>" and the command's usage to stderr; returns kExitUsage.

@@ -30,6 +30,9 @@ ABSL_FLAG(std::string, exclude, "", "tensors to leave unquantized (repeatable, c
 ABSL_FLAG(std::string, report, "", "write a per-tensor JSON report to this file");
 ABSL_FLAG(int32_t, streams, 1, "tensors in flight (parallel sessions)");
 ABSL_FLAG(bool, resume, false, "reuse the tensors an interrupted run completed");
+ABSL_FLAG(std::string, expert_layout, "",
+          "stacked MoE experts: out-in, in-out, out-in-interleaved or in-out-interleaved "
+          "(default: from config.json model_type)");
 
 namespace rtnq::client::cli {
 namespace {
@@ -51,6 +54,9 @@ constexpr char kUsage[] = R"(rtnq quantize INPUT -o OUTPUT [options]
            engine's rules are errors, checked before anything is written)
            --include PATTERNS --exclude PATTERNS (repeatable, comma lists; names, globs,
            re:REGEX) --report FILE.json
+  MoE:     --expert-layout out-in|in-out|out-in-interleaved|in-out-interleaved: how stacked
+           expert tensors [E, a, b] lie (default: from config.json model_type; required for
+           other stacked checkpoints). Each expert is quantized as its own [out, in] weight.
   run:     --streams N --resume --quiet --json (summary JSON on stdout)
            --dry-run (print the whole plan from the headers, read no tensor data; -o optional)
   plan:    --target-bpw B | --target-size S | --min-snr DB with --candidates LIST (and
@@ -75,6 +81,9 @@ absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeOptions& optio
   ASSIGN_OR_RETURN(options.target, ParseLoaderTarget(absl::GetFlag(FLAGS_target)));
   if (args.Has("include")) options.include = SplitPatternList(args.values.at("include"));
   if (args.Has("exclude")) options.exclude = SplitPatternList(args.values.at("exclude"));
+  if (args.Has("expert_layout")) {
+    ASSIGN_OR_RETURN(options.expert_layout, ParseExpertLayout(absl::GetFlag(FLAGS_expert_layout)));
+  }
   return absl::OkStatus();
 }
 

@@ -21,6 +21,8 @@ std::string ActionText(TensorAction a) {
       return "quantize";
     case TensorAction::kSkip:
       return "skip";
+    case TensorAction::kConsume:
+      return "consume";
     case TensorAction::kCopy:
       break;
   }

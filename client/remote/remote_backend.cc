@@ -14,6 +14,7 @@
 #include "client/remote/status_conversion.h"
 #include "core/crc32c.h"
 #include "core/status_macros.h"
+#include "proto/quant_config_conversion.h"
 #include "rtnq/v1/rtnq.grpc.pb.h"
 
 namespace rtnq::client {
@@ -180,6 +181,7 @@ absl::StatusOr<std::unique_ptr<Session>> RemoteBackend::OpenSession(const Sessio
     config.set_gptq_format(gptq);
   }
   if (spec.format == OutputFormat::kInc) config.set_compression_dim(spec.compression_dim);
+  config.set_expert_layout(ExpertLayoutToProto(spec.expert_layout));
   auto session = std::make_unique<RemoteSession>(options_, channel_, token_, std::move(config));
   RETURN_IF_ERROR(session->Start());
   return std::unique_ptr<Session>(std::move(session));

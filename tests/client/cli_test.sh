@@ -57,7 +57,7 @@ contains "not empty"
 status 1 "$BIN" synth -o "$WORK/nope" --shape huge
 absent "$WORK/nope"
 status 2 "$BIN" synth -o "$WORK/nope" --weight-dtype int8
-contains "--weight-dtype must be bf16, f16 or f32"
+contains "--weight-dtype must be bf16, f16, f32 or fp8"
 absent "$WORK/nope"
 ok "$BIN" synth -o "$WORK/small" --shape small --seed 1
 ok "$BIN" synth -o "$WORK/tiny3" --shape tiny --layers 3 --no-embeddings

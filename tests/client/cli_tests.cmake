@@ -17,4 +17,13 @@ if(TARGET rtnq)
                    $<TARGET_FILE:rtnq-server>
                    ${PROJECT_SOURCE_DIR}/tests/core/layout_reader_test.py)
   set_tests_properties(rtnq_formats_cli PROPERTIES TIMEOUT 300 LABELS client)
+  # MoE and FP8 checkpoints through the real binary, checked with numpy (Debian's
+  # python3 and python3-numpy, scripts/setup-deps.sh).
+  find_program(RTNQ_NUMPY_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+  if(RTNQ_NUMPY_PYTHON)
+    add_test(NAME rtnq_moe_fp8_cli
+             COMMAND ${RTNQ_NUMPY_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/moe_fp8_cli_test.py
+                     $<TARGET_FILE:rtnq>)
+    set_tests_properties(rtnq_moe_fp8_cli PROPERTIES TIMEOUT 300 LABELS client)
+  endif()
 endif()

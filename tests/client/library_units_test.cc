@@ -57,6 +57,33 @@ TEST(TensorSelectionTest, DefaultRuleQuantizes2DWeightsExceptEmbeddingsHeadAndNo
   EXPECT_EQ(sel.Decide("x.weight", ElemType::kI32, m, r)->action, TensorAction::kCopy);
 }
 
+TEST(TensorSelectionTest, MoeRoutersAreKeptInFloatAndF64AndIntegersCopiedWithTheReason) {
+  const TensorSelection sel = *TensorSelection::Create({}, {});
+  const WeightConfigResolver r = Resolver();
+  for (const char* name :
+       {"model.layers.0.mlp.gate.weight", "model.layers.0.block_sparse_moe.gate.weight",
+        "model.layers.0.mlp.router.weight", "model.layers.0.mlp.shared_expert_gate.weight"}) {
+    const TensorDecision d = *sel.Decide(name, ElemType::kBF16, {16, 64}, r);
+    EXPECT_EQ(d.action, TensorAction::kSkip) << name;
+    EXPECT_TRUE(d.excluded_by_rule) << name;
+    EXPECT_THAT(d.reason, HasSubstr("MoE router")) << name;
+  }
+  EXPECT_EQ(
+      sel.Decide("model.layers.0.mlp.experts.3.gate_proj.weight", ElemType::kBF16, {16, 64}, r)
+          ->action,
+      TensorAction::kQuantize);
+  // Named in weight_config, a router is quantized like any weight.
+  const WeightConfigResolver named =
+      Resolver(R"({"weight_config": {"model.layers.0.mlp.gate": {"bits": 8}}})");
+  EXPECT_EQ(sel.Decide("model.layers.0.mlp.gate.weight", ElemType::kBF16, {16, 64}, named)->action,
+            TensorAction::kQuantize);
+  for (ElemType t : {ElemType::kF64, ElemType::kI64, ElemType::kU32, ElemType::kU8}) {
+    const TensorDecision d = *sel.Decide("x.weight", t, {16, 64}, r);
+    EXPECT_EQ(d.action, TensorAction::kCopy) << ElemTypeName(t);
+    EXPECT_EQ(d.reason, "dtype " + ElemTypeName(t));
+  }
+}
+
 TEST(TensorSelectionTest, WeightConfigNamingATensorOverridesTheNameRule) {
   const TensorSelection sel = *TensorSelection::Create({}, {});
   const WeightConfigResolver r = Resolver(R"({"weight_config": {"lm_head": {"bits": 8}}})");

@@ -25,6 +25,15 @@
 namespace rtnq::client {
 namespace {
 
+SessionSpec Spec(std::string config_json, OutputFormat format = OutputFormat::kFake,
+                 GptqFormat gptq_format = GptqFormat::kV1) {
+  SessionSpec spec;
+  spec.config_json = std::move(config_json);
+  spec.format = format;
+  spec.gptq_format = gptq_format;
+  return spec;
+}
+
 using ::rtnq::testing::StatusIs;
 using server::testing::RandomTensor;
 using server::testing::StartServer;
@@ -130,33 +139,32 @@ std::vector<Tensor> Tensors() {
 }
 
 TEST_F(RemoteBackendTest, FakeParity) {
-  ExpectParity(*backend_, SessionSpec{R"({"bits":4,"group_size":32})", OutputFormat::kFake},
+  ExpectParity(*backend_, Spec(R"({"bits":4,"group_size":32})", OutputFormat::kFake),
                Tensors());
 }
 
 TEST_F(RemoteBackendTest, IncParity) {
-  ExpectParity(*backend_, SessionSpec{R"({"bits":4,"group_size":32})", OutputFormat::kInc},
+  ExpectParity(*backend_, Spec(R"({"bits":4,"group_size":32})", OutputFormat::kInc),
                Tensors());
 }
 
 TEST_F(RemoteBackendTest, GptqV1Parity) {
   ExpectParity(*backend_,
-               SessionSpec{R"({"bits":4,"group_size":32,"scheme":"sym"})", OutputFormat::kGptq,
-                           GptqFormat::kV1},
+               Spec(R"({"bits":4,"group_size":32,"scheme":"sym"})", OutputFormat::kGptq,
+                           GptqFormat::kV1),
                Tensors());
 }
 
 TEST_F(RemoteBackendTest, GptqV2Parity) {
   ExpectParity(*backend_,
-               SessionSpec{R"({"bits":4,"group_size":32})", OutputFormat::kGptq, GptqFormat::kV2},
+               Spec(R"({"bits":4,"group_size":32})", OutputFormat::kGptq, GptqFormat::kV2),
                Tensors());
 }
 
 TEST_F(RemoteBackendTest, WeightConfigOverrideAndPassthrough) {
-  const SessionSpec spec{
-      R"({"bits":4,"group_size":32,"weight_config":{"model.layers.0.q_proj.weight":{"bits":8},)"
-      R"("model.layers.1.v_proj.weight":{"dtype":"fp32"}}})",
-      OutputFormat::kFake};
+  const SessionSpec spec =
+      Spec(R"({"bits":4,"group_size":32,"weight_config":{"model.layers.0.q_proj.weight":{"bits":8},)"
+           R"("model.layers.1.v_proj.weight":{"dtype":"fp32"}}})");
   ExpectParity(*backend_, spec, Tensors());
   auto session = backend_->OpenSession(spec);
   ASSERT_TRUE(session.ok());
@@ -170,7 +178,7 @@ TEST_F(RemoteBackendTest, WeightConfigOverrideAndPassthrough) {
 }
 
 TEST_F(RemoteBackendTest, ConfigErrorAtOpenNamesField) {
-  auto s = backend_->OpenSession(SessionSpec{R"({"bits":9})", OutputFormat::kFake});
+  auto s = backend_->OpenSession(Spec(R"({"bits":9})", OutputFormat::kFake));
   EXPECT_THAT(s.status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bits")));
 }
 
@@ -207,7 +215,7 @@ ClientOptions TwoReplicas(const server::RtnqServer& a, const server::RtnqServer&
   return o;
 }
 
-const SessionSpec kFakeSpec{R"({"bits":4,"group_size":32})", OutputFormat::kFake};
+const SessionSpec kFakeSpec = Spec(R"({"bits":4,"group_size":32})");
 
 // Quantizes `t` on `session` and checks the outputs are `t` quantized under kFakeSpec, byte for
 // byte.

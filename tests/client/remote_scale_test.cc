@@ -230,7 +230,7 @@ TEST(MidAnswerTest, RetryStartsOverOnAnotherReplica) {
   ClientOptions co = Client(*a);
   co.server = absl::StrCat("127.0.0.1:", a->port(), ",127.0.0.1:", b->port());
   auto backend = *RemoteBackend::Create(co);
-  const SessionSpec spec{R"({"bits": 4})", OutputFormat::kFake};
+  const SessionSpec spec{R"({"bits": 4})", OutputFormat::kFake, GptqFormat::kV1, 1, std::nullopt};
   auto session = backend->OpenSession(spec);
   ASSERT_THAT(session, IsOk());
   const Tensor t = RandomTensor("big.weight", "F32", {2560, 1024}, 9);
@@ -261,7 +261,7 @@ TEST(MidAnswerTest, TensorErrorAfterPartialOutputIsDiscarded) {
   auto server = StartServer(SmallBudgets());
   ASSERT_NE(server, nullptr);
   auto backend = *RemoteBackend::Create(Client(*server));
-  auto session = backend->OpenSession(SessionSpec{R"({"bits": 4})", OutputFormat::kFake});
+  auto session = backend->OpenSession(SessionSpec{R"({"bits": 4})", OutputFormat::kFake, GptqFormat::kV1, 1, std::nullopt});
   ASSERT_THAT(session, IsOk());
   const Tensor t = RandomTensor("big.weight", "F32", {2560, 1024}, 9);
   TensorRequest req = Request(t);

@@ -36,8 +36,8 @@ TEST(ElemType, NamesSizesAndParsing) {
     EXPECT_EQ(ElemSize(*t), size);
     EXPECT_EQ(ElemTypeName(*t), name);
   }
-  EXPECT_THAT(ParseElemType("F8_E4M3"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("F8_E4M3")));
+  EXPECT_THAT(ParseElemType("F8_E4M3FNUZ"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("F8_E4M3FNUZ")));
   EXPECT_TRUE(IsQuantizableFloat(ElemType::kBF16));
   EXPECT_FALSE(IsQuantizableFloat(ElemType::kF64));
 }

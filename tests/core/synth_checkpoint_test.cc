@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "core/expert_layout.h"
+#include "core/fp8_source.h"
 #include "core/safetensors.h"
 #include "core/sharded_checkpoint.h"
 #include "gmock/gmock.h"
@@ -85,7 +87,7 @@ std::vector<float> AsFloats(const TensorInfo& t) {
 }
 
 TEST(SynthShapeTest, PresetsAreValidAndGptqFriendly) {
-  ASSERT_EQ(SynthShapePresets().size(), 4u);
+  ASSERT_EQ(SynthShapePresets().size(), 8u);
   for (const SynthShape& s : SynthShapePresets()) {
     EXPECT_THAT(ValidateSynthShape(s), IsOk()) << s.name;
     EXPECT_EQ(s.intermediate % 128, 0) << s.name;
@@ -111,9 +113,11 @@ TEST(SynthShapeTest, PresetsAreValidAndGptqFriendly) {
   EXPECT_EQ(l70->head_dim(), 128);
   EXPECT_EQ(l70->layers, 1);
   EXPECT_EQ(l70->vocab, 32000);
-  EXPECT_THAT(SynthShapeByName("huge").status(),
-              StatusIs(absl::StatusCode::kNotFound,
-                       HasSubstr("tiny, small, llama7b-layer, llama70b-layer")));
+  EXPECT_THAT(
+      SynthShapeByName("huge").status(),
+      StatusIs(
+          absl::StatusCode::kNotFound,
+          HasSubstr("tiny, small, llama7b-layer, llama70b-layer, moe-tiny, moe-tiny-per-expert")));
 }
 
 // The 70B layer's tensors as Llama-2/3-70B stores them (GQA: k and v have 8 heads of 128), and
@@ -354,6 +358,140 @@ TEST(SynthCheckpointTest, RejectsBadOptionsAndLeavesNoFiles) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not empty")));
   EXPECT_THAT(std::vector<std::string>({fs::directory_iterator(o.output_dir)->path().filename()}),
               ElementsAre("stale.txt"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// MoE presets and FP8
+// ---------------------------------------------------------------------------------------------
+
+SynthOptions MoeOptions(const std::string& dir, const std::string& shape,
+                        ElemType dtype = ElemType::kBF16) {
+  SynthOptions o;
+  o.shape = SynthShapeByName(shape).value();
+  o.output_dir = dir;
+  o.seed = 3;
+  o.dtype = dtype;
+  return o;
+}
+
+struct MoeCase {
+  std::string shape;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> tensors;
+  std::string model_type;
+  std::optional<ExpertLayout> layout;  // what config.json implies
+};
+
+TEST(SynthMoeTest, EachStorageHasItsFamilysNamesShapesAndConfig) {
+  const std::vector<MoeCase> cases = {
+      {"moe-tiny",
+       {{"model.layers.0.mlp.gate.weight", {16, 256}},
+        {"model.layers.0.mlp.experts.gate_up_proj", {16, 512, 256}},
+        {"model.layers.3.mlp.experts.down_proj", {16, 256, 256}}},
+       "qwen3_moe",
+       ExpertLayout{false, false}},
+      {"moe-tiny-per-expert",
+       {{"model.layers.0.mlp.gate.weight", {16, 256}},
+        {"model.layers.0.mlp.experts.0.gate_proj.weight", {256, 256}},
+        {"model.layers.3.mlp.experts.15.down_proj.weight", {256, 256}}},
+       "qwen3_moe",
+       ExpertLayout{false, false}},
+      {"moe-tiny-interleaved",
+       {{"model.layers.0.mlp.router.weight", {16, 256}},
+        {"model.layers.0.mlp.router.bias", {16}},
+        {"model.layers.0.mlp.experts.gate_up_proj", {16, 256, 512}},
+        {"model.layers.0.mlp.experts.gate_up_proj_bias", {16, 512}},
+        {"model.layers.0.mlp.experts.down_proj", {16, 256, 256}},
+        {"model.layers.0.mlp.experts.down_proj_bias", {16, 256}}},
+       "gpt_oss",
+       ExpertLayout{true, true}},
+      {"moe-tiny-transposed",
+       {{"model.layers.0.feed_forward.router.weight", {16, 256}},
+        {"model.layers.0.feed_forward.experts.gate_up_proj", {16, 256, 512}},
+        {"model.layers.0.feed_forward.shared_expert.down_proj.weight", {256, 256}}},
+       "llama4_text",
+       ExpertLayout{true, false}},
+  };
+  auto engine = MakeEngine(2);
+  for (const MoeCase& c : cases) {
+    SCOPED_TRACE(c.shape);
+    const std::string dir = TestDir(c.shape);
+    ASSERT_THAT(WriteSynthCheckpoint(MoeOptions(dir, c.shape), *engine), IsOk());
+    auto file = SafetensorsFile::Open(dir + "/model.safetensors");
+    ASSERT_THAT(file.status(), IsOk());
+    for (const auto& [name, shape] : c.tensors) {
+      const TensorInfo* t = file->Find(name);
+      ASSERT_NE(t, nullptr) << name;
+      EXPECT_EQ(t->shape, shape) << name;
+      EXPECT_EQ(t->dtype, ElemType::kBF16) << name;
+    }
+    // The experts hold most of the bytes, as in real MoE models.
+    uint64_t experts = 0, total = 0;
+    for (const TensorInfo& t : file->tensors()) {
+      total += t.data.size();
+      if (t.name.find(".experts.") != std::string::npos) experts += t.data.size();
+    }
+    EXPECT_GT(static_cast<double>(experts) / total, 0.85);
+    const auto config = nlohmann::ordered_json::parse(ReadAll(dir + "/config.json"));
+    EXPECT_EQ(config["model_type"], c.model_type);
+    EXPECT_EQ(ExpertLayoutFromConfig(config), c.layout);
+    EXPECT_EQ(HiddenSizeFromConfig(config), 256);
+    // Every stacked tensor splits under the layout its config implies.
+    for (const TensorInfo& t : file->tensors()) {
+      if (StackedExpertsOf(t.name).has_value()) {
+        EXPECT_THAT(PlanExpertSlices(t.name, t.shape, *c.layout, 256), IsOk()) << t.name;
+      }
+    }
+  }
+}
+
+TEST(SynthMoeTest, Fp8ProjectionsCarryBlockScalesThatReproduceTheWeights) {
+  const std::string dir = TestDir("fp8"), ref = TestDir("f32");
+  auto engine = MakeEngine(2);
+  ASSERT_THAT(WriteSynthCheckpoint(MoeOptions(dir, "moe-tiny", ElemType::kF8E4M3), *engine),
+              IsOk());
+  ASSERT_THAT(WriteSynthCheckpoint(MoeOptions(ref, "moe-tiny", ElemType::kF32), *engine), IsOk());
+  auto file = SafetensorsFile::Open(dir + "/model.safetensors");
+  auto f32 = SafetensorsFile::Open(ref + "/model.safetensors");
+  ASSERT_THAT(file.status(), IsOk());
+  ASSERT_THAT(f32.status(), IsOk());
+  const auto config = nlohmann::ordered_json::parse(ReadAll(dir + "/config.json"));
+  EXPECT_EQ(config["quantization_config"]["quant_method"], "fp8");
+  EXPECT_EQ(config["torch_dtype"], "bfloat16");
+  EXPECT_EQ(file->Find("model.embed_tokens.weight")->dtype, ElemType::kBF16);
+  EXPECT_EQ(file->Find("model.layers.0.mlp.gate.weight")->dtype, ElemType::kBF16);
+  const TensorInfo* w = file->Find("model.layers.1.mlp.experts.gate_up_proj");
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->dtype, ElemType::kF8E4M3);
+  EXPECT_EQ(file->Find("model.layers.1.mlp.experts.gate_up_proj_scale_inv")->shape,
+            (std::vector<int64_t>{16, 4, 2}));
+
+  std::vector<TensorSpec> specs;
+  for (const TensorInfo& t : file->tensors()) specs.push_back({t.name, t.dtype, t.shape});
+  auto block = Fp8BlockFromConfig(config);
+  ASSERT_THAT(block.status(), IsOk());
+  absl::StatusOr<Fp8SourcePlan> plan = PlanFp8Sources(specs, *block);
+  ASSERT_THAT(plan.status(), IsOk());
+  EXPECT_EQ(plan->weights.size(), 4u * 6);  // q, k, v, o, gate_up, down per layer
+  for (const auto& [name, layout] : plan->weights) {
+    SCOPED_TRACE(name);
+    const TensorInfo* t = file->Find(name);
+    const TensorInfo* s = file->Find(layout.scale_name);
+    auto deq = DequantizeFp8(name, t->dtype, t->data, layout, s->data, *engine);
+    ASSERT_THAT(deq.status(), IsOk());
+    const std::vector<float> want = AsFloats(*f32->Find(name));
+    ASSERT_EQ(deq->size(), want.size());
+    // E4M3 keeps 4 significant bits: relative error <= 2^-4, plus the subnormal step of the
+    // block (scale * 2^-9) for small values.
+    for (size_t k = 0; k < want.size(); ++k) {
+      ASSERT_LE(std::fabs((*deq)[k] - want[k]), std::fabs(want[k]) * 0x1p-4f + 0.5f * 0x1p-9f) << k;
+    }
+  }
+  // Same bytes for any thread count.
+  const std::string again = TestDir("fp8-1thread");
+  ASSERT_THAT(
+      WriteSynthCheckpoint(MoeOptions(again, "moe-tiny", ElemType::kF8E4M3), *MakeEngine(1)),
+      IsOk());
+  EXPECT_EQ(ReadAll(dir + "/model.safetensors"), ReadAll(again + "/model.safetensors"));
 }
 
 }  // namespace
