@@ -28,7 +28,7 @@
 #include "core/kernels/kernels.h"
 #include "core/layout/awq.h"
 #include "core/layout/compressed_tensors.h"
-#include "core/pack.h"
+#include "core/layout/gptq.h"
 #include "core/quantize.h"
 #include "core/row_pass.h"
 

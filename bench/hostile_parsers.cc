@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "core/input_limits.h"
-#include "core/safetensors_header.h"
-#include "core/weight_config.h"
+#include "core/config/input_limits.h"
+#include "core/config/weight_config.h"
+#include "core/io/safetensors_header.h"
 #include "tests/testing/safetensors_bytes.h"
 
 namespace {

@@ -14,11 +14,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "core/config/quant_config.h"
 #include "core/dtype.h"
 #include "core/expert_layout.h"
-#include "core/pack.h"
-#include "core/quant_config.h"
-#include "core/safetensors_header.h"
+#include "core/io/safetensors_header.h"
+#include "core/layout/gptq.h"
 
 namespace rtnq::client {
 
@@ -27,8 +27,9 @@ enum class OutputFormat : uint8_t { kFake, kInc, kGptq, kCompressedTensors, kAwq
 
 /// Everything fixed for a whole run (the first message of a remote stream).
 struct SessionSpec {
-  /// INC key names at top level plus an optional "weight_config" object (core/config_json.h);
-  /// the CLI has already merged --config and the per-parameter flags into it.
+  /// INC key names at top level plus an optional "weight_config" object
+  /// (core/config/config_json.h); the CLI has already merged --config and the per-parameter flags
+  /// into it.
   std::string config_json = "{}";
   OutputFormat format = OutputFormat::kFake;
   GptqFormat gptq_format = GptqFormat::kV1;  ///< kGptq only; the CLI resolves the default

@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "core/file_io.h"
-#include "core/pack.h"
+#include "core/io/file_io.h"
+#include "core/layout/gptq.h"
 #include "core/quantize.h"
 #include "core/status_macros.h"
 
@@ -69,7 +69,7 @@ bool HasHfQuantizationConfig(OutputFormat f) {
 absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path, ShardAccess access) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return ErrnoError(errno, "stat", path);
-  ASSIGN_OR_RETURN(ShardedCheckpoint checkpoint, ShardedCheckpoint::Open(path, access));
+  RTNQ_ASSIGN_OR_RETURN(ShardedCheckpoint checkpoint, ShardedCheckpoint::Open(path, access));
   return InputCheckpoint{std::move(checkpoint), S_ISDIR(st.st_mode)};
 }
 
@@ -104,7 +104,7 @@ absl::StatusOr<std::vector<float>> ToFloats(const TensorInfo& t) {
 }
 
 absl::StatusOr<std::vector<uint8_t>> GptqBiasBytes(const TensorInfo& t) {
-  ASSIGN_OR_RETURN(
+  RTNQ_ASSIGN_OR_RETURN(
       const std::vector<uint16_t> half,
       BiasToHalf(TensorInput{t.name, t.dtype, t.shape, t.data}, t.num_elements, LayerName(t.name)));
   std::vector<uint8_t> out(half.size() * 2);

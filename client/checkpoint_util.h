@@ -9,8 +9,8 @@
 
 #include "absl/status/statusor.h"
 #include "client/backend.h"
-#include "core/output_plan.h"
-#include "core/sharded_checkpoint.h"
+#include "core/io/sharded_checkpoint.h"
+#include "core/layout/output_plan.h"
 
 namespace rtnq::client {
 

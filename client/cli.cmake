@@ -20,6 +20,6 @@ if(TARGET rtnq_client)
     ${CMAKE_CURRENT_LIST_DIR}/cli/verify_command.cc)
   set_target_properties(rtnq PROPERTIES OUTPUT_NAME rtnq)
   target_compile_definitions(rtnq PRIVATE RTNQ_VERSION="${PROJECT_VERSION}")
-  target_link_libraries(rtnq PRIVATE rtnq_cli_flags rtnq_client rtnq_client_remote
+  target_link_libraries(rtnq PRIVATE rtnq_cli_flags rtnq_client rtnq_synth rtnq_client_remote
                              rtnq_client_plan_remote rtnq_warnings)
 endif()

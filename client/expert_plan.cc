@@ -5,8 +5,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/tensor_selection.h"
-#include "core/fused_groups.h"
-#include "core/safetensors_header.h"
+#include "core/io/safetensors_header.h"
+#include "core/layout/fused_groups.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -81,7 +81,7 @@ absl::Status CheckExpertGroups(const std::vector<ExpertMember>& members,
     if (!g.has_value() || g->kind != "experts") continue;
     if (m.quantized && m.slices != nullptr) {
       for (const ExpertSlice& s : *m.slices) {
-        ASSIGN_OR_RETURN(const ResolvedConfig r, resolver.Resolve(s.layer + ".weight"));
+        RTNQ_ASSIGN_OR_RETURN(const ResolvedConfig r, resolver.Resolve(s.layer + ".weight"));
         if (!r.decided_by.empty() && r.decided_by != m.resolved.decided_by &&
             r.config != m.resolved.config) {
           return absl::InvalidArgumentError(absl::StrCat(

@@ -12,8 +12,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/config/weight_config.h"
 #include "core/expert_layout.h"
-#include "core/weight_config.h"
 
 namespace rtnq::client {
 

@@ -4,10 +4,10 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "core/file_io.h"
-#include "core/input_limits.h"
+#include "core/config/input_limits.h"
+#include "core/config/strict_json.h"
+#include "core/io/file_io.h"
 #include "core/status_macros.h"
-#include "core/strict_json.h"
 
 namespace rtnq::client {
 
@@ -17,7 +17,7 @@ absl::StatusOr<nlohmann::ordered_json> ReadInputConfig(const std::string& input_
   const std::string path = (std::filesystem::path(input_path) / "config.json").string();
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return nlohmann::ordered_json();
-  ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
+  RTNQ_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
   absl::StatusOr<nlohmann::ordered_json> config = ParseJsonBounded(text, kMaxJsonDepth);
   if (!config.ok())
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
@@ -32,7 +32,7 @@ absl::StatusOr<Fp8SourcePlan> PlanInputFp8(const std::vector<const TensorInfo*>&
   for (const TensorInfo* t : tensors) {
     specs.push_back(TensorSpec{t->name, t->dtype, t->shape});
   }
-  ASSIGN_OR_RETURN(const auto block, Fp8BlockFromConfig(config));
+  RTNQ_ASSIGN_OR_RETURN(const auto block, Fp8BlockFromConfig(config));
   return PlanFp8Sources(specs, block);
 }
 
@@ -45,8 +45,8 @@ absl::StatusOr<std::vector<uint8_t>> DequantizedFp8Bytes(const InputCheckpoint& 
     return absl::InvalidArgumentError(absl::StrCat("FP8 tensor \"", t.name, "\": its scale \"",
                                                    layout.scale_name, "\" is missing"));
   }
-  ASSIGN_OR_RETURN(const std::vector<float> values,
-                   DequantizeFp8(t.name, t.dtype, t.data, layout, scale->data, engine));
+  RTNQ_ASSIGN_OR_RETURN(const std::vector<float> values,
+                        DequantizeFp8(t.name, t.dtype, t.data, layout, scale->data, engine));
   std::vector<uint8_t> bytes(values.size() * sizeof(float));
   std::memcpy(bytes.data(), values.data(), bytes.size());
   return bytes;

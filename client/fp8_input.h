@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "client/checkpoint_util.h"
 #include "core/engine.h"
-#include "core/fp8_source.h"
+#include "core/io/fp8_source.h"
 
 namespace rtnq::client {
 
@@ -20,7 +20,7 @@ namespace rtnq::client {
 absl::StatusOr<nlohmann::ordered_json> ReadInputConfig(const std::string& input_path,
                                                        const InputCheckpoint& input);
 
-/// The FP8 sources among `tensors` (core/fp8_source.h; headers only), with the block size
+/// The FP8 sources among `tensors` (core/io/fp8_source.h; headers only), with the block size
 /// `config` states.
 absl::StatusOr<Fp8SourcePlan> PlanInputFp8(const std::vector<const TensorInfo*>& tensors,
                                            const nlohmann::ordered_json& config);

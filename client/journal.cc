@@ -6,7 +6,7 @@
 
 #include <fstream>
 
-#include "core/file_io.h"
+#include "core/io/file_io.h"
 
 namespace rtnq::client {
 namespace {

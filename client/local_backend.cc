@@ -5,10 +5,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/checkpoint_util.h"
+#include "core/config/weight_config.h"
 #include "core/expert_quantize.h"
-#include "core/safetensors_header.h"
+#include "core/io/safetensors_header.h"
 #include "core/status_macros.h"
-#include "core/weight_config.h"
 
 namespace rtnq::client {
 namespace {
@@ -23,7 +23,7 @@ class LocalSession : public Session {
   // the sink like a remote result that arrived in one chunk per output.
   absl::StatusOr<TensorResult> Quantize(const TensorRequest& tensor, ResultSink& sink) override {
     const auto start = std::chrono::steady_clock::now();
-    ASSIGN_OR_RETURN(const ResolvedConfig rc, resolver_.Resolve(tensor.name));
+    RTNQ_ASSIGN_OR_RETURN(const ResolvedConfig rc, resolver_.Resolve(tensor.name));
     TensorResult result;
     result.name = tensor.name;
     result.config = rc.config;
@@ -31,8 +31,8 @@ class LocalSession : public Session {
     result.match_kind = rc.match_kind;
     result.served_by = "local";
     const TensorInput input{tensor.name, tensor.dtype, tensor.shape, tensor.data};
-    ASSIGN_OR_RETURN(LayoutOutputs out,
-                     QuantizeTensorToLayout(input, rc.config, layout_, experts_, engine_));
+    RTNQ_ASSIGN_OR_RETURN(LayoutOutputs out,
+                          QuantizeTensorToLayout(input, rc.config, layout_, experts_, engine_));
     result.quantized = true;
     for (const PackedTensor& p : out.tensors) {
       result.outputs.push_back(TensorSpec{p.name, p.dtype, p.shape});
@@ -70,7 +70,7 @@ absl::StatusOr<LayoutOutputs> QuantizeToLayout(const TensorInput& input, const Q
   rtnq::QuantizeOptions qo;  // the core's, not RunQuantize's
   qo.fake_quant = options.layout == OutputLayout::kFake;
   qo.codes = !qo.fake_quant;
-  ASSIGN_OR_RETURN(QuantizedTensor q, QuantizeTensor(input, config, qo, engine));
+  RTNQ_ASSIGN_OR_RETURN(QuantizedTensor q, QuantizeTensor(input, config, qo, engine));
   if (!q.quantized) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor \"", input.name, "\" was not quantized: ", q.skip_reason));
@@ -80,7 +80,7 @@ absl::StatusOr<LayoutOutputs> QuantizeToLayout(const TensorInput& input, const Q
   if (options.layout == OutputLayout::kFake) {
     out.tensors.push_back(PackedTensor{input.name, input.dtype, input.shape, std::move(q.fake)});
   } else {
-    ASSIGN_OR_RETURN(out.tensors, PackToLayout(q, input.name, options, engine));
+    RTNQ_ASSIGN_OR_RETURN(out.tensors, PackToLayout(q, input.name, options, engine));
   }
   return out;
 }
@@ -99,27 +99,28 @@ absl::StatusOr<LayoutOutputs> QuantizeTensorToLayout(const TensorInput& input,
                      " holds stacked MoE experts but the session has no expert layout "
                      "(--expert-layout)"));
   }
-  ASSIGN_OR_RETURN(const std::vector<ExpertSlice> slices,
-                   PlanExpertSlices(input.name, input.shape, *experts, std::nullopt));
+  RTNQ_ASSIGN_OR_RETURN(const std::vector<ExpertSlice> slices,
+                        PlanExpertSlices(input.name, input.shape, *experts, std::nullopt));
   auto piece = [&](const TensorInput& w) -> absl::StatusOr<PieceOutputs> {
-    ASSIGN_OR_RETURN(LayoutOutputs o, QuantizeToLayout(w, config, options, engine));
+    RTNQ_ASSIGN_OR_RETURN(LayoutOutputs o, QuantizeToLayout(w, config, options, engine));
     return PieceOutputs{std::move(o.tensors), o.metrics};
   };
-  ASSIGN_OR_RETURN(PieceOutputs all,
-                   QuantizeStackedExperts(input, slices, experts->transposed,
-                                          options.layout == OutputLayout::kFake, piece, engine));
+  RTNQ_ASSIGN_OR_RETURN(
+      PieceOutputs all,
+      QuantizeStackedExperts(input, slices, experts->transposed,
+                             options.layout == OutputLayout::kFake, piece, engine));
   return LayoutOutputs{std::move(all.tensors), all.metrics};
 }
 
 absl::StatusOr<std::unique_ptr<LocalBackend>> LocalBackend::Create(const EngineOptions& options) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(options));
+  RTNQ_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(options));
   return std::unique_ptr<LocalBackend>(new LocalBackend(std::move(engine)));
 }
 
 LocalBackend::LocalBackend(std::unique_ptr<Engine> engine) : engine_(std::move(engine)) {}
 
 absl::StatusOr<std::unique_ptr<Session>> LocalBackend::OpenSession(const SessionSpec& spec) {
-  ASSIGN_OR_RETURN(WeightConfigResolver resolver, ParseSessionConfigJson(spec.config_json));
+  RTNQ_ASSIGN_OR_RETURN(WeightConfigResolver resolver, ParseSessionConfigJson(spec.config_json));
   OutputLayoutOptions layout;
   layout.layout = LayoutOf(spec.format);
   layout.compression_dim = spec.compression_dim;

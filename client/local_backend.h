@@ -10,7 +10,7 @@
 #include "client/backend.h"
 #include "core/engine.h"
 #include "core/expert_layout.h"
-#include "core/output_plan.h"
+#include "core/layout/output_plan.h"
 #include "core/quantize.h"
 
 namespace rtnq::client {

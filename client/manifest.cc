@@ -1,7 +1,7 @@
 #include "client/manifest.h"
 
 #include "absl/strings/str_cat.h"
-#include "core/config_json.h"
+#include "core/config/config_json.h"
 #include "core/expert_layout.h"
 #include "core/status_macros.h"
 
@@ -55,37 +55,41 @@ Json ManifestToJson(const Manifest& m) {
 }
 
 absl::StatusOr<Manifest> ManifestFromJson(std::string_view text, std::string_view where) {
-  ASSIGN_OR_RETURN(const Json j, ParseStrictJson(text, where));
+  RTNQ_ASSIGN_OR_RETURN(const Json j, ParseStrictJson(text, where));
   if (!j.is_object()) return FieldError(where, "manifest", "is not a JSON object");
-  ASSIGN_OR_RETURN(const Json* version,
-                   Get(j, "version", Json::value_t::number_integer, where, "version"));
+  RTNQ_ASSIGN_OR_RETURN(const Json* version,
+                        Get(j, "version", Json::value_t::number_integer, where, "version"));
   if (version->get<int64_t>() != kVersion) {
     return FieldError(where, "version", absl::StrCat(version->dump(), " is not supported"));
   }
   Manifest m;
-  ASSIGN_OR_RETURN(const Json* format, Get(j, "format", Json::value_t::string, where, "format"));
-  ASSIGN_OR_RETURN(m.format, ParseOutputFormat(format->get<std::string>()));
+  RTNQ_ASSIGN_OR_RETURN(const Json* format,
+                        Get(j, "format", Json::value_t::string, where, "format"));
+  RTNQ_ASSIGN_OR_RETURN(m.format, ParseOutputFormat(format->get<std::string>()));
   if (m.format == OutputFormat::kInc) {
-    ASSIGN_OR_RETURN(const Json* dim, Get(j, "compression_dim", Json::value_t::number_integer,
-                                          where, "compression_dim"));
+    RTNQ_ASSIGN_OR_RETURN(const Json* dim, Get(j, "compression_dim", Json::value_t::number_integer,
+                                               where, "compression_dim"));
     m.compression_dim = dim->get<int>();
   }
   if (m.format == OutputFormat::kGptq) {
-    ASSIGN_OR_RETURN(const Json* cf, Get(j, "checkpoint_format", Json::value_t::string, where,
-                                         "checkpoint_format"));
-    ASSIGN_OR_RETURN(m.gptq_format, ParseGptqFormat(cf->get<std::string>()));
+    RTNQ_ASSIGN_OR_RETURN(const Json* cf, Get(j, "checkpoint_format", Json::value_t::string, where,
+                                              "checkpoint_format"));
+    RTNQ_ASSIGN_OR_RETURN(m.gptq_format, ParseGptqFormat(cf->get<std::string>()));
   }
-  ASSIGN_OR_RETURN(const Json* tensors, Get(j, "tensors", Json::value_t::object, where, "tensors"));
+  RTNQ_ASSIGN_OR_RETURN(const Json* tensors,
+                        Get(j, "tensors", Json::value_t::object, where, "tensors"));
   for (auto it = tensors->begin(); it != tensors->end(); ++it) {
     const std::string field = absl::StrCat("tensors[\"", it.key(), "\"]");
     if (!it->is_object()) return FieldError(where, field, "is not an object");
     ManifestTensor t;
     t.name = it.key();
-    ASSIGN_OR_RETURN(const Json* layer, Get(*it, "layer", Json::value_t::string, where, field));
+    RTNQ_ASSIGN_OR_RETURN(const Json* layer,
+                          Get(*it, "layer", Json::value_t::string, where, field));
     t.layer = layer->get<std::string>();
-    ASSIGN_OR_RETURN(const Json* dtype, Get(*it, "dtype", Json::value_t::string, where, field));
-    ASSIGN_OR_RETURN(t.dtype, ParseElemType(dtype->get<std::string>()));
-    ASSIGN_OR_RETURN(const Json* shape, Get(*it, "shape", Json::value_t::array, where, field));
+    RTNQ_ASSIGN_OR_RETURN(const Json* dtype,
+                          Get(*it, "dtype", Json::value_t::string, where, field));
+    RTNQ_ASSIGN_OR_RETURN(t.dtype, ParseElemType(dtype->get<std::string>()));
+    RTNQ_ASSIGN_OR_RETURN(const Json* shape, Get(*it, "shape", Json::value_t::array, where, field));
     for (const Json& d : *shape) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0) {
         return FieldError(where, field, absl::StrCat("has a bad shape ", shape->dump()));
@@ -96,14 +100,15 @@ absl::StatusOr<Manifest> ManifestFromJson(std::string_view text, std::string_vie
       t.decided_by = db->get<std::string>();
     }
     if (it->contains("expert_layout")) {
-      ASSIGN_OR_RETURN(const Json* el,
-                       Get(*it, "expert_layout", Json::value_t::string, where, field));
-      ASSIGN_OR_RETURN(const ExpertLayout layout, ParseExpertLayout(el->get<std::string>()));
+      RTNQ_ASSIGN_OR_RETURN(const Json* el,
+                            Get(*it, "expert_layout", Json::value_t::string, where, field));
+      RTNQ_ASSIGN_OR_RETURN(const ExpertLayout layout, ParseExpertLayout(el->get<std::string>()));
       t.expert_layout = ExpertLayoutName(layout);
     }
-    ASSIGN_OR_RETURN(const Json* config, Get(*it, "config", Json::value_t::object, where, field));
-    ASSIGN_OR_RETURN(const QuantConfigPatch patch,
-                     PatchFromJson(*config, absl::StrCat(std::string(where), ": ", field)));
+    RTNQ_ASSIGN_OR_RETURN(const Json* config,
+                          Get(*it, "config", Json::value_t::object, where, field));
+    RTNQ_ASSIGN_OR_RETURN(const QuantConfigPatch patch,
+                          PatchFromJson(*config, absl::StrCat(std::string(where), ": ", field)));
     patch.ApplyTo(t.config);
     if (absl::Status s = ValidateConfig(t.config); !s.ok()) {
       return FieldError(where, field, std::string(s.message()));

@@ -11,9 +11,9 @@
 
 #include "absl/status/statusor.h"
 #include "client/checkpoint_util.h"
+#include "core/config/quant_config.h"
 #include "core/dtype.h"
-#include "core/pack.h"
-#include "core/quant_config.h"
+#include "core/layout/gptq.h"
 
 namespace rtnq::client {
 

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/backend.h"
-#include "core/pack.h"
+#include "core/layout/packed_tensor.h"
 
 namespace rtnq::client {
 

@@ -22,9 +22,9 @@
 #include "client/journal.h"
 #include "client/run_plan.h"
 #include "client/tensor_file_sink.h"
-#include "core/crc32c.h"
-#include "core/file_io.h"
-#include "core/safetensors_writer.h"
+#include "core/io/crc32c.h"
+#include "core/io/file_io.h"
+#include "core/io/safetensors_writer.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -144,9 +144,9 @@ class Run {
     }
     std::vector<JournalEntry> kept;
     if (!entries.empty()) {
-      ASSIGN_OR_RETURN(kept, Reuse(entries, reused));
+      RTNQ_ASSIGN_OR_RETURN(kept, Reuse(entries, reused));
     }
-    ASSIGN_OR_RETURN(journal_, Journal::Create(journal_path, kept));
+    RTNQ_ASSIGN_OR_RETURN(journal_, Journal::Create(journal_path, kept));
     return absl::OkStatus();
   }
 
@@ -201,16 +201,17 @@ class Run {
     std::vector<std::string> files;
     std::map<std::string, std::string> weight_map;
     for (size_t i = 0; i < writers_.size(); ++i) {
-      RETURN_IF_ERROR(writers_[i]->Finish());
+      RTNQ_RETURN_IF_ERROR(writers_[i]->Finish());
       files.push_back(plan_.files[i].name);
       for (const TensorSpec& s : plan_.files[i].specs) weight_map[s.name] = plan_.files[i].name;
     }
     std::error_code ec;
     if (in_.is_dir) {
-      ASSIGN_OR_RETURN(std::vector<std::string> side, WriteSideFiles(o_.input, partial_, plan_));
+      RTNQ_ASSIGN_OR_RETURN(std::vector<std::string> side,
+                            WriteSideFiles(o_.input, partial_, plan_));
       files.insert(files.end(), side.begin(), side.end());
       if (plan_.write_index) {
-        RETURN_IF_ERROR(WriteShardIndex(partial_, weight_map, plan_.bytes_after));
+        RTNQ_RETURN_IF_ERROR(WriteShardIndex(partial_, weight_map, plan_.bytes_after));
         files.push_back(kShardIndexFileName);
       }
     }
@@ -230,7 +231,7 @@ class Run {
       }
       fs::remove(partial_, ec);
     }
-    RETURN_IF_ERROR(FsyncParentDir(o_.output));
+    RTNQ_RETURN_IF_ERROR(FsyncParentDir(o_.output));
     return files;
   }
 
@@ -321,10 +322,10 @@ class Run {
         std::memcpy(&bytes[o * es], &data[(e.expert * fused + e.offset + o * e.stride) * es], es);
       }
       if (spec.dtype != p.dtype) {  // GPTQ stores biases as F16
-        ASSIGN_OR_RETURN(bytes,
-                         GptqBiasBytes(TensorInfo{spec.name, p.dtype, {e.out}, e.out, 0, bytes}));
+        RTNQ_ASSIGN_OR_RETURN(
+            bytes, GptqBiasBytes(TensorInfo{spec.name, p.dtype, {e.out}, e.out, 0, bytes}));
       }
-      RETURN_IF_ERROR(w.WriteTensor(spec.name, bytes));
+      RTNQ_RETURN_IF_ERROR(w.WriteTensor(spec.name, bytes));
       written += bytes.size();
     }
     return written;
@@ -358,7 +359,7 @@ class Run {
     std::vector<uint8_t> decoded;
     absl::Span<const uint8_t> data = t.data;
     if (p.fp8.has_value() && p.decision.action != TensorAction::kConsume) {
-      ASSIGN_OR_RETURN(decoded, DequantizedFp8Bytes(in_, t, *p.fp8, *decode_));
+      RTNQ_ASSIGN_OR_RETURN(decoded, DequantizedFp8Bytes(in_, t, *p.fp8, *decode_));
       data = decoded;
       if (r.reason.empty()) r.reason = Fp8SourceNote(t, *p.fp8);
     }
@@ -369,13 +370,13 @@ class Run {
     }
     if (p.decision.action != TensorAction::kQuantize) {
       if (!p.bias_experts.empty()) {
-        ASSIGN_OR_RETURN(r.bytes_out, WriteExpertBiases(p, data, w));
+        RTNQ_ASSIGN_OR_RETURN(r.bytes_out, WriteExpertBiases(p, data, w));
       } else if (p.bias_to_f16) {
-        ASSIGN_OR_RETURN(const std::vector<uint8_t> f16, GptqBiasBytes(t));
-        RETURN_IF_ERROR(w.WriteTensor(t.name, f16));
+        RTNQ_ASSIGN_OR_RETURN(const std::vector<uint8_t> f16, GptqBiasBytes(t));
+        RTNQ_RETURN_IF_ERROR(w.WriteTensor(t.name, f16));
         r.bytes_out = f16.size();
       } else {
-        RETURN_IF_ERROR(w.WriteTensor(t.name, data));
+        RTNQ_RETURN_IF_ERROR(w.WriteTensor(t.name, data));
         r.bytes_out = data.size();
       }
       r.wall_seconds = SecondsSince(t0);
@@ -397,7 +398,7 @@ class Run {
     JournalEntry entry;
     entry.tensor = t.name;
     entry.input_crc32c = input_crc;
-    ASSIGN_OR_RETURN(entry.outputs, sink.Checksums());
+    RTNQ_ASSIGN_OR_RETURN(entry.outputs, sink.Checksums());
     r.bytes_out = sink.bytes();
     r.config = result->config;
     r.decided_by = DecidedByText(p.decision.resolved);
@@ -406,7 +407,7 @@ class Run {
     r.attempts = result->attempts;
     r.wall_seconds = SecondsSince(t0);
     entry.report = TensorReportToJson(r);
-    RETURN_IF_ERROR(journal_->Append(entry));
+    RTNQ_RETURN_IF_ERROR(journal_->Append(entry));
     journaled_.fetch_add(1);
     progress_.TensorDone(r);
     return absl::OkStatus();
@@ -437,21 +438,21 @@ absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backen
     return absl::InvalidArgumentError(
         absl::StrCat("streams must be at least 1, got ", options.streams));
   }
-  ASSIGN_OR_RETURN(const InputCheckpoint in, OpenInput(options.input));
-  RETURN_IF_ERROR(CheckOutput(options, in.is_dir));
-  ASSIGN_OR_RETURN(const WeightConfigResolver resolver,
-                   ParseSessionConfigJson(options.config_json));
-  ASSIGN_OR_RETURN(const TensorSelection selection,
-                   TensorSelection::Create(options.include, options.exclude));
+  RTNQ_ASSIGN_OR_RETURN(const InputCheckpoint in, OpenInput(options.input));
+  RTNQ_RETURN_IF_ERROR(CheckOutput(options, in.is_dir));
+  RTNQ_ASSIGN_OR_RETURN(const WeightConfigResolver resolver,
+                        ParseSessionConfigJson(options.config_json));
+  RTNQ_ASSIGN_OR_RETURN(const TensorSelection selection,
+                        TensorSelection::Create(options.include, options.exclude));
   PlanOptions po;
-  ASSIGN_OR_RETURN(po.input_config, ReadInputConfig(options.input, in));
+  RTNQ_ASSIGN_OR_RETURN(po.input_config, ReadInputConfig(options.input, in));
   po.output_name = fs::path(options.output).filename().string();
   po.format = options.format;
   po.gptq_format = options.gptq_format;
   po.compression_dim = options.compression_dim;
   po.target = options.target;
   po.expert_layout = options.expert_layout;
-  ASSIGN_OR_RETURN(RunPlan plan, PlanRun(in, options.input, resolver, selection, po));
+  RTNQ_ASSIGN_OR_RETURN(RunPlan plan, PlanRun(in, options.input, resolver, selection, po));
   for (const std::string& w : plan.warnings) progress.Warn(w);
 
   SessionSpec spec;
@@ -462,7 +463,7 @@ absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backen
   spec.expert_layout = plan.expert_layout;
   std::vector<std::unique_ptr<Session>> sessions;
   for (int i = 0; i < options.streams; ++i) {
-    ASSIGN_OR_RETURN(std::unique_ptr<Session> s, backend.OpenSession(spec));
+    RTNQ_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, backend.OpenSession(spec));
     sessions.push_back(std::move(s));
   }
 
@@ -470,7 +471,7 @@ absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backen
   if (plan.fp8_source) {
     // FP8 sources are dequantized here, before any backend sees them, so local and remote runs
     // quantize the same float32 bytes. Its own arena: shares TBB's workers with a local backend.
-    ASSIGN_OR_RETURN(decode_engine, Engine::Create({}));
+    RTNQ_ASSIGN_OR_RETURN(decode_engine, Engine::Create({}));
   }
   Run run(options, in, std::move(plan), progress, decode_engine.get());
   absl::Status status = run.Stage();
@@ -501,7 +502,7 @@ absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backen
   Summarize(outcome.tensors, s);
   s.wall_seconds = SecondsSince(start);
   if (!options.report_path.empty()) {
-    RETURN_IF_ERROR(
+    RTNQ_RETURN_IF_ERROR(
         WriteFileAtomically(options.report_path, ReportToJson(s, outcome.tensors).dump(2) + "\n"));
   }
   return outcome;

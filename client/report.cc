@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/checkpoint_util.h"
-#include "core/config_json.h"
+#include "core/config/config_json.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -90,7 +90,7 @@ absl::StatusOr<TensorReport> TensorReportFromJson(const Json& j) {
     t.bytes_in = j.at("bytes_in").get<uint64_t>();
     t.bytes_out = j.at("bytes_out").get<uint64_t>();
     if (t.action == "quantized") {
-      ASSIGN_OR_RETURN(const QuantConfigPatch patch, PatchFromJson(j.at("config"), "report"));
+      RTNQ_ASSIGN_OR_RETURN(const QuantConfigPatch patch, PatchFromJson(j.at("config"), "report"));
       patch.ApplyTo(t.config);
       t.decided_by = j.at("decided_by").get<std::string>();
       const Json& m = j.at("metrics");

@@ -10,13 +10,13 @@
 #include "absl/strings/str_cat.h"
 #include "client/expert_plan.h"
 #include "client/fp8_input.h"
-#include "core/file_io.h"
-#include "core/gptq_config.h"
+#include "core/config/strict_json.h"
+#include "core/io/file_io.h"
 #include "core/layout/awq_config.h"
 #include "core/layout/compressed_tensors_config.h"
-#include "core/output_plan.h"
+#include "core/layout/gptq_config.h"
+#include "core/layout/output_plan.h"
 #include "core/status_macros.h"
-#include "core/strict_json.h"
 
 #ifndef RTNQ_VERSION
 #define RTNQ_VERSION "dev"
@@ -103,7 +103,7 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
   RunPlan plan;
   const bool gptq = options.format == OutputFormat::kGptq;
   // Decide every tensor first: the GPTQ zero-point format depends on all of them.
-  ASSIGN_OR_RETURN(const Fp8SourcePlan fp8, PlanInputFp8(tensors, options.input_config));
+  RTNQ_ASSIGN_OR_RETURN(const Fp8SourcePlan fp8, PlanInputFp8(tensors, options.input_config));
   plan.fp8_source = !fp8.empty();
   const ExpertContext experts = MakeExpertContext(options.expert_layout, options.input_config);
   plan.expert_layout = experts.layout;
@@ -124,9 +124,10 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
       continue;
     }
     const bool stacked = IsStackedExperts(t->name, t->shape);
-    ASSIGN_OR_RETURN(p.decision, selection.Decide(t->name, p.dtype, t->shape, resolver, stacked));
+    RTNQ_ASSIGN_OR_RETURN(p.decision,
+                          selection.Decide(t->name, p.dtype, t->shape, resolver, stacked));
     if (stacked && p.decision.action == TensorAction::kQuantize) {
-      ASSIGN_OR_RETURN(p.experts, PlanStackedExperts(t->name, t->shape, experts));
+      RTNQ_ASSIGN_OR_RETURN(p.experts, PlanStackedExperts(t->name, t->shape, experts));
       p.decision.reason = absl::StrCat(
           t->shape[0], " experts quantized one by one as ", p.experts.size(), " weights (",
           ExpertLayoutName(*experts.layout), " from ", experts.source, ")");
@@ -141,7 +142,7 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
     plan.tensors.push_back(std::move(p));
   }
   plan.gptq_format = options.gptq_format.value_or(DefaultGptqFormat(any_asym));
-  RETURN_IF_ERROR(CheckExperts(plan, resolver));
+  RTNQ_RETURN_IF_ERROR(CheckExperts(plan, resolver));
 
   OutputLayoutOptions layout;
   layout.layout = LayoutOf(options.format);
@@ -176,8 +177,8 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
         for (const auto& [w, shape] : weights) {
           if (!fake_stack) {
             const std::string name = p.experts.empty() ? t.name : w + ".weight";
-            ASSIGN_OR_RETURN(std::vector<TensorSpec> specs,
-                             PlanQuantizedOutputs(name, p.dtype, shape, cfg, layout));
+            RTNQ_ASSIGN_OR_RETURN(std::vector<TensorSpec> specs,
+                                  PlanQuantizedOutputs(name, p.dtype, shape, cfg, layout));
             p.outputs.insert(p.outputs.end(), specs.begin(), specs.end());
           }
           quantized_layers.insert(w);
@@ -200,7 +201,7 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
         break;
     }
   }
-  RETURN_IF_ERROR(PlanExpertBiases(plan, layout.layout));
+  RTNQ_RETURN_IF_ERROR(PlanExpertBiases(plan, layout.layout));
   // GPTQ and AWQ loaders read a quantized layer's bias as float16.
   if (HalfBias(options.format)) {
     for (PlannedTensor& p : plan.tensors) {
@@ -221,20 +222,20 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
     for (const TensorSpec& s : p.outputs) plan.bytes_after += SpecBytes(s);
   }
 
-  ASSIGN_OR_RETURN(plan.warnings,
-                   ApplyLoaderTarget(CheckLoaders(rules), options.target, rules.layout));
+  RTNQ_ASSIGN_OR_RETURN(plan.warnings,
+                        ApplyLoaderTarget(CheckLoaders(rules), options.target, rules.layout));
 
   plan.record = ManifestToJson(plan.manifest);
   plan.metadata = {{"format", "pt"}, {kManifestKey, plan.record.dump()}};
   if (gptq) {
     GptqCheckpointConfig cfg = GptqConfigFromLayers(gptq_layers, gptq_skipped, plan.gptq_format);
     cfg.producer = "rtnq:" RTNQ_VERSION;
-    ASSIGN_OR_RETURN(plan.record, GptqQuantizationConfig(cfg));
+    RTNQ_ASSIGN_OR_RETURN(plan.record, GptqQuantizationConfig(cfg));
   } else if (options.format == OutputFormat::kCompressedTensors) {
-    ASSIGN_OR_RETURN(plan.record,
-                     CompressedTensorsQuantizationConfig(rules.layers, rules.unquantized));
+    RTNQ_ASSIGN_OR_RETURN(plan.record,
+                          CompressedTensorsQuantizationConfig(rules.layers, rules.unquantized));
   } else if (options.format == OutputFormat::kAwq) {
-    ASSIGN_OR_RETURN(plan.record, AwqQuantizationConfig(rules.layers, rules.unquantized));
+    RTNQ_ASSIGN_OR_RETURN(plan.record, AwqQuantizationConfig(rules.layers, rules.unquantized));
   }
   return plan;
 }
@@ -242,8 +243,8 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
 absl::StatusOr<RunPlan> PlanRun(const InputCheckpoint& input, const std::string& input_path,
                                 const WeightConfigResolver& resolver,
                                 const TensorSelection& selection, const PlanOptions& options) {
-  ASSIGN_OR_RETURN(RunPlan plan,
-                   PlanTensors(FileOrder(input.checkpoint), resolver, selection, options));
+  RTNQ_ASSIGN_OR_RETURN(RunPlan plan,
+                        PlanTensors(FileOrder(input.checkpoint), resolver, selection, options));
   std::error_code ec;
   plan.write_index = input.is_dir && fs::exists(fs::path(input_path) / kShardIndexFileName, ec);
   for (const std::string& name : OutputFileNames(input, options.output_name)) {
@@ -277,8 +278,8 @@ absl::Status WriteConfigJson(const std::string& dest, nlohmann::ordered_json con
 
 // GPTQ loaders (AutoGPTQ, GPTQModel) read quantize_config.json next to config.json.
 absl::StatusOr<std::string> WriteQuantizeConfig(const std::string& out_dir, const RunPlan& plan) {
-  RETURN_IF_ERROR(WriteFileAtomically((fs::path(out_dir) / "quantize_config.json").string(),
-                                      plan.record.dump(2) + "\n"));
+  RTNQ_RETURN_IF_ERROR(WriteFileAtomically((fs::path(out_dir) / "quantize_config.json").string(),
+                                           plan.record.dump(2) + "\n"));
   return std::string("quantize_config.json");
 }
 
@@ -290,11 +291,11 @@ absl::StatusOr<std::vector<std::string>> WriteRecordFiles(const std::string& out
   if (!config.is_object()) {
     return absl::InvalidArgumentError("config must be a JSON object to record the quantization");
   }
-  RETURN_IF_ERROR(
+  RTNQ_RETURN_IF_ERROR(
       WriteConfigJson((fs::path(out_dir) / "config.json").string(), std::move(config), plan));
   std::vector<std::string> written = {"config.json"};
   if (plan.manifest.format == OutputFormat::kGptq) {
-    ASSIGN_OR_RETURN(std::string name, WriteQuantizeConfig(out_dir, plan));
+    RTNQ_ASSIGN_OR_RETURN(std::string name, WriteQuantizeConfig(out_dir, plan));
     written.push_back(std::move(name));
   }
   return written;
@@ -319,13 +320,13 @@ absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input
     if (gptq && name == "quantize_config.json") continue;
     const std::string dest = (fs::path(out_dir) / name).string();
     if (name == "config.json") {
-      ASSIGN_OR_RETURN(const std::string text, ReadFileToString(p.string()));
+      RTNQ_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(p.string()));
       absl::StatusOr<nlohmann::ordered_json> parsed = ParseJsonBounded(text, kMaxJsonDepth);
       if (!parsed.ok() || !parsed->is_object()) {
         return absl::InvalidArgumentError(
             absl::StrCat(p.string(), ": not a JSON object, cannot record the quantization"));
       }
-      RETURN_IF_ERROR(WriteConfigJson(dest, *std::move(parsed), plan));
+      RTNQ_RETURN_IF_ERROR(WriteConfigJson(dest, *std::move(parsed), plan));
     } else {
       fs::copy_file(p, dest, fs::copy_options::overwrite_existing, ec);
       if (ec) return ErrnoError(ec.value(), absl::StrCat("copy ", p.string(), " to"), dest);
@@ -333,7 +334,7 @@ absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input
     written.push_back(name);
   }
   if (gptq) {
-    ASSIGN_OR_RETURN(std::string name, WriteQuantizeConfig(out_dir, plan));
+    RTNQ_ASSIGN_OR_RETURN(std::string name, WriteQuantizeConfig(out_dir, plan));
     written.push_back(std::move(name));
   }
   return written;

@@ -17,9 +17,9 @@
 #include "client/manifest.h"
 #include "client/tensor_selection.h"
 #include "core/expert_layout.h"
-#include "core/fp8_source.h"
+#include "core/io/fp8_source.h"
+#include "core/io/safetensors_header.h"
 #include "core/layout/loader_rules.h"
-#include "core/safetensors_header.h"
 
 namespace rtnq::client {
 

@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/checkpoint_util.h"
-#include "core/config_json.h"
-#include "core/file_io.h"
+#include "core/config/config_json.h"
+#include "core/io/file_io.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -23,8 +23,8 @@ absl::StatusOr<std::string> MergeSessionConfig(const std::string& config_path,
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
   std::string where = "flags";
   if (!config_path.empty()) {
-    ASSIGN_OR_RETURN(const std::string text, ReadFileToString(config_path));
-    ASSIGN_OR_RETURN(j, ParseStrictJson(text, config_path));
+    RTNQ_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(config_path));
+    RTNQ_ASSIGN_OR_RETURN(j, ParseStrictJson(text, config_path));
     if (!j.is_object()) {
       return absl::InvalidArgumentError(absl::StrCat(config_path, ": not a JSON object"));
     }
@@ -55,7 +55,7 @@ absl::StatusOr<std::string> MergeSessionConfig(const std::string& config_path,
 }
 
 absl::StatusOr<GptqSchemeDefault> ApplyGptqSchemeDefault(const std::string& config_json) {
-  ASSIGN_OR_RETURN(nlohmann::ordered_json j, ParseStrictJson(config_json, "session config"));
+  RTNQ_ASSIGN_OR_RETURN(nlohmann::ordered_json j, ParseStrictJson(config_json, "session config"));
   if (!j.is_object()) return absl::InvalidArgumentError("session config: not a JSON object");
   if (j.contains("scheme") || j.contains("preset")) return GptqSchemeDefault{config_json, ""};
   j["scheme"] = "sym";

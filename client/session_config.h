@@ -6,7 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "core/weight_config.h"
+#include "core/config/weight_config.h"
 
 namespace rtnq::client {
 

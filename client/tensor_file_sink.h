@@ -9,8 +9,8 @@
 
 #include "absl/status/statusor.h"
 #include "client/backend.h"
-#include "core/crc32c.h"
-#include "core/safetensors_writer.h"
+#include "core/io/crc32c.h"
+#include "core/io/safetensors_writer.h"
 
 namespace rtnq::client {
 

@@ -5,7 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/expert_layout.h"
-#include "core/safetensors_header.h"
+#include "core/io/safetensors_header.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -40,8 +40,8 @@ TensorSelection::~TensorSelection() = default;
 absl::StatusOr<TensorSelection> TensorSelection::Create(std::vector<std::string> include,
                                                         std::vector<std::string> exclude) {
   TensorSelection s;
-  ASSIGN_OR_RETURN(s.include_, Matcher(std::move(include), "--include"));
-  ASSIGN_OR_RETURN(s.exclude_, Matcher(std::move(exclude), "--exclude"));
+  RTNQ_ASSIGN_OR_RETURN(s.include_, Matcher(std::move(include), "--include"));
+  RTNQ_ASSIGN_OR_RETURN(s.exclude_, Matcher(std::move(exclude), "--exclude"));
   return s;
 }
 
@@ -58,7 +58,7 @@ absl::StatusOr<TensorDecision> TensorSelection::Decide(std::string_view name, El
     unquantizable = absl::StrCat(shape.size(), "-D ", ShapeString(shape));
   }
   if (include_ != nullptr) {
-    ASSIGN_OR_RETURN(const ResolvedConfig inc, include_->Resolve(name));
+    RTNQ_ASSIGN_OR_RETURN(const ResolvedConfig inc, include_->Resolve(name));
     if (!Matched(inc)) {
       d.reason = "not matched by --include";
       return d;
@@ -82,10 +82,10 @@ absl::StatusOr<TensorDecision> TensorSelection::Decide(std::string_view name, El
       return d;
     }
   }
-  ASSIGN_OR_RETURN(d.resolved, resolver.Resolve(name));
+  RTNQ_ASSIGN_OR_RETURN(d.resolved, resolver.Resolve(name));
   d.action = TensorAction::kSkip;
   if (exclude_ != nullptr) {
-    ASSIGN_OR_RETURN(const ResolvedConfig ex, exclude_->Resolve(name));
+    RTNQ_ASSIGN_OR_RETURN(const ResolvedConfig ex, exclude_->Resolve(name));
     if (Matched(ex)) {
       d.excluded_by_rule = true;
       d.reason = absl::StrCat("matched --exclude \"", ex.decided_by, "\"");

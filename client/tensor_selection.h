@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/config/weight_config.h"
 #include "core/dtype.h"
-#include "core/weight_config.h"
 
 namespace rtnq::client {
 
@@ -19,7 +19,7 @@ enum class TensorAction : uint8_t {
   kSkip,  ///< a candidate weight left as it is (see reason)
   kCopy,  ///< not a weight matrix (norms, biases, integer tensors): copied unchanged
   /// Left out of the output: the scale of an FP8 weight (consumed by dequantizing it) or a scale
-  /// only an FP8 runtime reads (core/fp8_source.h).
+  /// only an FP8 runtime reads (core/io/fp8_source.h).
   kConsume,
 };
 
@@ -34,7 +34,7 @@ struct TensorDecision {
 };
 
 /// --include / --exclude: tensor names, layer names, globs (`*` crosses dots) or `re:` regexes,
-/// matched as weight_config keys are (core/weight_config.h).
+/// matched as weight_config keys are (core/config/weight_config.h).
 class TensorSelection {
  public:
   /// Validates the patterns (regexes compile); duplicates are ignored.

@@ -69,8 +69,8 @@ absl::StatusOr<std::vector<float>> Decode(const ManifestTensor& r, const Manifes
       return ToFloats(view);
     }
     case OutputFormat::kInc: {
-      ASSIGN_OR_RETURN(QuantizedTensor q,
-                       UnpackInc(stored, r.layer, r.config, rows, cols, m.compression_dim));
+      RTNQ_ASSIGN_OR_RETURN(QuantizedTensor q,
+                            UnpackInc(stored, r.layer, r.config, rows, cols, m.compression_dim));
       q.name = r.name;
       return DequantizeCodes(q, engine);
     }
@@ -80,7 +80,7 @@ absl::StatusOr<std::vector<float>> Decode(const ManifestTensor& r, const Manifes
       uo.sym = r.config.scheme == Scheme::kSym;
       uo.format = m.gptq_format;
       uo.group_size = r.config.group_size;
-      ASSIGN_OR_RETURN(const GptqUnpacked unpacked, UnpackGptq(stored, r.layer, uo));
+      RTNQ_ASSIGN_OR_RETURN(const GptqUnpacked unpacked, UnpackGptq(stored, r.layer, uo));
       if (unpacked.q.rows != rows || unpacked.q.cols != cols) {
         return absl::InvalidArgumentError(absl::StrCat("packed as [", unpacked.q.rows, ", ",
                                                        unpacked.q.cols, "], expected ",
@@ -91,9 +91,10 @@ absl::StatusOr<std::vector<float>> Decode(const ManifestTensor& r, const Manifes
     case OutputFormat::kCompressedTensors:
     case OutputFormat::kAwq: {
       // What loaders compute: (q - zp) * the stored scale, widened to float32.
-      ASSIGN_OR_RETURN(QuantizedTensor q, m.format == OutputFormat::kAwq
-                                              ? UnpackAwq(stored, r.layer, r.config.group_size)
-                                              : UnpackCompressedTensors(stored, r.layer, r.config));
+      RTNQ_ASSIGN_OR_RETURN(QuantizedTensor q,
+                            m.format == OutputFormat::kAwq
+                                ? UnpackAwq(stored, r.layer, r.config.group_size)
+                                : UnpackCompressedTensors(stored, r.layer, r.config));
       if (q.rows != rows || q.cols != cols) {
         return absl::InvalidArgumentError(absl::StrCat("packed as [", q.rows, ", ", q.cols,
                                                        "], expected ", ShapeString(r.shape)));
@@ -133,7 +134,7 @@ std::string CompareFresh(const TensorInfo& w, const ManifestTensor& r, const Man
 // The expert weights a stacked tensor was quantized as (empty for any other tensor).
 absl::StatusOr<std::vector<ExpertSlice>> ExpertSlicesOf(const ManifestTensor& r) {
   if (r.expert_layout.empty()) return std::vector<ExpertSlice>();
-  ASSIGN_OR_RETURN(const ExpertLayout layout, ParseExpertLayout(r.expert_layout));
+  RTNQ_ASSIGN_OR_RETURN(const ExpertLayout layout, ParseExpertLayout(r.expert_layout));
   return PlanExpertSlices(r.name, r.shape, layout, std::nullopt);
 }
 
@@ -141,7 +142,7 @@ absl::StatusOr<std::vector<ExpertSlice>> ExpertSlicesOf(const ManifestTensor& r)
 absl::StatusOr<std::vector<float>> ExpertValues(const TensorInfo& w,
                                                 const std::vector<ExpertSlice>& slices,
                                                 bool transposed) {
-  ASSIGN_OR_RETURN(const std::vector<float> all, ToFloats(w));
+  RTNQ_ASSIGN_OR_RETURN(const std::vector<float> all, ToFloats(w));
   std::vector<float> out;
   out.reserve(all.size());
   for (const ExpertSlice& s : slices) {
@@ -205,7 +206,7 @@ absl::StatusOr<DecodedValues> DecodeQuantized(const TensorInfo& w, const Manifes
                                               const Manifest& m, const ShardedCheckpoint& quant,
                                               const Engine& engine, std::set<std::string>& consumed,
                                               std::vector<PackedTensor>& stored) {
-  ASSIGN_OR_RETURN(const std::vector<ExpertSlice> slices, ExpertSlicesOf(r));
+  RTNQ_ASSIGN_OR_RETURN(const std::vector<ExpertSlice> slices, ExpertSlicesOf(r));
   std::vector<ManifestTensor> pieces = {r};
   if (!slices.empty() && m.format != OutputFormat::kFake) {
     pieces.clear();
@@ -236,10 +237,10 @@ absl::StatusOr<DecodedValues> DecodeQuantized(const TensorInfo& w, const Manifes
     for (PackedTensor& t : piece_stored) stored.push_back(std::move(t));
   }
   if (pieces.size() == 1 && pieces[0].name == r.name) {
-    ASSIGN_OR_RETURN(v.original, ToFloats(w));
+    RTNQ_ASSIGN_OR_RETURN(v.original, ToFloats(w));
   } else {
-    ASSIGN_OR_RETURN(const ExpertLayout layout, ParseExpertLayout(r.expert_layout));
-    ASSIGN_OR_RETURN(v.original, ExpertValues(w, slices, layout.transposed));
+    RTNQ_ASSIGN_OR_RETURN(const ExpertLayout layout, ParseExpertLayout(r.expert_layout));
+    RTNQ_ASSIGN_OR_RETURN(v.original, ExpertValues(w, slices, layout.transposed));
   }
   return v;
 }
@@ -249,19 +250,19 @@ absl::StatusOr<DecodedValues> DecodeQuantized(const TensorInfo& w, const Manifes
 absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
                                               const std::string& quantized,
                                               const VerifyOptions& options, const Engine& engine) {
-  ASSIGN_OR_RETURN(const InputCheckpoint orig_in, OpenInput(original));
-  ASSIGN_OR_RETURN(const InputCheckpoint quant_in, OpenInput(quantized));
+  RTNQ_ASSIGN_OR_RETURN(const InputCheckpoint orig_in, OpenInput(original));
+  RTNQ_ASSIGN_OR_RETURN(const InputCheckpoint quant_in, OpenInput(quantized));
   const ShardedCheckpoint& orig = orig_in.checkpoint;
   const ShardedCheckpoint& quant = quant_in.checkpoint;
   VerifyReport report;
-  ASSIGN_OR_RETURN(report.manifest, LoadManifest(quant, quantized));
+  RTNQ_ASSIGN_OR_RETURN(report.manifest, LoadManifest(quant, quantized));
   const Manifest& m = report.manifest;
 
   // FP8 sources were quantized (or written) as their dequantized float32 values, and their
   // scales left out: compare against those values.
-  ASSIGN_OR_RETURN(const nlohmann::json orig_config, ReadInputConfig(original, orig_in));
-  ASSIGN_OR_RETURN(const Fp8SourcePlan fp8,
-                   PlanInputFp8(FileOrder(orig_in.checkpoint), orig_config));
+  RTNQ_ASSIGN_OR_RETURN(const nlohmann::json orig_config, ReadInputConfig(original, orig_in));
+  RTNQ_ASSIGN_OR_RETURN(const Fp8SourcePlan fp8,
+                        PlanInputFp8(FileOrder(orig_in.checkpoint), orig_config));
   struct Decoded {
     std::vector<uint8_t> bytes;
     TensorInfo info;
@@ -271,7 +272,7 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
     const auto it = t == nullptr ? fp8.weights.end() : fp8.weights.find(t->name);
     if (it == fp8.weights.end()) return t;
     Decoded& d = decoded_fp8.emplace_back();
-    ASSIGN_OR_RETURN(d.bytes, DequantizedFp8Bytes(orig_in, *t, it->second, engine));
+    RTNQ_ASSIGN_OR_RETURN(d.bytes, DequantizedFp8Bytes(orig_in, *t, it->second, engine));
     d.info = TensorInfo{t->name, ElemType::kF32, t->shape, t->num_elements, 0, d.bytes};
     return &d.info;
   };
@@ -287,7 +288,7 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
     quantized_layers.insert(r.layer);
     consumed.insert(r.name);
     decoded_fp8.clear();
-    ASSIGN_OR_RETURN(const TensorInfo* w, reference(orig.Find(r.name)));
+    RTNQ_ASSIGN_OR_RETURN(const TensorInfo* w, reference(orig.Find(r.name)));
     if (w == nullptr) {
       c.problems.push_back("recorded as quantized but missing from the original");
     } else if (w->dtype != r.dtype || w->shape != r.shape ||
@@ -348,7 +349,7 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
     if (consumed.count(orig_t->name) != 0 || fp8.consumed.count(orig_t->name) != 0) continue;
     consumed.insert(orig_t->name);
     decoded_fp8.clear();
-    ASSIGN_OR_RETURN(const TensorInfo* t, reference(orig_t));
+    RTNQ_ASSIGN_OR_RETURN(const TensorInfo* t, reference(orig_t));
     if (const auto owner = stacked.find(StackedBiasOwner(t->name, t->shape));
         owner != stacked.end() && m.format != OutputFormat::kFake) {
       // Split like its weight into one bias per expert weight.

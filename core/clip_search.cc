@@ -36,7 +36,7 @@ absl::StatusOr<PassSums> SumLosses(RowFn row_fn, const std::vector<int>& candida
   const int64_t blocks = (rows + per_block - 1) / per_block;
   std::vector<double> partial(blocks * nq, 0.0);
   std::vector<RoughLossTerms> partial_terms(blocks);
-  RETURN_IF_ERROR(engine.ParallelFor(
+  RTNQ_RETURN_IF_ERROR(engine.ParallelFor(
       blocks,
       [&](int64_t b) {
         RowScratch& scratch = ThreadScratch(cols);
@@ -104,7 +104,7 @@ absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, 
   std::iota(candidates.begin(), candidates.end(), 0);
   RatioLosses bound{};
   if (kernels.row_loss_rough != nullptr) {
-    ASSIGN_OR_RETURN(
+    RTNQ_ASSIGN_OR_RETURN(
         PassSums rough,
         SumLosses(
             [&](const float* x, const float* q, int nq, double* loss, RoughLossTerms* terms) {
@@ -117,7 +117,7 @@ absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, 
     trace->rough_contenders = static_cast<int>(candidates.size());
   }
   if (candidates.size() > 1 && kernels.row_loss_fast != kernels.row_loss) {
-    ASSIGN_OR_RETURN(
+    RTNQ_ASSIGN_OR_RETURN(
         PassSums fast,
         SumLosses(
             [&](const float* x, const float* q, int nq, double* loss, RoughLossTerms*) {
@@ -133,12 +133,13 @@ absl::StatusOr<float> SearchClipRatio(const RowPass& pass, const uint8_t* data, 
     candidates = Contenders(candidates, fast.loss, bound);
   }
   if (candidates.size() == 1) return ClipRatios()[candidates.front()];
-  ASSIGN_OR_RETURN(PassSums exact,
-                   SumLosses(
-                       [&](const float* x, const float* q, int nq, double* loss, RoughLossTerms*) {
-                         kernels.row_loss(x, cols, group_size, params, q, nq, loss);
-                       },
-                       candidates, pass, data, rows, engine, cancel, bad, *trace));
+  RTNQ_ASSIGN_OR_RETURN(
+      PassSums exact,
+      SumLosses(
+          [&](const float* x, const float* q, int nq, double* loss, RoughLossTerms*) {
+            kernels.row_loss(x, cols, group_size, params, q, nq, loss);
+          },
+          candidates, pass, data, rows, engine, cancel, bad, *trace));
   return ClipRatios()[BestRatio(candidates, exact.loss, elements)];
 }
 

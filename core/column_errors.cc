@@ -5,8 +5,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "core/io/safetensors_header.h"
 #include "core/kernels/kernels.h"
-#include "core/safetensors_header.h"
 #include "core/status_macros.h"
 
 namespace rtnq {
@@ -55,7 +55,7 @@ absl::Status CheckBytes(const TensorInput& t, size_t bytes, const std::string& w
     return ColumnError(
         t.name, absl::StrCat(what, " dtype ", ElemTypeName(t.dtype), " is not F32, F16 or BF16"));
   }
-  ASSIGN_OR_RETURN(const int64_t elements, ValidateTensorInput(t));
+  RTNQ_ASSIGN_OR_RETURN(const int64_t elements, ValidateTensorInput(t));
   if (static_cast<uint64_t>(elements) * ElemSize(t.dtype) != bytes) {
     return ColumnError(t.name,
                        absl::StrCat(what, " has ", bytes, " bytes, shape ", ShapeString(t.shape),
@@ -70,11 +70,11 @@ absl::StatusOr<std::vector<double>> ColumnSquaredErrors(
     const TensorInput& input, absl::Span<const uint8_t> fake,
     const std::optional<TensorInput>& element_weights, int64_t slices, const Engine& engine) {
   if (input.shape.empty()) return ColumnError(input.name, "a 0-D tensor has no columns");
-  RETURN_IF_ERROR(CheckBytes(input, input.data.size(), "input"));
-  RETURN_IF_ERROR(CheckBytes(input, fake.size(), "fake-quantized output"));
+  RTNQ_RETURN_IF_ERROR(CheckBytes(input, input.data.size(), "input"));
+  RTNQ_RETURN_IF_ERROR(CheckBytes(input, fake.size(), "fake-quantized output"));
   if (element_weights.has_value()) {
     const TensorInput& w = *element_weights;
-    RETURN_IF_ERROR(CheckBytes(w, w.data.size(), "weights"));
+    RTNQ_RETURN_IF_ERROR(CheckBytes(w, w.data.size(), "weights"));
     if (w.shape != input.shape) {
       return ColumnError(input.name,
                          absl::StrCat("weights of shape ", ShapeString(w.shape),
@@ -97,7 +97,7 @@ absl::StatusOr<std::vector<double>> ColumnSquaredErrors(
   const int esize = ElemSize(input.dtype);
   const TensorInput* w = element_weights.has_value() ? &*element_weights : nullptr;
   const int wsize = w != nullptr ? ElemSize(w->dtype) : 0;
-  RETURN_IF_ERROR(engine.ParallelFor(slices * stripes, [&](int64_t task) {
+  RTNQ_RETURN_IF_ERROR(engine.ParallelFor(slices * stripes, [&](int64_t task) {
     const int64_t slice = task / stripes;
     const int64_t c0 = (task % stripes) * kStripe;
     const int64_t width = std::min(kStripe, n - c0);

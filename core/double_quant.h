@@ -4,8 +4,8 @@
 
 #include <vector>
 
+#include "core/config/quant_config.h"
 #include "core/kernels/kernels.h"
-#include "core/quant_config.h"
 
 namespace rtnq {
 

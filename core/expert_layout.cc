@@ -7,8 +7,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "core/output_plan.h"
-#include "core/safetensors_header.h"
+#include "core/io/safetensors_header.h"
+#include "core/layout/output_plan.h"
 
 namespace rtnq {
 namespace {

@@ -8,7 +8,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "core/safetensors_header.h"
+#include "core/io/safetensors_header.h"
 #include "core/status_macros.h"
 
 namespace rtnq {
@@ -46,7 +46,7 @@ absl::StatusOr<PieceOutputs> QuantizeStackedExperts(const TensorInput& stacked,
                                                     const PieceQuantizer& quantize,
                                                     const Engine& engine) {
   const auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(const int64_t elements, ValidateTensorInput(stacked));
+  RTNQ_ASSIGN_OR_RETURN(const int64_t elements, ValidateTensorInput(stacked));
   if (!IsQuantizableFloat(stacked.dtype) || stacked.shape.size() != 3) {
     return absl::InvalidArgumentError(absl::StrCat("tensor \"", stacked.name,
                                                    "\": stacked experts must be a 3-D F32, F16 or "
@@ -56,7 +56,7 @@ absl::StatusOr<PieceOutputs> QuantizeStackedExperts(const TensorInput& stacked,
   }
   const int es = ElemSize(stacked.dtype);
   std::vector<PieceResult> results(slices.size());
-  RETURN_IF_ERROR(engine.ParallelFor(static_cast<int64_t>(slices.size()), [&](int64_t k) {
+  RTNQ_RETURN_IF_ERROR(engine.ParallelFor(static_cast<int64_t>(slices.size()), [&](int64_t k) {
     const ExpertSlice& s = slices[k];
     std::vector<uint8_t> piece(static_cast<size_t>(s.out * s.in * es));
     GatherExpertSlice(stacked.data.data(), stacked.shape, es, transposed, s, piece.data());

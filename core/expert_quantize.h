@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "core/engine.h"
 #include "core/expert_layout.h"
-#include "core/pack.h"
+#include "core/layout/packed_tensor.h"
 #include "core/quantize.h"
 
 namespace rtnq {

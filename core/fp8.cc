@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "core/safetensors_header.h"
+#include "core/io/safetensors_header.h"
 
 namespace rtnq {
 namespace {

@@ -10,7 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "core/clip_search.h"
 #include "core/double_quant.h"
-#include "core/huge_pages.h"
+#include "core/io/huge_pages.h"
 #include "core/row_pass.h"
 #include "core/status_macros.h"
 
@@ -140,7 +140,8 @@ static absl::StatusOr<int64_t> ValidateShape(const std::string& name, ElemType d
 }
 
 absl::StatusOr<int64_t> ValidateTensorInput(const TensorInput& input) {
-  ASSIGN_OR_RETURN(const int64_t elements, ValidateShape(input.name, input.dtype, input.shape));
+  RTNQ_ASSIGN_OR_RETURN(const int64_t elements,
+                        ValidateShape(input.name, input.dtype, input.shape));
   const int64_t bytes = elements * ElemSize(input.dtype);
   if (static_cast<int64_t>(input.data.size()) != bytes) {
     return TensorError(
@@ -155,7 +156,7 @@ absl::StatusOr<TensorPlan> PlanTensor(const std::string& name, ElemType dtype,
                                       const std::vector<int64_t>& shape, const QuantConfig& config,
                                       const QuantizeOptions& options) {
   TensorPlan plan;
-  ASSIGN_OR_RETURN(plan.elements, ValidateShape(name, dtype, shape));
+  RTNQ_ASSIGN_OR_RETURN(plan.elements, ValidateShape(name, dtype, shape));
   if (absl::Status s = ValidateConfig(config); !s.ok()) {
     return TensorError(name, s.code(), s.message());
   }
@@ -187,9 +188,9 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
                                                const QuantizeOptions& options,
                                                const Engine& engine) {
   const auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(const int64_t elements, ValidateTensorInput(input));
-  ASSIGN_OR_RETURN(const TensorPlan plan,
-                   PlanTensor(input.name, input.dtype, input.shape, config, options));
+  RTNQ_ASSIGN_OR_RETURN(const int64_t elements, ValidateTensorInput(input));
+  RTNQ_ASSIGN_OR_RETURN(const TensorPlan plan,
+                        PlanTensor(input.name, input.dtype, input.shape, config, options));
   if (!plan.quantize) return PassThrough(input, config, options, plan.skip_reason, elements);
 
   QuantizedTensor out;
@@ -257,8 +258,8 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
   };
 
   if (config.enable_mse_search) {
-    ASSIGN_OR_RETURN(pass.quantile,
-                     internal::SearchClipRatio(pass, m.data, m.rows, engine, options.cancel, bad));
+    RTNQ_ASSIGN_OR_RETURN(pass.quantile, internal::SearchClipRatio(pass, m.data, m.rows, engine,
+                                                                   options.cancel, bad));
     if (bad.found()) return nonfinite_result();
   }
 
@@ -284,7 +285,7 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
   };
   const int64_t per_block = RowsPerBlock(m.cols);
   const int64_t blocks = (m.rows + per_block - 1) / per_block;
-  RETURN_IF_ERROR(engine.ParallelFor(
+  RTNQ_RETURN_IF_ERROR(engine.ParallelFor(
       blocks,
       [&](int64_t b) {
         RowScratch& scratch = ThreadScratch(m.cols);
@@ -305,12 +306,12 @@ absl::StatusOr<QuantizedTensor> QuantizeTensor(const TensorInput& input, const Q
   if (bad.found()) return nonfinite_result();
 
   if (pass.params.mode != KernelMode::kTable) {
-    RETURN_IF_ERROR(internal::CheckScales(input.name, scales.data(), m.rows, G, 0));
+    RTNQ_RETURN_IF_ERROR(internal::CheckScales(input.name, scales.data(), m.rows, G, 0));
   }
 
   if (dq) {
     DoubleQuantizeScales(config, engine.kernels(), scales);
-    RETURN_IF_ERROR(engine.ParallelFor(
+    RTNQ_RETURN_IF_ERROR(engine.ParallelFor(
         blocks,
         [&](int64_t b) {
           RowScratch& scratch = ThreadScratch(m.cols);
@@ -390,7 +391,7 @@ absl::StatusOr<std::vector<float>> DequantizeCodes(const QuantizedTensor& q, con
   }
   std::vector<float> work(n);
   const int64_t per_block = RowsPerBlock(C);
-  RETURN_IF_ERROR(engine.ParallelFor((R + per_block - 1) / per_block, [&](int64_t b) {
+  RTNQ_RETURN_IF_ERROR(engine.ParallelFor((R + per_block - 1) / per_block, [&](int64_t b) {
     const int64_t end = std::min(R, (b + 1) * per_block);
     for (int64_t r = b * per_block; r < end; ++r) {
       engine.kernels().dequant_row(codes + r * C, C, q.group_size, params, scales + r * G,

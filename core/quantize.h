@@ -9,10 +9,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "core/config/quant_config.h"
 #include "core/dtype.h"
 #include "core/engine.h"
 #include "core/kernels/kernel_params.h"
-#include "core/quant_config.h"
 
 namespace rtnq {
 

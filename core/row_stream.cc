@@ -22,8 +22,8 @@ bool RowStreamQuantizer::CanStream(const QuantConfig& config, const QuantizeOpti
 absl::StatusOr<std::unique_ptr<RowStreamQuantizer>> RowStreamQuantizer::Create(
     const TensorInput& header, const QuantConfig& config, const QuantizeOptions& options,
     const Engine& engine) {
-  ASSIGN_OR_RETURN(const TensorPlan plan,
-                   PlanTensor(header.name, header.dtype, header.shape, config, options));
+  RTNQ_ASSIGN_OR_RETURN(const TensorPlan plan,
+                        PlanTensor(header.name, header.dtype, header.shape, config, options));
   if (!plan.quantize) {
     return absl::FailedPreconditionError(absl::StrCat(
         "tensor \"", header.name, "\" is passed through (", plan.skip_reason, "), not streamed"));
@@ -74,7 +74,7 @@ absl::Status RowStreamQuantizer::AddRows(absl::Span<const uint8_t> bytes, RowBlo
   out.zeros.assign(asym ? n * G : 0, 0);
   internal::FirstBad bad;
   const int64_t per_block = internal::RowsPerBlock(cols);
-  RETURN_IF_ERROR(engine_.ParallelFor(
+  RTNQ_RETURN_IF_ERROR(engine_.ParallelFor(
       (n + per_block - 1) / per_block,
       [&](int64_t b) {
         RowScratch& scratch = ThreadScratch(cols);
@@ -101,7 +101,7 @@ absl::Status RowStreamQuantizer::AddRows(absl::Span<const uint8_t> bytes, RowBlo
                      "] is not finite; NaN/Inf weights cannot be quantized"));
   }
   if (pass_.params.mode != KernelMode::kTable) {
-    RETURN_IF_ERROR(internal::CheckScales(name_, out.scales.data(), n, G, next_row_));
+    RTNQ_RETURN_IF_ERROR(internal::CheckScales(name_, out.scales.data(), n, G, next_row_));
   }
   if (!options_.codes) {
     out.scales.clear();

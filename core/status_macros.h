@@ -1,5 +1,6 @@
 // Local stand-ins for Abseil's status macros, which Debian's abseil 20220623 does not ship.
-// Named as Abseil names them so they can be swapped for the real ones later.
+// Prefixed so they cannot collide with the same-named macros of other libraries a user links
+// (gRPC, TF, Arrow and others define RETURN_IF_ERROR / ASSIGN_OR_RETURN).
 #pragma once
 
 #include "absl/status/status.h"
@@ -9,7 +10,7 @@
 #define RTNQ_STATUS_CONCAT_(a, b) RTNQ_STATUS_CONCAT_INNER_(a, b)
 
 /// Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                    \
+#define RTNQ_RETURN_IF_ERROR(expr)               \
   do {                                           \
     ::absl::Status rtnq_status_ = (expr);        \
     if (!rtnq_status_.ok()) return rtnq_status_; \
@@ -17,10 +18,10 @@
 
 /// Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status, else moves the value
 /// into `lhs` (which may be a declaration such as `auto x`).
-#define ASSIGN_OR_RETURN(lhs, rexpr) \
-  ASSIGN_OR_RETURN_IMPL_(RTNQ_STATUS_CONCAT_(rtnq_statusor_, __LINE__), lhs, rexpr)
+#define RTNQ_ASSIGN_OR_RETURN(lhs, rexpr) \
+  RTNQ_ASSIGN_OR_RETURN_IMPL_(RTNQ_STATUS_CONCAT_(rtnq_statusor_, __LINE__), lhs, rexpr)
 
-#define ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
-  auto statusor = (rexpr);                           \
-  if (!statusor.ok()) return statusor.status();      \
+#define RTNQ_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
+  auto statusor = (rexpr);                                \
+  if (!statusor.ok()) return statusor.status();           \
   lhs = std::move(statusor).value()

@@ -102,19 +102,19 @@ void ConfigToProto(const QuantConfig& c, v1::QuantConfig* p) {
 
 absl::StatusOr<QuantConfig> ConfigFromProto(const v1::QuantConfig& p, absl::string_view where) {
   QuantConfig c;
-  ASSIGN_OR_RETURN(c.dtype, QuantDtypeFromProto(p.dtype(), absl::StrCat(where, ".dtype")));
+  RTNQ_ASSIGN_OR_RETURN(c.dtype, QuantDtypeFromProto(p.dtype(), absl::StrCat(where, ".dtype")));
   c.bits = p.bits();
   c.group_size = p.group_size();
-  ASSIGN_OR_RETURN(c.scheme, SchemeFromProto(p.scheme(), absl::StrCat(where, ".scheme")));
+  RTNQ_ASSIGN_OR_RETURN(c.scheme, SchemeFromProto(p.scheme(), absl::StrCat(where, ".scheme")));
   c.quantile = p.quantile();
   c.enable_full_range = p.enable_full_range();
   c.enable_mse_search = p.enable_mse_search();
   c.group_dim = p.group_dim();
-  ASSIGN_OR_RETURN(
+  RTNQ_ASSIGN_OR_RETURN(
       c.double_quant_dtype,
       QuantDtypeFromProto(p.double_quant_dtype(), absl::StrCat(where, ".double_quant_dtype")));
   c.double_quant_bits = p.double_quant_bits();
-  ASSIGN_OR_RETURN(
+  RTNQ_ASSIGN_OR_RETURN(
       c.double_quant_scheme,
       SchemeFromProto(p.double_quant_scheme(), absl::StrCat(where, ".double_quant_scheme")));
   c.double_quant_group_size = p.double_quant_group_size();

@@ -5,8 +5,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/config/quant_config.h"
 #include "core/expert_layout.h"
-#include "core/quant_config.h"
 #include "rtnq/v1/rtnq.pb.h"
 
 namespace rtnq {

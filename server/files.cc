@@ -1,7 +1,7 @@
 #include "server/files.h"
 
 #include "absl/strings/str_cat.h"
-#include "core/file_io.h"
+#include "core/io/file_io.h"
 
 namespace rtnq::server {
 

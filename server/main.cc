@@ -11,7 +11,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "core/file_io.h"
+#include "core/io/file_io.h"
 #include "server/logging.h"
 #include "server/server.h"
 #include "server/server_options.h"

@@ -3,7 +3,7 @@
 #include <optional>
 
 #include "absl/strings/string_view.h"
-#include "core/quant_config.h"
+#include "core/config/quant_config.h"
 #include "server/logging.h"
 #include "server/quantize_call.h"
 #include "server/status_mapping.h"

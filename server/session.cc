@@ -13,18 +13,19 @@ namespace {
 absl::StatusOr<std::unique_ptr<WeightConfigResolver>> ResolverFromFields(
     const v1::SessionConfig& proto) {
   QuantConfig default_config;
-  ASSIGN_OR_RETURN(const QuantConfigPatch default_patch,
-                   PatchFromProto(proto.default_config(), "default_config"));
+  RTNQ_ASSIGN_OR_RETURN(const QuantConfigPatch default_patch,
+                        PatchFromProto(proto.default_config(), "default_config"));
   default_patch.ApplyTo(default_config);
   std::vector<WeightConfigEntry> entries;
   for (int i = 0; i < proto.weight_config_size(); ++i) {
     const v1::WeightConfigEntry& e = proto.weight_config(i);
-    ASSIGN_OR_RETURN(QuantConfigPatch patch,
-                     PatchFromProto(e.patch(), absl::StrCat("weight_config[\"", e.key(), "\"]")));
+    RTNQ_ASSIGN_OR_RETURN(
+        QuantConfigPatch patch,
+        PatchFromProto(e.patch(), absl::StrCat("weight_config[\"", e.key(), "\"]")));
     entries.push_back(WeightConfigEntry{e.key(), std::move(patch)});
   }
-  ASSIGN_OR_RETURN(WeightConfigResolver resolver,
-                   WeightConfigResolver::Create(default_config, std::move(entries)));
+  RTNQ_ASSIGN_OR_RETURN(WeightConfigResolver resolver,
+                        WeightConfigResolver::Create(default_config, std::move(entries)));
   return std::make_unique<WeightConfigResolver>(std::move(resolver));
 }
 
@@ -48,8 +49,8 @@ absl::StatusOr<std::vector<QuantConfig>> CandidatesFromProto(const v1::SessionCo
   std::vector<QuantConfig> out;
   for (int i = 0; i < n; ++i) {
     const std::string where = absl::StrCat("candidate_configs_json[", i, "]");
-    ASSIGN_OR_RETURN(const QuantConfigPatch patch,
-                     ParseConfigPatchJson(proto.candidate_configs_json(i), where));
+    RTNQ_ASSIGN_OR_RETURN(const QuantConfigPatch patch,
+                          ParseConfigPatchJson(proto.candidate_configs_json(i), where));
     QuantConfig c;
     patch.ApplyTo(c);
     if (absl::Status st = ValidateConfig(c); !st.ok()) {
@@ -79,25 +80,27 @@ absl::StatusOr<QuantConfigPatch> PatchFromProto(const v1::QuantConfigPatch& prot
     p = *std::move(preset);
   }
   if (proto.has_dtype()) {
-    ASSIGN_OR_RETURN(p.dtype, QuantDtypeFromProto(proto.dtype(), absl::StrCat(where, ".dtype")));
+    RTNQ_ASSIGN_OR_RETURN(p.dtype,
+                          QuantDtypeFromProto(proto.dtype(), absl::StrCat(where, ".dtype")));
   }
   if (proto.has_bits()) p.bits = proto.bits();
   if (proto.has_group_size()) p.group_size = proto.group_size();
   if (proto.has_scheme()) {
-    ASSIGN_OR_RETURN(p.scheme, SchemeFromProto(proto.scheme(), absl::StrCat(where, ".scheme")));
+    RTNQ_ASSIGN_OR_RETURN(p.scheme,
+                          SchemeFromProto(proto.scheme(), absl::StrCat(where, ".scheme")));
   }
   if (proto.has_quantile()) p.quantile = proto.quantile();
   if (proto.has_enable_full_range()) p.enable_full_range = proto.enable_full_range();
   if (proto.has_enable_mse_search()) p.enable_mse_search = proto.enable_mse_search();
   if (proto.has_group_dim()) p.group_dim = proto.group_dim();
   if (proto.has_double_quant_dtype()) {
-    ASSIGN_OR_RETURN(p.double_quant_dtype,
-                     QuantDtypeFromProto(proto.double_quant_dtype(),
-                                         absl::StrCat(where, ".double_quant_dtype")));
+    RTNQ_ASSIGN_OR_RETURN(p.double_quant_dtype,
+                          QuantDtypeFromProto(proto.double_quant_dtype(),
+                                              absl::StrCat(where, ".double_quant_dtype")));
   }
   if (proto.has_double_quant_bits()) p.double_quant_bits = proto.double_quant_bits();
   if (proto.has_double_quant_scheme()) {
-    ASSIGN_OR_RETURN(
+    RTNQ_ASSIGN_OR_RETURN(
         p.double_quant_scheme,
         SchemeFromProto(proto.double_quant_scheme(), absl::StrCat(where, ".double_quant_scheme")));
   }
@@ -128,10 +131,10 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionFromProto(const v1::Sessio
           "session config: config_json and default_config/weight_config are alternatives; set "
           "one");
     }
-    ASSIGN_OR_RETURN(WeightConfigResolver r, ParseSessionConfigJson(proto.config_json()));
+    RTNQ_ASSIGN_OR_RETURN(WeightConfigResolver r, ParseSessionConfigJson(proto.config_json()));
     resolver = std::make_unique<WeightConfigResolver>(std::move(r));
   } else {
-    ASSIGN_OR_RETURN(resolver, ResolverFromFields(proto));
+    RTNQ_ASSIGN_OR_RETURN(resolver, ResolverFromFields(proto));
   }
   if (!v1::OutputForm_IsValid(proto.output_form())) {
     return absl::InvalidArgumentError(
@@ -157,9 +160,9 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionFromProto(const v1::Sessio
     return absl::InvalidArgumentError(
         absl::StrCat("compression_dim: ", compression_dim, " is not 0 or 1"));
   }
-  ASSIGN_OR_RETURN(std::vector<QuantConfig> candidates, CandidatesFromProto(proto));
-  ASSIGN_OR_RETURN(const std::optional<ExpertLayout> expert_layout,
-                   ExpertLayoutFromProto(proto.expert_layout(), "expert_layout"));
+  RTNQ_ASSIGN_OR_RETURN(std::vector<QuantConfig> candidates, CandidatesFromProto(proto));
+  RTNQ_ASSIGN_OR_RETURN(const std::optional<ExpertLayout> expert_layout,
+                        ExpertLayoutFromProto(proto.expert_layout(), "expert_layout"));
   auto session = std::make_shared<Session>(Session{std::move(*resolver)});
   session->candidates = std::move(candidates);
   session->column_errors = proto.column_errors();

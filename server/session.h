@@ -9,11 +9,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "core/output_plan.h"
+#include "core/config/quant_config.h"
+#include "core/config/weight_config.h"
 #include "core/expert_layout.h"
-#include "core/pack.h"
-#include "core/quant_config.h"
-#include "core/weight_config.h"
+#include "core/layout/gptq.h"
+#include "core/layout/output_plan.h"
 #include "rtnq/v1/rtnq.pb.h"
 
 namespace rtnq::server {

@@ -12,10 +12,10 @@
 #include "absl/strings/str_join.h"
 #include "core/dtype.h"
 #include "core/expert_quantize.h"
-#include "core/huge_pages.h"
+#include "core/io/huge_pages.h"
 #include "core/kernels/kernel_params.h"
-#include "core/output_plan.h"
-#include "core/pack.h"
+#include "core/layout/gptq.h"
+#include "core/layout/output_plan.h"
 #include "core/status_macros.h"
 #include "proto/quant_config_conversion.h"
 #include "server/status_mapping.h"
@@ -106,11 +106,11 @@ absl::Status TensorJob::PlanExperts(TensorJob& job, const QuantConfig& config) {
         "OUT_IN_INTERLEAVED or IN_OUT_INTERLEAVED) so each expert is quantized as its own "
         "[out, in] weight"));
   }
-  ASSIGN_OR_RETURN(job.experts_,
-                   PlanExpertSlices(job.name_, job.shape_, *s.expert_layout, std::nullopt));
+  RTNQ_ASSIGN_OR_RETURN(job.experts_,
+                        PlanExpertSlices(job.name_, job.shape_, *s.expert_layout, std::nullopt));
   if (s.output_form == v1::OUTPUT_FORM_PACKED_GPTQ) {
     for (const ExpertSlice& e : job.experts_) {
-      RETURN_IF_ERROR(CheckGptqCompatible(e.layer, config, e.out, e.in));
+      RTNQ_RETURN_IF_ERROR(CheckGptqCompatible(e.layer, config, e.out, e.in));
     }
   }
   return absl::OkStatus();
@@ -404,13 +404,13 @@ absl::Status TensorJob::StreamRows(std::vector<std::string>& chunks, JobStep& st
       carry_.append(rest.data(), take);
       rest.remove_prefix(take);
       if (carry_.size() == row_bytes) {
-        RETURN_IF_ERROR(QuantizeRows(carry_, step));
+        RTNQ_RETURN_IF_ERROR(QuantizeRows(carry_, step));
         carry_.clear();
       }
     }
     const size_t whole = rest.size() / row_bytes * row_bytes;
     if (whole > 0) {
-      RETURN_IF_ERROR(QuantizeRows(rest.substr(0, whole), step));
+      RTNQ_RETURN_IF_ERROR(QuantizeRows(rest.substr(0, whole), step));
       rest.remove_prefix(whole);
     }
     if (!rest.empty()) {
@@ -564,13 +564,14 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
   if (!experts_.empty()) {
     // Each expert's weight is quantized and laid out exactly as a tensor of its own would be.
     auto piece = [&](const TensorInput& w) -> absl::StatusOr<PieceOutputs> {
-      ASSIGN_OR_RETURN(QuantizedTensor q, QuantizeTensor(w, resolved_.config, options_, *engine_));
+      RTNQ_ASSIGN_OR_RETURN(QuantizedTensor q,
+                            QuantizeTensor(w, resolved_.config, options_, *engine_));
       if (!q.quantized) {
         return absl::InvalidArgumentError(absl::StrCat("not quantized: ", q.skip_reason));
       }
       PieceOutputs out;
       out.metrics = q.metrics;
-      ASSIGN_OR_RETURN(out.tensors, LayOut(q));
+      RTNQ_ASSIGN_OR_RETURN(out.tensors, LayOut(q));
       return out;
     };
     const bool fake =

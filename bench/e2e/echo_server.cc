@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "core/file_io.h"
+#include "core/io/file_io.h"
 #include "e2e/echo.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 

@@ -7,8 +7,8 @@
 #include "client/checkpoint_util.h"
 #include "client/report.h"
 #include "client/session_config.h"
-#include "core/config_json.h"
-#include "core/safetensors_header.h"
+#include "core/config/config_json.h"
+#include "core/io/safetensors_header.h"
 #include "core/status_macros.h"
 
 namespace rtnq::capi {
@@ -29,7 +29,7 @@ int Report(const absl::Status& s, char** error) {
 absl::StatusOr<Json> ParseObject(const char* text, std::string_view what) {
   if (text == nullptr)
     return absl::InvalidArgumentError(absl::StrCat(std::string(what), ": no JSON given"));
-  ASSIGN_OR_RETURN(Json j, ParseStrictJson(text, what));
+  RTNQ_ASSIGN_OR_RETURN(Json j, ParseStrictJson(text, what));
   if (!j.is_object())
     return absl::InvalidArgumentError(absl::StrCat(std::string(what), ": not a JSON object"));
   return j;
@@ -53,15 +53,17 @@ absl::StatusOr<GptqFormat> ParseGptqFormatName(std::string_view s) {
 
 absl::StatusOr<PlanRequest> ReadPlanRequest(const Json& j) {
   PlanRequest r;
-  ASSIGN_OR_RETURN(r.config_json, ConfigText(j.value("config", Json())));
-  ASSIGN_OR_RETURN(r.format, client::ParseOutputFormat(j.value("format", std::string("fake"))));
+  RTNQ_ASSIGN_OR_RETURN(r.config_json, ConfigText(j.value("config", Json())));
+  RTNQ_ASSIGN_OR_RETURN(r.format,
+                        client::ParseOutputFormat(j.value("format", std::string("fake"))));
   if (r.format == client::OutputFormat::kGptq) {  // the CLI's default scheme for GPTQ
-    ASSIGN_OR_RETURN(client::GptqSchemeDefault d, client::ApplyGptqSchemeDefault(r.config_json));
+    RTNQ_ASSIGN_OR_RETURN(client::GptqSchemeDefault d,
+                          client::ApplyGptqSchemeDefault(r.config_json));
     r.config_json = std::move(d.config_json);
     r.notice = std::move(d.notice);
   }
   if (j.contains("gptq_format") && !j["gptq_format"].is_null()) {
-    ASSIGN_OR_RETURN(r.gptq_format, ParseGptqFormatName(j["gptq_format"].get<std::string>()));
+    RTNQ_ASSIGN_OR_RETURN(r.gptq_format, ParseGptqFormatName(j["gptq_format"].get<std::string>()));
   }
   r.compression_dim = j.value("compression_dim", 1);
   r.include = j.value("include", std::vector<std::string>{});

@@ -15,7 +15,7 @@
 #include "client/backend.h"
 #include "client/capi/rtnq_c.h"
 #include "client/local_backend.h"
-#include "core/safetensors.h"
+#include "core/io/safetensors.h"
 
 /// The local backend behind the C handle (shared by planning/saving and runs).
 struct rtnq_local {

@@ -17,11 +17,11 @@
 #include "client/local_backend.h"
 #include "client/memory_sink.h"
 #include "client/run_plan.h"
-#include "core/config_json.h"
-#include "core/file_io.h"
-#include "core/safetensors_writer.h"
+#include "core/config/config_json.h"
+#include "core/config/weight_config.h"
+#include "core/io/file_io.h"
+#include "core/io/safetensors_writer.h"
 #include "core/status_macros.h"
-#include "core/weight_config.h"
 
 #ifndef RTNQ_VERSION
 #define RTNQ_VERSION "unknown"
@@ -62,9 +62,9 @@ Json SpecJson(const TensorSpec& s) {
 // The plan of `tensors` under a request; `tensors` must outlive it (the plan points into it).
 absl::StatusOr<client::RunPlan> MakePlan(const PlanRequest& r,
                                          const std::vector<TensorInfo>& tensors) {
-  ASSIGN_OR_RETURN(const WeightConfigResolver resolver, ParseSessionConfigJson(r.config_json));
-  ASSIGN_OR_RETURN(const client::TensorSelection selection,
-                   client::TensorSelection::Create(r.include, r.exclude));
+  RTNQ_ASSIGN_OR_RETURN(const WeightConfigResolver resolver, ParseSessionConfigJson(r.config_json));
+  RTNQ_ASSIGN_OR_RETURN(const client::TensorSelection selection,
+                        client::TensorSelection::Create(r.include, r.exclude));
   client::PlanOptions po;
   po.format = r.format;
   po.gptq_format = r.gptq_format;
@@ -128,9 +128,9 @@ absl::Status PrepareOutputDir(const std::string& dir) {
 }
 
 absl::Status Save(const Json& req, const rtnq_buffer* buffers, int64_t count, Json& reply) {
-  ASSIGN_OR_RETURN(const PlanRequest r, ReadPlanRequest(req));
-  ASSIGN_OR_RETURN(const std::vector<TensorInfo> infos, ReadTensorInfos(req.at("tensors")));
-  ASSIGN_OR_RETURN(const client::RunPlan plan, MakePlan(r, infos));
+  RTNQ_ASSIGN_OR_RETURN(const PlanRequest r, ReadPlanRequest(req));
+  RTNQ_ASSIGN_OR_RETURN(const std::vector<TensorInfo> infos, ReadTensorInfos(req.at("tensors")));
+  RTNQ_ASSIGN_OR_RETURN(const client::RunPlan plan, MakePlan(r, infos));
   Json config = req.value("model_config", Json());
   if (config.is_null()) config = Json::object();
   if (!config.is_object()) return absl::InvalidArgumentError("\"model_config\" must be an object");
@@ -154,16 +154,16 @@ absl::Status Save(const Json& req, const rtnq_buffer* buffers, int64_t count, Js
     }
   }
   const std::string dir = req.at("output").get<std::string>();
-  RETURN_IF_ERROR(PrepareOutputDir(dir));
-  ASSIGN_OR_RETURN(
+  RTNQ_RETURN_IF_ERROR(PrepareOutputDir(dir));
+  RTNQ_ASSIGN_OR_RETURN(
       SafetensorsWriter writer,
       SafetensorsWriter::Create((fs::path(dir) / kSingleFileName).string(), specs, plan.metadata));
   for (const TensorSpec& s : specs) {
     // The writer checks each size against the plan's dtype and shape.
-    RETURN_IF_ERROR(writer.WriteTensor(s.name, data.at(s.name)));
+    RTNQ_RETURN_IF_ERROR(writer.WriteTensor(s.name, data.at(s.name)));
   }
-  RETURN_IF_ERROR(writer.Finish());
-  ASSIGN_OR_RETURN(std::vector<std::string> side, client::WriteRecordFiles(dir, plan, config));
+  RTNQ_RETURN_IF_ERROR(writer.Finish());
+  RTNQ_ASSIGN_OR_RETURN(std::vector<std::string> side, client::WriteRecordFiles(dir, plan, config));
   Json files = Json::array({kSingleFileName});
   for (const std::string& f : side) files.push_back(f);
   reply["files"] = std::move(files);
@@ -188,11 +188,11 @@ void rtnq_free(void* p) { std::free(p); }
 
 int rtnq_plan(const char* request_json, char** reply_json, char** error) {
   return Guard(error, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(const Json req, rtnq::capi::ParseObject(request_json, "plan request"));
-    ASSIGN_OR_RETURN(const rtnq::capi::PlanRequest r, rtnq::capi::ReadPlanRequest(req));
-    ASSIGN_OR_RETURN(const std::vector<rtnq::TensorInfo> infos,
-                     rtnq::capi::ReadTensorInfos(req.value("tensors", Json::array())));
-    ASSIGN_OR_RETURN(const rtnq::client::RunPlan plan, rtnq::capi::MakePlan(r, infos));
+    RTNQ_ASSIGN_OR_RETURN(const Json req, rtnq::capi::ParseObject(request_json, "plan request"));
+    RTNQ_ASSIGN_OR_RETURN(const rtnq::capi::PlanRequest r, rtnq::capi::ReadPlanRequest(req));
+    RTNQ_ASSIGN_OR_RETURN(const std::vector<rtnq::TensorInfo> infos,
+                          rtnq::capi::ReadTensorInfos(req.value("tensors", Json::array())));
+    RTNQ_ASSIGN_OR_RETURN(const rtnq::client::RunPlan plan, rtnq::capi::MakePlan(r, infos));
     *reply_json = rtnq::capi::CopyString(rtnq::capi::PlanToJson(r, infos, plan).dump());
     return absl::OkStatus();
   });
@@ -203,7 +203,7 @@ int rtnq_local_create(int threads, const char* kernels, rtnq_local** out, char**
     rtnq::EngineOptions eo;
     eo.threads = threads;
     if (kernels != nullptr) eo.kernels = kernels;
-    ASSIGN_OR_RETURN(auto backend, rtnq::client::LocalBackend::Create(eo));
+    RTNQ_ASSIGN_OR_RETURN(auto backend, rtnq::client::LocalBackend::Create(eo));
     *out = new rtnq_local{std::move(backend)};
     return absl::OkStatus();
   });
@@ -217,15 +217,15 @@ char* rtnq_local_describe(const rtnq_local* local) {
 
 int rtnq_local_open(rtnq_local* local, const char* spec_json, rtnq_session** out, char** error) {
   return Guard(error, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(const Json j, rtnq::capi::ParseObject(spec_json, "session spec"));
+    RTNQ_ASSIGN_OR_RETURN(const Json j, rtnq::capi::ParseObject(spec_json, "session spec"));
     rtnq::client::SessionSpec spec;
-    ASSIGN_OR_RETURN(spec.config_json, rtnq::capi::ConfigText(j.value("config_json", Json())));
-    ASSIGN_OR_RETURN(spec.format,
-                     rtnq::client::ParseOutputFormat(j.value("format", std::string("fake"))));
-    ASSIGN_OR_RETURN(spec.gptq_format,
-                     rtnq::capi::ParseGptqFormatName(j.value("gptq_format", std::string("v1"))));
+    RTNQ_ASSIGN_OR_RETURN(spec.config_json, rtnq::capi::ConfigText(j.value("config_json", Json())));
+    RTNQ_ASSIGN_OR_RETURN(spec.format,
+                          rtnq::client::ParseOutputFormat(j.value("format", std::string("fake"))));
+    RTNQ_ASSIGN_OR_RETURN(spec.gptq_format, rtnq::capi::ParseGptqFormatName(
+                                                j.value("gptq_format", std::string("v1"))));
     spec.compression_dim = j.value("compression_dim", 1);
-    ASSIGN_OR_RETURN(auto session, local->backend->OpenSession(spec));
+    RTNQ_ASSIGN_OR_RETURN(auto session, local->backend->OpenSession(spec));
     *out = new rtnq_session{std::move(session)};
     return absl::OkStatus();
   });
@@ -239,9 +239,9 @@ void rtnq_session_destroy(rtnq_session* session) {
 int rtnq_session_quantize(rtnq_session* session, const rtnq_tensor* tensor, rtnq_result** out,
                           char** error) {
   return Guard(error, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(const rtnq::client::TensorRequest req, rtnq::capi::ToRequest(*tensor));
+    RTNQ_ASSIGN_OR_RETURN(const rtnq::client::TensorRequest req, rtnq::capi::ToRequest(*tensor));
     rtnq::client::MemorySink sink;
-    ASSIGN_OR_RETURN(rtnq::client::TensorResult result, session->session->Quantize(req, sink));
+    RTNQ_ASSIGN_OR_RETURN(rtnq::client::TensorResult result, session->session->Quantize(req, sink));
     auto r = std::make_unique<rtnq_result>();
     r->json = rtnq::capi::ResultToJson(result).dump();
     r->result = std::move(result);
@@ -268,14 +268,14 @@ void rtnq_result_destroy(rtnq_result* result) { delete result; }
 
 int rtnq_gptq_bias(const rtnq_tensor* tensor, void* out, uint64_t out_size, char** error) {
   return Guard(error, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(const rtnq::client::TensorRequest req, rtnq::capi::ToRequest(*tensor));
+    RTNQ_ASSIGN_OR_RETURN(const rtnq::client::TensorRequest req, rtnq::capi::ToRequest(*tensor));
     rtnq::TensorInfo info;
     info.name = req.name;
     info.dtype = req.dtype;
     info.shape = req.shape;
-    ASSIGN_OR_RETURN(info.num_elements, rtnq::CheckedNumElements(info.shape));
+    RTNQ_ASSIGN_OR_RETURN(info.num_elements, rtnq::CheckedNumElements(info.shape));
     info.data = req.data;
-    ASSIGN_OR_RETURN(const std::vector<uint8_t> half, rtnq::client::GptqBiasBytes(info));
+    RTNQ_ASSIGN_OR_RETURN(const std::vector<uint8_t> half, rtnq::client::GptqBiasBytes(info));
     if (half.size() != out_size) {
       return absl::InvalidArgumentError(absl::StrCat("tensor \"", req.name, "\": bias needs ",
                                                      half.size(), " bytes, got ", out_size));
@@ -288,9 +288,9 @@ int rtnq_gptq_bias(const rtnq_tensor* tensor, void* out, uint64_t out_size, char
 int rtnq_save(const char* request_json, const rtnq_buffer* tensors, int64_t count,
               char** reply_json, char** error) {
   return Guard(error, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(const Json req, rtnq::capi::ParseObject(request_json, "save request"));
+    RTNQ_ASSIGN_OR_RETURN(const Json req, rtnq::capi::ParseObject(request_json, "save request"));
     Json reply;
-    RETURN_IF_ERROR(rtnq::capi::Save(req, tensors, count, reply));
+    RTNQ_RETURN_IF_ERROR(rtnq::capi::Save(req, tensors, count, reply));
     *reply_json = rtnq::capi::CopyString(reply.dump());
     return absl::OkStatus();
   });

@@ -12,7 +12,7 @@
 #include "client/progress.h"
 #include "client/quantize_run.h"
 #include "client/report.h"
-#include "core/config_json.h"
+#include "core/config/config_json.h"
 #include "core/status_macros.h"
 
 struct rtnq_status {
@@ -51,7 +51,7 @@ class CallbackSession : public client::Session {
     builder.result.name = t.name;
     rtnq_status status;
     cb_.quantize(cb_.user, id_, &view, &builder, &status);
-    RETURN_IF_ERROR(StatusOf(status, t.name));
+    RTNQ_RETURN_IF_ERROR(StatusOf(status, t.name));
     builder.result.outputs.clear();
     for (const PackedTensor& p : builder.outputs) {
       builder.result.outputs.push_back(TensorSpec{p.name, p.dtype, p.shape});
@@ -96,7 +96,7 @@ class CallbackBackend : public client::Backend {
     j["compression_dim"] = spec.compression_dim;
     rtnq_status status;
     const int64_t id = cb_.open_session(cb_.user, j.dump().c_str(), &status);
-    RETURN_IF_ERROR(StatusOf(status, "open session"));
+    RTNQ_RETURN_IF_ERROR(StatusOf(status, "open session"));
     return std::unique_ptr<client::Session>(new CallbackSession(cb_, id));
   }
 
@@ -133,7 +133,7 @@ class CallbackProgress : public client::Progress {
 };
 
 absl::StatusOr<client::QuantizeOptions> ReadRunOptions(const Json& j) {
-  ASSIGN_OR_RETURN(const PlanRequest r, ReadPlanRequest(j));
+  RTNQ_ASSIGN_OR_RETURN(const PlanRequest r, ReadPlanRequest(j));
   client::QuantizeOptions o;
   o.input = j.at("input").get<std::string>();
   o.output = j.at("output").get<std::string>();
@@ -153,7 +153,8 @@ absl::Status HeaderFromJson(const Json& h, client::TensorResult& r) {
   r.quantized = h.value("quantized", r.quantized);
   r.skip_reason = h.value("skip_reason", r.skip_reason);
   if (h.contains("config")) {
-    ASSIGN_OR_RETURN(const QuantConfigPatch patch, PatchFromJson(h["config"], "result config"));
+    RTNQ_ASSIGN_OR_RETURN(const QuantConfigPatch patch,
+                          PatchFromJson(h["config"], "result config"));
     r.config = QuantConfig{};
     patch.ApplyTo(r.config);
   }
@@ -191,7 +192,7 @@ void rtnq_status_set(rtnq_status* status, int32_t code, const char* message) {
 
 int rtnq_builder_set(rtnq_result_builder* builder, const char* header_json, char** error) {
   return Guard(error, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(const Json h, rtnq::capi::ParseObject(header_json, "result header"));
+    RTNQ_ASSIGN_OR_RETURN(const Json h, rtnq::capi::ParseObject(header_json, "result header"));
     return rtnq::capi::HeaderFromJson(h, builder->result);
   });
 }
@@ -201,7 +202,7 @@ void* rtnq_builder_add_output(rtnq_result_builder* builder, const char* name, co
   void* where = nullptr;
   Guard(error, [&]() -> absl::Status {
     rtnq_tensor t{name, dtype, shape, ndim, nullptr, 0, 0, 0};
-    ASSIGN_OR_RETURN(const rtnq::client::TensorRequest spec, rtnq::capi::ToRequest(t));
+    RTNQ_ASSIGN_OR_RETURN(const rtnq::client::TensorRequest spec, rtnq::capi::ToRequest(t));
     rtnq::PackedTensor& p = builder->outputs.emplace_back();
     p.name = spec.name;
     p.dtype = spec.dtype;
@@ -224,8 +225,9 @@ int rtnq_run_quantize(const char* options_json, rtnq_local* local,
     if (backend != nullptr && (backend->open_session == nullptr || backend->quantize == nullptr)) {
       return absl::InvalidArgumentError("callbacks: open_session and quantize are required");
     }
-    ASSIGN_OR_RETURN(const Json j, rtnq::capi::ParseObject(options_json, "run options"));
-    ASSIGN_OR_RETURN(const rtnq::client::QuantizeOptions options, rtnq::capi::ReadRunOptions(j));
+    RTNQ_ASSIGN_OR_RETURN(const Json j, rtnq::capi::ParseObject(options_json, "run options"));
+    RTNQ_ASSIGN_OR_RETURN(const rtnq::client::QuantizeOptions options,
+                          rtnq::capi::ReadRunOptions(j));
     std::unique_ptr<rtnq::client::Backend> callbacks;
     rtnq::client::Backend* b = local != nullptr ? local->backend.get() : nullptr;
     if (b == nullptr) {
@@ -233,8 +235,8 @@ int rtnq_run_quantize(const char* options_json, rtnq_local* local,
       b = callbacks.get();
     }
     rtnq::capi::CallbackProgress p(progress);
-    ASSIGN_OR_RETURN(const rtnq::client::QuantizeOutcome outcome,
-                     rtnq::client::RunQuantize(options, *b, p));
+    RTNQ_ASSIGN_OR_RETURN(const rtnq::client::QuantizeOutcome outcome,
+                          rtnq::client::RunQuantize(options, *b, p));
     *outcome_json =
         rtnq::capi::CopyString(rtnq::client::ReportToJson(outcome.summary, outcome.tensors).dump());
     return absl::OkStatus();

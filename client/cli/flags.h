@@ -11,7 +11,7 @@
 #include "client/remote/client_options.h"
 #include "client/session_config.h"
 #include "core/engine.h"
-#include "core/pack.h"
+#include "core/layout/gptq.h"
 
 ABSL_DECLARE_FLAG(std::string, output);
 ABSL_DECLARE_FLAG(bool, json);

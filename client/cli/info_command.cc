@@ -8,8 +8,8 @@
 #include "client/cli/flags.h"
 #include "client/cli/version.h"
 #include "client/remote/server_calls.h"
+#include "core/config/quant_config.h"
 #include "core/kernels/kernels.h"
-#include "core/quant_config.h"
 #include "nlohmann/json.hpp"
 
 namespace rtnq::client::cli {

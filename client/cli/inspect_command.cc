@@ -10,12 +10,12 @@
 #include "client/cli/command.h"
 #include "client/cli/flags.h"
 #include "client/manifest.h"
-#include "core/file_io.h"
+#include "core/config/quant_config.h"
+#include "core/config/strict_json.h"
+#include "core/io/file_io.h"
+#include "core/io/safetensors_header.h"
 #include "core/layout/loader_rules.h"
-#include "core/output_plan.h"
-#include "core/quant_config.h"
-#include "core/safetensors_header.h"
-#include "core/strict_json.h"
+#include "core/layout/output_plan.h"
 #include "nlohmann/json.hpp"
 
 namespace rtnq::client::cli {

@@ -18,7 +18,7 @@
 #include "client/plan/remote_measure.h"
 #include "client/remote/remote_backend.h"
 #include "client/tensor_selection.h"
-#include "core/file_io.h"
+#include "core/io/file_io.h"
 #include "core/status_macros.h"
 
 ABSL_FLAG(std::string, candidates, "",
@@ -160,17 +160,18 @@ absl::StatusOr<PlanOutcome> RunPlanFromFlags(const ParsedArgs& args, const PlanR
                                              bool quiet) {
   Importance importance;
   if (args.Has("imatrix")) {
-    ASSIGN_OR_RETURN(importance, Importance::FromImatrix(absl::GetFlag(FLAGS_imatrix)));
+    RTNQ_ASSIGN_OR_RETURN(importance, Importance::FromImatrix(absl::GetFlag(FLAGS_imatrix)));
   } else if (args.Has("sensitivity")) {
-    ASSIGN_OR_RETURN(importance, Importance::FromSensitivity(absl::GetFlag(FLAGS_sensitivity)));
+    RTNQ_ASSIGN_OR_RETURN(importance,
+                          Importance::FromSensitivity(absl::GetFlag(FLAGS_sensitivity)));
   }
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Measurer> measurer;
   if (args.Has("server")) {
-    ASSIGN_OR_RETURN(
+    RTNQ_ASSIGN_OR_RETURN(
         measurer, RemoteMeasurer::Create(ClientOptionsFromFlags(), absl::GetFlag(FLAGS_streams)));
   } else {
-    ASSIGN_OR_RETURN(engine, Engine::Create(EngineOptionsFromFlags()));
+    RTNQ_ASSIGN_OR_RETURN(engine, Engine::Create(EngineOptionsFromFlags()));
     measurer = std::make_unique<LocalMeasurer>(*engine);
   }
   PlanProgress progress;

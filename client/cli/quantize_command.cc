@@ -69,20 +69,21 @@ constexpr char kUsage[] = R"(rtnq quantize INPUT -o OUTPUT [options]
 }  // namespace
 
 absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeOptions& options) {
-  ASSIGN_OR_RETURN(options.format, ParseOutputFormat(absl::GetFlag(FLAGS_format)));
+  RTNQ_ASSIGN_OR_RETURN(options.format, ParseOutputFormat(absl::GetFlag(FLAGS_format)));
   if (args.Has("gptq_checkpoint_format")) {
     if (options.format != OutputFormat::kGptq) {
       return absl::InvalidArgumentError("--gptq-checkpoint-format needs --format gptq");
     }
-    ASSIGN_OR_RETURN(options.gptq_format,
-                     ParseGptqFormatFlag(absl::GetFlag(FLAGS_gptq_checkpoint_format)));
+    RTNQ_ASSIGN_OR_RETURN(options.gptq_format,
+                          ParseGptqFormatFlag(absl::GetFlag(FLAGS_gptq_checkpoint_format)));
   }
   options.compression_dim = absl::GetFlag(FLAGS_compression_dim);
-  ASSIGN_OR_RETURN(options.target, ParseLoaderTarget(absl::GetFlag(FLAGS_target)));
+  RTNQ_ASSIGN_OR_RETURN(options.target, ParseLoaderTarget(absl::GetFlag(FLAGS_target)));
   if (args.Has("include")) options.include = SplitPatternList(args.values.at("include"));
   if (args.Has("exclude")) options.exclude = SplitPatternList(args.values.at("exclude"));
   if (args.Has("expert_layout")) {
-    ASSIGN_OR_RETURN(options.expert_layout, ParseExpertLayout(absl::GetFlag(FLAGS_expert_layout)));
+    RTNQ_ASSIGN_OR_RETURN(options.expert_layout,
+                          ParseExpertLayout(absl::GetFlag(FLAGS_expert_layout)));
   }
   return absl::OkStatus();
 }

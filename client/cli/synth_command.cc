@@ -8,7 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "client/cli/command.h"
 #include "client/cli/flags.h"
-#include "core/synth_checkpoint.h"
+#include "client/synth/synth_checkpoint.h"
 
 ABSL_FLAG(std::string, shape, "tiny",
           "synth: tiny, small, llama7b-layer, llama70b-layer, moe-tiny, moe-tiny-per-expert, "

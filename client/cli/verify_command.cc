@@ -7,7 +7,7 @@
 #include "client/cli/command.h"
 #include "client/cli/flags.h"
 #include "client/verify.h"
-#include "core/quant_config.h"
+#include "core/config/quant_config.h"
 
 ABSL_FLAG(double, min_snr_db, 10.0, "verify: fail any quantized tensor below this SNR (dB)");
 ABSL_FLAG(bool, exact, true,

@@ -6,8 +6,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "core/config_json.h"
-#include "core/file_io.h"
+#include "core/config/config_json.h"
+#include "core/io/file_io.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -70,7 +70,7 @@ absl::StatusOr<Candidate> ParseShort(const std::string& item) {
     cfg.dtype = QuantDtype::kInt;
     cfg.bits = bits;
   } else if (type == "nf4" || type == "fp4" || type == "fp4_e2m1") {
-    ASSIGN_OR_RETURN(cfg.dtype, ParseQuantDtype(type));
+    RTNQ_ASSIGN_OR_RETURN(cfg.dtype, ParseQuantDtype(type));
     cfg.bits = 4;
   } else {
     return ItemError(item, absl::StrCat("unknown type \"", type,
@@ -120,7 +120,7 @@ absl::StatusOr<Candidate> ParseShort(const std::string& item) {
 absl::StatusOr<Candidate> ParseObject(const ordered_json& obj, const std::string& item) {
   if (!obj.is_object()) return ItemError(item, "not a JSON object or a short-form string");
   static constexpr std::string_view kSkip[] = {"name"};
-  ASSIGN_OR_RETURN(QuantConfigPatch patch, PatchFromJson(obj, "config", kSkip));
+  RTNQ_ASSIGN_OR_RETURN(QuantConfigPatch patch, PatchFromJson(obj, "config", kSkip));
   QuantConfig cfg;
   patch.ApplyTo(cfg);
   if (absl::Status s = ValidateConfig(cfg); !s.ok())
@@ -146,18 +146,18 @@ absl::Status AddFile(const std::string& item, std::vector<Candidate>& out) {
                         absl::StrCat("candidate \"", item, "\": ", read.status().message()));
   }
   const std::string& text = *read;
-  ASSIGN_OR_RETURN(const ordered_json j, ParseStrictJson(text, path));
+  RTNQ_ASSIGN_OR_RETURN(const ordered_json j, ParseStrictJson(text, path));
   if (!j.is_array()) {
-    ASSIGN_OR_RETURN(Candidate c, ParseObject(j, item));
+    RTNQ_ASSIGN_OR_RETURN(Candidate c, ParseObject(j, item));
     out.push_back(std::move(c));
     return absl::OkStatus();
   }
   for (size_t i = 0; i < j.size(); ++i) {
     const std::string where = absl::StrCat(path, "[", i, "]");
     if (j[i].is_string()) {
-      RETURN_IF_ERROR(AddItem(j[i].get<std::string>(), out, /*in_file=*/true));
+      RTNQ_RETURN_IF_ERROR(AddItem(j[i].get<std::string>(), out, /*in_file=*/true));
     } else {
-      ASSIGN_OR_RETURN(Candidate c, ParseObject(j[i], where));
+      RTNQ_ASSIGN_OR_RETURN(Candidate c, ParseObject(j[i], where));
       out.push_back(std::move(c));
     }
   }
@@ -170,12 +170,13 @@ absl::Status AddItem(const std::string& item, std::vector<Candidate>& out, bool 
     return AddFile(item, out);
   }
   if (item.front() == '{') {
-    ASSIGN_OR_RETURN(const ordered_json j, ParseStrictJson(item, absl::StrCat("candidate ", item)));
-    ASSIGN_OR_RETURN(Candidate c, ParseObject(j, item));
+    RTNQ_ASSIGN_OR_RETURN(const ordered_json j,
+                          ParseStrictJson(item, absl::StrCat("candidate ", item)));
+    RTNQ_ASSIGN_OR_RETURN(Candidate c, ParseObject(j, item));
     out.push_back(std::move(c));
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(Candidate c, ParseShort(item));
+  RTNQ_ASSIGN_OR_RETURN(Candidate c, ParseShort(item));
   out.push_back(std::move(c));
   return absl::OkStatus();
 }
@@ -186,10 +187,10 @@ absl::StatusOr<std::vector<Candidate>> ParseCandidates(std::string_view list) {
   if (absl::StripAsciiWhitespace(absl::string_view(list.data(), list.size())).empty()) {
     return absl::InvalidArgumentError("the candidate list is empty");
   }
-  ASSIGN_OR_RETURN(const std::vector<std::string> items, SplitItems(list));
+  RTNQ_ASSIGN_OR_RETURN(const std::vector<std::string> items, SplitItems(list));
   std::vector<Candidate> out;
   for (const std::string& item : items) {
-    RETURN_IF_ERROR(AddItem(item, out, /*in_file=*/false));
+    RTNQ_RETURN_IF_ERROR(AddItem(item, out, /*in_file=*/false));
     if (out.size() > kMaxCandidates) {
       return absl::InvalidArgumentError(absl::StrCat("more than ", kMaxCandidates,
                                                      " candidates (each one quantizes every "

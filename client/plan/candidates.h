@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/quant_config.h"
+#include "core/config/quant_config.h"
 
 namespace rtnq::client {
 

@@ -7,7 +7,7 @@
 #include "client/checkpoint_util.h"
 #include "client/plan/predict.h"
 #include "client/tensor_selection.h"
-#include "core/config_json.h"
+#include "core/config/config_json.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -33,11 +33,11 @@ std::string ActionText(TensorAction a) {
 
 absl::StatusOr<DryRun> DryRunQuantize(const QuantizeOptions& options) {
   DryRun run;
-  ASSIGN_OR_RETURN(run.input, OpenInput(options.input, ShardAccess::kHeaderOnly));
-  ASSIGN_OR_RETURN(const WeightConfigResolver resolver,
-                   ParseSessionConfigJson(options.config_json));
-  ASSIGN_OR_RETURN(const TensorSelection selection,
-                   TensorSelection::Create(options.include, options.exclude));
+  RTNQ_ASSIGN_OR_RETURN(run.input, OpenInput(options.input, ShardAccess::kHeaderOnly));
+  RTNQ_ASSIGN_OR_RETURN(const WeightConfigResolver resolver,
+                        ParseSessionConfigJson(options.config_json));
+  RTNQ_ASSIGN_OR_RETURN(const TensorSelection selection,
+                        TensorSelection::Create(options.include, options.exclude));
   std::string output = options.output;
   while (output.size() > 1 && output.back() == '/') output.pop_back();
   PlanOptions po;
@@ -46,8 +46,8 @@ absl::StatusOr<DryRun> DryRunQuantize(const QuantizeOptions& options) {
   po.format = options.format;
   po.gptq_format = options.gptq_format;
   po.compression_dim = options.compression_dim;
-  ASSIGN_OR_RETURN(run.plan, PlanRun(run.input, options.input, resolver, selection, po));
-  ASSIGN_OR_RETURN(run.files, PredictFileSizes(run.plan));
+  RTNQ_ASSIGN_OR_RETURN(run.plan, PlanRun(run.input, options.input, resolver, selection, po));
+  RTNQ_ASSIGN_OR_RETURN(run.files, PredictFileSizes(run.plan));
   for (const auto& f : run.files) run.total_bytes += f.second;
   return run;
 }

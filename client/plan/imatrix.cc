@@ -7,7 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "core/file_io.h"
+#include "core/io/file_io.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -53,21 +53,21 @@ class Reader {
   }
   template <typename T>
   absl::StatusOr<T> Get(std::string_view what) {
-    RETURN_IF_ERROR(Need(sizeof(T), what));
+    RTNQ_RETURN_IF_ERROR(Need(sizeof(T), what));
     T v;
     std::memcpy(&v, b_.data() + pos_, sizeof(T));
     pos_ += sizeof(T);
     return v;
   }
   absl::StatusOr<std::string_view> Bytes(uint64_t n, std::string_view what) {
-    RETURN_IF_ERROR(Need(n, what));
+    RTNQ_RETURN_IF_ERROR(Need(n, what));
     std::string_view s = b_.substr(pos_, n);
     pos_ += n;
     return s;
   }
   absl::StatusOr<std::string> GgufString(std::string_view what) {
-    ASSIGN_OR_RETURN(const uint64_t n, Get<uint64_t>(what));
-    ASSIGN_OR_RETURN(std::string_view s, Bytes(n, what));
+    RTNQ_ASSIGN_OR_RETURN(const uint64_t n, Get<uint64_t>(what));
+    RTNQ_ASSIGN_OR_RETURN(std::string_view s, Bytes(n, what));
     return std::string(s);
   }
   void Seek(size_t pos) { pos_ = pos; }
@@ -100,7 +100,7 @@ std::vector<float> Floats(std::string_view bytes) {
 absl::StatusOr<Imatrix> ParseLegacy(Reader& r) {
   Imatrix m;
   m.format = "dat";
-  ASSIGN_OR_RETURN(const int32_t n, r.Get<int32_t>("the entry count"));
+  RTNQ_ASSIGN_OR_RETURN(const int32_t n, r.Get<int32_t>("the entry count"));
   // Each entry takes at least 16 bytes: a count the file cannot hold is corruption.
   if (n < 1 || static_cast<uint64_t>(n) > r.left() / 16) {
     return r.Error(absl::StrCat("entry count ", n, " does not fit the ", r.left() + 4,
@@ -108,33 +108,33 @@ absl::StatusOr<Imatrix> ParseLegacy(Reader& r) {
   }
   for (int32_t e = 0; e < n; ++e) {
     const std::string where = absl::StrCat("entry ", e);
-    ASSIGN_OR_RETURN(const int32_t len, r.Get<int32_t>(where + " name length"));
+    RTNQ_ASSIGN_OR_RETURN(const int32_t len, r.Get<int32_t>(where + " name length"));
     if (len < 1) return r.Error(absl::StrCat(where, ": name length ", len));
-    ASSIGN_OR_RETURN(std::string_view name_bytes, r.Bytes(len, where + " name"));
+    RTNQ_ASSIGN_OR_RETURN(std::string_view name_bytes, r.Bytes(len, where + " name"));
     const std::string name(name_bytes);
-    ASSIGN_OR_RETURN(const int32_t ncall, r.Get<int32_t>(where + " ncall"));
-    ASSIGN_OR_RETURN(const int32_t nval, r.Get<int32_t>(where + " value count"));
+    RTNQ_ASSIGN_OR_RETURN(const int32_t ncall, r.Get<int32_t>(where + " ncall"));
+    RTNQ_ASSIGN_OR_RETURN(const int32_t nval, r.Get<int32_t>(where + " value count"));
     if (nval < 1) return r.Error(absl::StrCat("entry \"", name, "\": value count ", nval));
-    ASSIGN_OR_RETURN(std::string_view data,
-                     r.Bytes(uint64_t{4} * static_cast<uint32_t>(nval), "entry \"" + name + "\""));
+    RTNQ_ASSIGN_OR_RETURN(std::string_view data, r.Bytes(uint64_t{4} * static_cast<uint32_t>(nval),
+                                                         "entry \"" + name + "\""));
     ImatrixEntry entry;
     entry.values = Floats(data);
     if (ncall > 0) {
       for (float& v : entry.values) v /= static_cast<float>(ncall);
     }
-    RETURN_IF_ERROR(CheckValues(r, name, entry.values));
+    RTNQ_RETURN_IF_ERROR(CheckValues(r, name, entry.values));
     if (!m.entries.emplace(name, std::move(entry)).second) {
       return r.Error(absl::StrCat("entry \"", name, "\" appears twice"));
     }
   }
   if (r.left() >= 4) {
-    ASSIGN_OR_RETURN(const int32_t chunks, r.Get<int32_t>("the chunk count"));
+    RTNQ_ASSIGN_OR_RETURN(const int32_t chunks, r.Get<int32_t>("the chunk count"));
     m.chunks = chunks;
   }
   if (r.left() >= 4) {
-    ASSIGN_OR_RETURN(const int32_t len, r.Get<int32_t>("the dataset name length"));
+    RTNQ_ASSIGN_OR_RETURN(const int32_t len, r.Get<int32_t>("the dataset name length"));
     if (len < 0) return r.Error(absl::StrCat("dataset name length ", len));
-    ASSIGN_OR_RETURN(std::string_view dataset, r.Bytes(len, "the dataset name"));
+    RTNQ_ASSIGN_OR_RETURN(std::string_view dataset, r.Bytes(len, "the dataset name"));
     if (!dataset.empty()) m.datasets.emplace_back(dataset);
   }
   if (r.left() != 0) {
@@ -180,32 +180,32 @@ struct GgufKeys {
 };
 
 absl::Status ReadKv(Reader& r, GgufKeys& keys) {
-  ASSIGN_OR_RETURN(const std::string key, r.GgufString("a key"));
-  ASSIGN_OR_RETURN(const uint32_t type, r.Get<uint32_t>("the type of key \"" + key + "\""));
+  RTNQ_ASSIGN_OR_RETURN(const std::string key, r.GgufString("a key"));
+  RTNQ_ASSIGN_OR_RETURN(const uint32_t type, r.Get<uint32_t>("the type of key \"" + key + "\""));
   if (type == kString) {
-    ASSIGN_OR_RETURN(std::string value, r.GgufString("key \"" + key + "\""));
+    RTNQ_ASSIGN_OR_RETURN(std::string value, r.GgufString("key \"" + key + "\""));
     if (key == "general.type") keys.general_type = std::move(value);
     return absl::OkStatus();
   }
   if (type == kArray) {
-    ASSIGN_OR_RETURN(const uint32_t elem, r.Get<uint32_t>("key \"" + key + "\" element type"));
-    ASSIGN_OR_RETURN(const uint64_t count, r.Get<uint64_t>("key \"" + key + "\" count"));
+    RTNQ_ASSIGN_OR_RETURN(const uint32_t elem, r.Get<uint32_t>("key \"" + key + "\" element type"));
+    RTNQ_ASSIGN_OR_RETURN(const uint64_t count, r.Get<uint64_t>("key \"" + key + "\" count"));
     if (elem == kArray) return r.Error(absl::StrCat("key \"", key, "\": nested arrays"));
     if (elem == kString) {
       // Each string takes at least its 8-byte length.
       if (count > r.left() / 8) return r.Need(count * 8, "key \"" + key + "\"");
       for (uint64_t i = 0; i < count; ++i) {
-        ASSIGN_OR_RETURN(std::string s, r.GgufString("key \"" + key + "\""));
+        RTNQ_ASSIGN_OR_RETURN(std::string s, r.GgufString("key \"" + key + "\""));
         if (key == "imatrix.datasets") keys.datasets.push_back(std::move(s));
       }
       return absl::OkStatus();
     }
-    ASSIGN_OR_RETURN(const uint64_t size, ScalarSize(r, elem, key));
+    RTNQ_ASSIGN_OR_RETURN(const uint64_t size, ScalarSize(r, elem, key));
     if (count > r.left() / size) return r.Need(count * size, "key \"" + key + "\"");
     return r.Bytes(count * size, key).status();
   }
-  ASSIGN_OR_RETURN(const uint64_t size, ScalarSize(r, type, key));
-  ASSIGN_OR_RETURN(std::string_view v, r.Bytes(size, "key \"" + key + "\""));
+  RTNQ_ASSIGN_OR_RETURN(const uint64_t size, ScalarSize(r, type, key));
+  RTNQ_ASSIGN_OR_RETURN(std::string_view v, r.Bytes(size, "key \"" + key + "\""));
   uint64_t value = 0;
   std::memcpy(&value, v.data(), size);  // little-endian: the low bytes hold smaller types
   if (key == "general.alignment") {
@@ -220,38 +220,39 @@ absl::Status ReadKv(Reader& r, GgufKeys& keys) {
 }
 
 absl::StatusOr<Imatrix> ParseGguf(Reader& r) {
-  RETURN_IF_ERROR(r.Bytes(4, "the magic").status());
-  ASSIGN_OR_RETURN(const uint32_t version, r.Get<uint32_t>("the GGUF version"));
+  RTNQ_RETURN_IF_ERROR(r.Bytes(4, "the magic").status());
+  RTNQ_ASSIGN_OR_RETURN(const uint32_t version, r.Get<uint32_t>("the GGUF version"));
   if (version != 2 && version != 3) {
     return r.Error(absl::StrCat("GGUF version ", version, " (2 and 3 are read)"));
   }
-  ASSIGN_OR_RETURN(const uint64_t n_tensors, r.Get<uint64_t>("the tensor count"));
-  ASSIGN_OR_RETURN(const uint64_t n_kv, r.Get<uint64_t>("the key count"));
+  RTNQ_ASSIGN_OR_RETURN(const uint64_t n_tensors, r.Get<uint64_t>("the tensor count"));
+  RTNQ_ASSIGN_OR_RETURN(const uint64_t n_kv, r.Get<uint64_t>("the key count"));
   // A KV pair takes at least 12 bytes, a tensor description at least 24.
   if (n_kv > r.left() / 12 || n_tensors > r.left() / 24) {
     return r.Error(absl::StrCat(n_kv, " keys and ", n_tensors, " tensors do not fit the file"));
   }
   GgufKeys keys;
-  for (uint64_t i = 0; i < n_kv; ++i) RETURN_IF_ERROR(ReadKv(r, keys));
+  for (uint64_t i = 0; i < n_kv; ++i) RTNQ_RETURN_IF_ERROR(ReadKv(r, keys));
   if (keys.general_type.has_value() && *keys.general_type != "imatrix") {
     return r.Error(absl::StrCat("a GGUF file of general.type \"", *keys.general_type,
                                 "\", not an importance matrix"));
   }
   std::map<std::string, GgufTensor> tensors;
   for (uint64_t i = 0; i < n_tensors; ++i) {
-    ASSIGN_OR_RETURN(const std::string name, r.GgufString(absl::StrCat("tensor ", i, " name")));
+    RTNQ_ASSIGN_OR_RETURN(const std::string name,
+                          r.GgufString(absl::StrCat("tensor ", i, " name")));
     const std::string where = "tensor \"" + name + "\"";
     GgufTensor t;
-    ASSIGN_OR_RETURN(const uint32_t dims, r.Get<uint32_t>(where + " dimensions"));
+    RTNQ_ASSIGN_OR_RETURN(const uint32_t dims, r.Get<uint32_t>(where + " dimensions"));
     if (dims < 1 || dims > kGgufMaxDims) {
       return r.Error(absl::StrCat(where, ": ", dims, " dimensions"));
     }
     for (uint32_t d = 0; d < dims; ++d) {
-      ASSIGN_OR_RETURN(const uint64_t ne, r.Get<uint64_t>(where + " shape"));
+      RTNQ_ASSIGN_OR_RETURN(const uint64_t ne, r.Get<uint64_t>(where + " shape"));
       t.ne.push_back(ne);
     }
-    ASSIGN_OR_RETURN(t.type, r.Get<uint32_t>(where + " type"));
-    ASSIGN_OR_RETURN(t.offset, r.Get<uint64_t>(where + " offset"));
+    RTNQ_ASSIGN_OR_RETURN(t.type, r.Get<uint32_t>(where + " type"));
+    RTNQ_ASSIGN_OR_RETURN(t.offset, r.Get<uint64_t>(where + " offset"));
     if (!tensors.emplace(name, std::move(t)).second) {
       return r.Error(absl::StrCat(where, " appears twice"));
     }
@@ -297,8 +298,8 @@ absl::StatusOr<Imatrix> ParseGguf(Reader& r) {
       return r.Error(
           absl::StrCat("entry \"", name, "\": ", count_elems, " counts for ", mats, " matrices"));
     }
-    ASSIGN_OR_RETURN(const std::vector<float> sums, payload(tname, t, n * mats));
-    ASSIGN_OR_RETURN(const std::vector<float> counts, payload(c->first, c->second, mats));
+    RTNQ_ASSIGN_OR_RETURN(const std::vector<float> sums, payload(tname, t, n * mats));
+    RTNQ_ASSIGN_OR_RETURN(const std::vector<float> counts, payload(c->first, c->second, mats));
     ImatrixEntry entry;
     entry.n_per_row = static_cast<int64_t>(n);
     entry.n_mat = static_cast<int64_t>(mats);
@@ -311,7 +312,7 @@ absl::StatusOr<Imatrix> ParseGguf(Reader& r) {
         entry.values[k * n + j] = counts[k] > 0 ? sums[k * n + j] / counts[k] : 1.0f;
       }
     }
-    RETURN_IF_ERROR(CheckValues(r, name, entry.values));
+    RTNQ_RETURN_IF_ERROR(CheckValues(r, name, entry.values));
     m.entries.emplace(name, std::move(entry));
   }
   if (m.entries.empty()) return r.Error("no \".in_sum2\" tensors: not an importance matrix");
@@ -327,7 +328,7 @@ absl::StatusOr<Imatrix> ParseImatrix(std::string_view bytes, std::string_view la
 }
 
 absl::StatusOr<Imatrix> ReadImatrix(const std::string& path) {
-  ASSIGN_OR_RETURN(const std::string bytes, ReadFileToString(path, kMaxImatrixBytes));
+  RTNQ_ASSIGN_OR_RETURN(const std::string bytes, ReadFileToString(path, kMaxImatrixBytes));
   return ParseImatrix(bytes, path);
 }
 

@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/checkpoint_util.h"
-#include "core/output_plan.h"
-#include "core/sharded_checkpoint.h"
+#include "core/io/sharded_checkpoint.h"
+#include "core/layout/output_plan.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -145,7 +145,7 @@ Importance::~Importance() = default;
 
 absl::StatusOr<Importance> Importance::FromImatrix(const std::string& path) {
   auto s = std::make_unique<State>();
-  ASSIGN_OR_RETURN(s->imatrix, ReadImatrix(path));
+  RTNQ_ASSIGN_OR_RETURN(s->imatrix, ReadImatrix(path));
   s->description =
       absl::StrCat("imatrix ", path, " (", s->imatrix->format, ", ", s->imatrix->entries.size(),
                    " entries, ", s->imatrix->chunks, " chunks)");
@@ -154,7 +154,7 @@ absl::StatusOr<Importance> Importance::FromImatrix(const std::string& path) {
 
 absl::StatusOr<Importance> Importance::FromSensitivity(const std::string& path) {
   auto s = std::make_unique<State>();
-  ASSIGN_OR_RETURN(s->sensitivity, ShardedCheckpoint::Open(path));
+  RTNQ_ASSIGN_OR_RETURN(s->sensitivity, ShardedCheckpoint::Open(path));
   s->description = absl::StrCat("sensitivity ", path);
   return Importance(std::move(s));
 }
@@ -186,7 +186,7 @@ absl::StatusOr<std::vector<TensorImportance>> Importance::Match(
                                      ShapeString(s->shape),
                                      "; it needs the same shape, F32/F16/BF16"));
       }
-      ASSIGN_OR_RETURN(const std::vector<float> values, ToFloats(*s));
+      RTNQ_ASSIGN_OR_RETURN(const std::vector<float> values, ToFloats(*s));
       for (size_t k = 0; k < values.size(); ++k) {
         if (!std::isfinite(values[k]) || values[k] < 0) {
           return mismatch(absl::StrCat("sensitivity element ", k, " is ", values[k],

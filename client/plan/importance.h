@@ -13,8 +13,8 @@
 #include "absl/status/statusor.h"
 #include "client/plan/imatrix.h"
 #include "core/column_errors.h"
+#include "core/io/safetensors.h"
 #include "core/quantize.h"
-#include "core/safetensors.h"
 
 namespace rtnq::client {
 

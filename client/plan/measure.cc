@@ -12,12 +12,12 @@ absl::StatusOr<CandidateMeasure> MeasureCandidate(const TensorInput& input,
                                                   const Engine& engine) {
   rtnq::QuantizeOptions qo;
   qo.fake_quant = true;
-  ASSIGN_OR_RETURN(const QuantizedTensor q, QuantizeTensor(input, config, qo, engine));
+  RTNQ_ASSIGN_OR_RETURN(const QuantizedTensor q, QuantizeTensor(input, config, qo, engine));
   if (!q.quantized) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor \"", input.name, "\" was not quantized: ", q.skip_reason));
   }
-  ASSIGN_OR_RETURN(
+  RTNQ_ASSIGN_OR_RETURN(
       const std::vector<double> sums,
       ColumnSquaredErrors(input, q.fake, importance.elements, ErrorSlices(input.shape), engine));
   return CandidateMeasure{WeightedError(sums, importance), q.metrics.mse, q.metrics.snr_db};

@@ -13,7 +13,7 @@
 #include "client/plan/candidates.h"
 #include "client/plan/importance.h"
 #include "core/engine.h"
-#include "core/safetensors.h"
+#include "core/io/safetensors.h"
 
 namespace rtnq::client {
 

@@ -7,7 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "client/checkpoint_util.h"
 #include "client/report.h"
-#include "core/safetensors_header.h"
+#include "core/io/safetensors_header.h"
 
 namespace rtnq::client {
 namespace {

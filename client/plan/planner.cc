@@ -15,9 +15,9 @@
 #include "client/plan/solver.h"
 #include "client/run_plan.h"
 #include "client/tensor_selection.h"
-#include "core/config_json.h"
-#include "core/fused_groups.h"
-#include "core/output_plan.h"
+#include "core/config/config_json.h"
+#include "core/layout/fused_groups.h"
+#include "core/layout/output_plan.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -76,22 +76,23 @@ struct Problem {
 
 absl::StatusOr<Problem> Select(const PlanRequest& r) {
   Problem p;
-  ASSIGN_OR_RETURN(p.in, OpenInput(r.input));
-  ASSIGN_OR_RETURN(p.base_config, ParseStrictJson(r.config_json, "config"));
-  ASSIGN_OR_RETURN(const WeightConfigResolver resolver, ParseSessionConfigJson(r.config_json));
+  RTNQ_ASSIGN_OR_RETURN(p.in, OpenInput(r.input));
+  RTNQ_ASSIGN_OR_RETURN(p.base_config, ParseStrictJson(r.config_json, "config"));
+  RTNQ_ASSIGN_OR_RETURN(const WeightConfigResolver resolver, ParseSessionConfigJson(r.config_json));
   p.session_default = resolver.default_config();
-  ASSIGN_OR_RETURN(const TensorSelection selection, TensorSelection::Create(r.include, r.exclude));
-  ASSIGN_OR_RETURN(const TensorSelection by_default, TensorSelection::Create({}, {}));
+  RTNQ_ASSIGN_OR_RETURN(const TensorSelection selection,
+                        TensorSelection::Create(r.include, r.exclude));
+  RTNQ_ASSIGN_OR_RETURN(const TensorSelection by_default, TensorSelection::Create({}, {}));
   const bool custom = !r.include.empty() || !r.exclude.empty();
   for (const TensorInfo* t : FileOrder(p.in.checkpoint)) {
-    ASSIGN_OR_RETURN(const TensorDecision d,
-                     selection.Decide(t->name, t->dtype, t->shape, resolver));
+    RTNQ_ASSIGN_OR_RETURN(const TensorDecision d,
+                          selection.Decide(t->name, t->dtype, t->shape, resolver));
     if (d.action == TensorAction::kQuantize) {
       p.selected.push_back(t);
       p.elements += static_cast<uint64_t>(t->num_elements);
     } else if (custom) {
-      ASSIGN_OR_RETURN(const TensorDecision dd,
-                       by_default.Decide(t->name, t->dtype, t->shape, resolver));
+      RTNQ_ASSIGN_OR_RETURN(const TensorDecision dd,
+                            by_default.Decide(t->name, t->dtype, t->shape, resolver));
       if (dd.action == TensorAction::kQuantize) p.left_out.push_back(t->name);
     }
   }
@@ -173,7 +174,7 @@ absl::Status Measure(const PlanRequest& r, Problem& p, Measurer& measurer,
         ": per-element weights are not sent to servers (only "
         "per-column sums come back); measure locally (without --server) or use --imatrix"));
   }
-  ASSIGN_OR_RETURN(p.importance, importance.Match(p.selected));
+  RTNQ_ASSIGN_OR_RETURN(p.importance, importance.Match(p.selected));
   const size_t K = r.candidates.size();
   p.measure.assign(p.selected.size(), std::vector<std::optional<CandidateMeasure>>(K));
   std::vector<MeasureRequest> requests;
@@ -196,7 +197,7 @@ absl::Status Measure(const PlanRequest& r, Problem& p, Measurer& measurer,
   std::vector<std::vector<CandidateMeasure>> measured;
   size_t done = 0;
   const Clock::time_point start = Clock::now();
-  RETURN_IF_ERROR(measurer.Measure(requests, r.candidates, measured, [&](size_t req) {
+  RTNQ_RETURN_IF_ERROR(measurer.Measure(requests, r.candidates, measured, [&](size_t req) {
     if (progress) progress(++done, requests.size(), requests[req].tensor->name);
   }));
   out.measure_seconds = Seconds(start);
@@ -274,14 +275,14 @@ absl::StatusOr<Layout> LayOut(const PlanRequest& r, const Problem& p,
     wc[p.selected[i]->name] = EntryFor(r.candidates[choice[i]], p.session_default);
   }
   const std::string text = out.config.dump();
-  ASSIGN_OR_RETURN(const WeightConfigResolver resolver, ParseSessionConfigJson(text));
-  ASSIGN_OR_RETURN(const TensorSelection selection, TensorSelection::Create({}, {}));
+  RTNQ_ASSIGN_OR_RETURN(const WeightConfigResolver resolver, ParseSessionConfigJson(text));
+  RTNQ_ASSIGN_OR_RETURN(const TensorSelection selection, TensorSelection::Create({}, {}));
   PlanOptions po;
   po.output_name = "model.safetensors";
   po.format = r.format;
   po.gptq_format = r.gptq_format;
   po.compression_dim = r.compression_dim;
-  ASSIGN_OR_RETURN(const RunPlan plan, PlanRun(p.in, r.input, resolver, selection, po));
+  RTNQ_ASSIGN_OR_RETURN(const RunPlan plan, PlanRun(p.in, r.input, resolver, selection, po));
   // The config must make quantize do exactly what was chosen, at the bytes the solver counted.
   std::map<std::string, size_t> index;
   for (size_t i = 0; i < p.selected.size(); ++i) index[p.selected[i]->name] = i;
@@ -301,7 +302,7 @@ absl::StatusOr<Layout> LayOut(const PlanRequest& r, const Problem& p,
                        t.tensor->name, "\""));
     }
   }
-  ASSIGN_OR_RETURN(out.files, PredictFileSizes(plan));
+  RTNQ_ASSIGN_OR_RETURN(out.files, PredictFileSizes(plan));
   for (const auto& f : out.files) out.total += f.second;
   return out;
 }
@@ -377,10 +378,10 @@ absl::StatusOr<PlanOutcome> MakePlan(const PlanRequest& r, Measurer& measurer,
   }
   PlanOutcome out;
   out.importance = importance.description();
-  ASSIGN_OR_RETURN(Problem p, Select(r));
-  RETURN_IF_ERROR(Cost(r, p));
-  RETURN_IF_ERROR(Measure(r, p, measurer, importance, progress, out));
-  ASSIGN_OR_RETURN(const std::vector<SolverItem> items, Items(r, p));
+  RTNQ_ASSIGN_OR_RETURN(Problem p, Select(r));
+  RTNQ_RETURN_IF_ERROR(Cost(r, p));
+  RTNQ_RETURN_IF_ERROR(Measure(r, p, measurer, importance, progress, out));
+  RTNQ_ASSIGN_OR_RETURN(const std::vector<SolverItem> items, Items(r, p));
 
   const Clock::time_point start = Clock::now();
   const uint64_t least = MinimumBytes(items);
@@ -396,21 +397,21 @@ absl::StatusOr<PlanOutcome> MakePlan(const PlanRequest& r, Measurer& measurer,
     if (!b.has_value()) return MinimizeBytes(items);
     return MinimizeError(items, *b, {.max_states = r.max_solver_states});
   };
-  ASSIGN_OR_RETURN(SolverResult solution, solve(budget));
-  ASSIGN_OR_RETURN(Layout layout, LayOut(r, p, Choice(items, solution, p)));
+  RTNQ_ASSIGN_OR_RETURN(SolverResult solution, solve(budget));
+  RTNQ_ASSIGN_OR_RETURN(Layout layout, LayOut(r, p, Choice(items, solution, p)));
   if (r.target_size) {
     // The solver counts the selected tensors' bytes; headers and the other tensors come on
     // top. Solve, lay out, and shrink the data budget by any overshoot until the files fit.
     const SolverResult smallest = MinimizeBytes(items);
-    ASSIGN_OR_RETURN(const Layout small, LayOut(r, p, Choice(items, smallest, p)));
+    RTNQ_ASSIGN_OR_RETURN(const Layout small, LayOut(r, p, Choice(items, smallest, p)));
     if (small.total > *r.target_size) {
       return Infeasible(r, absl::StrCat("--target-size ", *r.target_size), small.total, p.elements);
     }
     uint64_t data = *r.target_size - (small.total - smallest.bytes);
     if (budget.has_value()) data = std::min(data, *budget);
     for (int round = 0;; ++round) {
-      ASSIGN_OR_RETURN(solution, solve(data));
-      ASSIGN_OR_RETURN(layout, LayOut(r, p, Choice(items, solution, p)));
+      RTNQ_ASSIGN_OR_RETURN(solution, solve(data));
+      RTNQ_ASSIGN_OR_RETURN(layout, LayOut(r, p, Choice(items, solution, p)));
       if (layout.total <= *r.target_size) break;
       if (round == kSizeRounds) {  // not seen in practice; the smallest plan always fits
         solution = smallest;

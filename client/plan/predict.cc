@@ -1,6 +1,6 @@
 #include "client/plan/predict.h"
 
-#include "core/safetensors_header.h"
+#include "core/io/safetensors_header.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -9,7 +9,7 @@ absl::StatusOr<std::vector<std::pair<std::string, uint64_t>>> PredictFileSizes(
     const RunPlan& plan) {
   std::vector<std::pair<std::string, uint64_t>> out;
   for (const PlannedFile& f : plan.files) {
-    ASSIGN_OR_RETURN(const BuiltHeader h, BuildSafetensorsHeader(f.specs, plan.metadata));
+    RTNQ_ASSIGN_OR_RETURN(const BuiltHeader h, BuildSafetensorsHeader(f.specs, plan.metadata));
     out.emplace_back(f.name, h.file_size());
   }
   return out;

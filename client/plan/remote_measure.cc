@@ -12,7 +12,7 @@
 #include "client/remote/channel.h"
 #include "client/remote/status_conversion.h"
 #include "core/column_errors.h"
-#include "core/crc32c.h"
+#include "core/io/crc32c.h"
 #include "core/status_macros.h"
 #include "rtnq/v1/rtnq.grpc.pb.h"
 
@@ -119,8 +119,8 @@ absl::StatusOr<std::unique_ptr<RemoteMeasurer>> RemoteMeasurer::Create(ClientOpt
     return absl::InvalidArgumentError(absl::StrCat("streams must be at least 1, got ", streams));
   }
   auto s = std::make_unique<State>();
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, MakeChannel(options));
-  ASSIGN_OR_RETURN(s->token, ReadToken(options));
+  RTNQ_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, MakeChannel(options));
+  RTNQ_ASSIGN_OR_RETURN(s->token, ReadToken(options));
   s->stub = v1::Quantizer::NewStub(std::move(channel));
   s->options = std::move(options);
   s->streams = streams;

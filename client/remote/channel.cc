@@ -10,7 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "core/file_io.h"
+#include "core/io/file_io.h"
 #include "core/status_macros.h"
 
 namespace rtnq::client {
@@ -89,7 +89,7 @@ absl::StatusOr<std::string> ResolveTarget(const std::string& server) {
     if (entry.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("empty entry in server list '", server, "'"));
     }
-    ASSIGN_OR_RETURN(auto resolved, ResolveEntry(entry));
+    RTNQ_ASSIGN_OR_RETURN(auto resolved, ResolveEntry(entry));
     (resolved.first ? v6 : v4).push_back(resolved.second);
   }
   if (!v4.empty() && !v6.empty()) {
@@ -102,25 +102,25 @@ absl::StatusOr<std::string> ResolveTarget(const std::string& server) {
 
 absl::StatusOr<std::string> ReadToken(const ClientOptions& options) {
   if (options.token_file.empty()) return std::string();
-  ASSIGN_OR_RETURN(std::string token, ReadFile(options.token_file, "token"));
+  RTNQ_ASSIGN_OR_RETURN(std::string token, ReadFile(options.token_file, "token"));
   return std::string(absl::StripAsciiWhitespace(token));
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ClientOptions& options) {
-  ASSIGN_OR_RETURN(const std::string target, ResolveTarget(options.server));
+  RTNQ_ASSIGN_OR_RETURN(const std::string target, ResolveTarget(options.server));
   std::shared_ptr<grpc::ChannelCredentials> creds;
   const bool tls = !options.tls_ca_file.empty() || !options.tls_cert_file.empty() ||
                    !options.tls_key_file.empty();
   if (tls) {
     grpc::SslCredentialsOptions ssl;
     if (!options.tls_ca_file.empty()) {
-      ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(options.tls_ca_file, "TLS CA"));
+      RTNQ_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(options.tls_ca_file, "TLS CA"));
     }
     if (!options.tls_cert_file.empty()) {
-      ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadFile(options.tls_cert_file, "TLS certificate"));
+      RTNQ_ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadFile(options.tls_cert_file, "TLS certificate"));
     }
     if (!options.tls_key_file.empty()) {
-      ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFile(options.tls_key_file, "TLS key"));
+      RTNQ_ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFile(options.tls_key_file, "TLS key"));
     }
     creds = grpc::SslCredentials(ssl);
   } else {

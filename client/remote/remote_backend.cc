@@ -12,7 +12,7 @@
 #include "client/remote/channel.h"
 #include "client/remote/quantize_stream.h"
 #include "client/remote/status_conversion.h"
-#include "core/crc32c.h"
+#include "core/io/crc32c.h"
 #include "core/status_macros.h"
 #include "proto/quant_config_conversion.h"
 #include "rtnq/v1/rtnq.grpc.pb.h"
@@ -165,8 +165,8 @@ RemoteBackend::RemoteBackend(ClientOptions options, std::shared_ptr<grpc::Channe
     : options_(std::move(options)), channel_(std::move(channel)), token_(std::move(token)) {}
 
 absl::StatusOr<std::unique_ptr<RemoteBackend>> RemoteBackend::Create(ClientOptions options) {
-  ASSIGN_OR_RETURN(auto channel, MakeChannel(options));
-  ASSIGN_OR_RETURN(std::string token, ReadToken(options));
+  RTNQ_ASSIGN_OR_RETURN(auto channel, MakeChannel(options));
+  RTNQ_ASSIGN_OR_RETURN(std::string token, ReadToken(options));
   return std::unique_ptr<RemoteBackend>(
       new RemoteBackend(std::move(options), std::move(channel), std::move(token)));
 }
@@ -183,7 +183,7 @@ absl::StatusOr<std::unique_ptr<Session>> RemoteBackend::OpenSession(const Sessio
   if (spec.format == OutputFormat::kInc) config.set_compression_dim(spec.compression_dim);
   config.set_expert_layout(ExpertLayoutToProto(spec.expert_layout));
   auto session = std::make_unique<RemoteSession>(options_, channel_, token_, std::move(config));
-  RETURN_IF_ERROR(session->Start());
+  RTNQ_RETURN_IF_ERROR(session->Start());
   return std::unique_ptr<Session>(std::move(session));
 }
 

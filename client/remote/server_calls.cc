@@ -24,8 +24,8 @@ void SetupUnary(grpc::ClientContext& ctx, const ClientOptions& options, const st
 }  // namespace
 
 absl::StatusOr<ServerInfoSummary> GetServerInfo(const ClientOptions& options) {
-  ASSIGN_OR_RETURN(auto channel, MakeChannel(options));
-  ASSIGN_OR_RETURN(const std::string token, ReadToken(options));
+  RTNQ_ASSIGN_OR_RETURN(auto channel, MakeChannel(options));
+  RTNQ_ASSIGN_OR_RETURN(const std::string token, ReadToken(options));
   auto stub = v1::Quantizer::NewStub(channel);
   grpc::ClientContext ctx;
   SetupUnary(ctx, options, token);
@@ -52,8 +52,8 @@ absl::StatusOr<ServerInfoSummary> GetServerInfo(const ClientOptions& options) {
 }
 
 absl::StatusOr<bool> CheckHealth(const ClientOptions& options, const std::string& service) {
-  ASSIGN_OR_RETURN(auto channel, MakeChannel(options));
-  ASSIGN_OR_RETURN(const std::string token, ReadToken(options));
+  RTNQ_ASSIGN_OR_RETURN(auto channel, MakeChannel(options));
+  RTNQ_ASSIGN_OR_RETURN(const std::string token, ReadToken(options));
   auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext ctx;
   SetupUnary(ctx, options, token);

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "core/quant_config.h"
+#include "core/config/quant_config.h"
 
 namespace rtnq {
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "core/huge_pages.h"
+#include "core/io/huge_pages.h"
 #include "core/layout/pack_bits.h"
 #include "core/status_macros.h"
 
@@ -58,7 +58,7 @@ absl::Status CheckAwqCompatible(std::string_view name, const QuantConfig& config
                      "; use the gptq format (sym 4/8-bit runs on vLLM's Marlin kernels) or the "
                      "compressed-tensors format (2/4/8-bit, sym or asym)"));
   }
-  RETURN_IF_ERROR(
+  RTNQ_RETURN_IF_ERROR(
       packing::CheckIntLinearLayout(prefix, config, out, in, GroupSizeOf(config.group_size, in)));
   if (out % 8 != 0) {
     return absl::InvalidArgumentError(
@@ -69,7 +69,7 @@ absl::Status CheckAwqCompatible(std::string_view name, const QuantConfig& config
 
 absl::StatusOr<std::vector<TensorSpec>> PlanAwq(std::string_view layer, const QuantConfig& config,
                                                 int64_t out, int64_t in) {
-  RETURN_IF_ERROR(CheckAwqCompatible(layer, config, out, in));
+  RTNQ_RETURN_IF_ERROR(CheckAwqCompatible(layer, config, out, in));
   const std::string base(layer);
   const int64_t groups = in / GroupSizeOf(config.group_size, in);
   return std::vector<TensorSpec>{
@@ -81,17 +81,17 @@ absl::StatusOr<std::vector<TensorSpec>> PlanAwq(std::string_view layer, const Qu
 
 absl::StatusOr<std::vector<PackedTensor>> PackAwq(const QuantizedTensor& q, std::string_view layer,
                                                   const Engine* engine) {
-  RETURN_IF_ERROR(packing::ValidateQuantized(q, layer));
+  RTNQ_RETURN_IF_ERROR(packing::ValidateQuantized(q, layer));
   const int64_t out = q.rows;
   const int64_t in = q.cols;
-  ASSIGN_OR_RETURN(std::vector<TensorSpec> specs, PlanAwq(layer, q.config, out, in));
+  RTNQ_ASSIGN_OR_RETURN(std::vector<TensorSpec> specs, PlanAwq(layer, q.config, out, in));
   if (q.shape.size() != 2) {
     return absl::InvalidArgumentError(absl::StrCat("tensor ", std::string(layer),
                                                    ": AWQ layout stores 2-D Linear weights, got ",
                                                    "shape ", packing::ShapeStr(q.shape)));
   }
-  ASSIGN_OR_RETURN(const packing::CodeFormat f, packing::CodeFormatFor(q.config, layer));
-  RETURN_IF_ERROR(packing::CheckCodeRange(q, layer, f, engine));
+  RTNQ_ASSIGN_OR_RETURN(const packing::CodeFormat f, packing::CodeFormatFor(q.config, layer));
+  RTNQ_RETURN_IF_ERROR(packing::CheckCodeRange(q, layer, f, engine));
 
   // qweight is the transpose of the codes: a block owns kWordsPerBlock word columns (128
   // outputs) and walks the input columns, so its writes are whole cache lines.
@@ -101,7 +101,7 @@ absl::StatusOr<std::vector<PackedTensor>> PackAwq(const QuantizedTensor& q, std:
   uint32_t* const words = reinterpret_cast<uint32_t*>(qweight.data.data());
   const uint8_t* const codes = q.codes.data();
   const int64_t blocks = (cols + kWordsPerBlock - 1) / kWordsPerBlock;
-  RETURN_IF_ERROR(packing::ForBlocks(engine, blocks, [&](int64_t blk) {
+  RTNQ_RETURN_IF_ERROR(packing::ForBlocks(engine, blocks, [&](int64_t blk) {
     const int64_t c0 = blk * kWordsPerBlock;
     const int64_t c1 = std::min(cols, c0 + kWordsPerBlock);
     const int64_t k8 = in / 8 * 8;
@@ -122,8 +122,9 @@ absl::StatusOr<std::vector<PackedTensor>> PackAwq(const QuantizedTensor& q, std:
       qzeros[g * cols + c] = AwqWord(c, [&](int64_t o) { return q.zeros[o * groups + g]; });
     }
   }
-  ASSIGN_OR_RETURN(std::vector<uint8_t> scales,
-                   packing::StoredScales(q, layer, ElemType::kF16, /*transpose=*/true, engine));
+  RTNQ_ASSIGN_OR_RETURN(
+      std::vector<uint8_t> scales,
+      packing::StoredScales(q, layer, ElemType::kF16, /*transpose=*/true, engine));
 
   std::vector<PackedTensor> result;
   result.push_back(std::move(qweight));
@@ -135,7 +136,7 @@ absl::StatusOr<std::vector<PackedTensor>> PackAwq(const QuantizedTensor& q, std:
 absl::StatusOr<QuantizedTensor> UnpackAwq(absl::Span<const PackedTensor> tensors,
                                           std::string_view layer, int64_t group_size) {
   const std::string base(layer);
-  ASSIGN_OR_RETURN(
+  RTNQ_ASSIGN_OR_RETURN(
       const PackedTensor* qweight,
       packing::FindPacked(tensors, base + ".qweight", ElemType::kI32, std::nullopt, 2));
   const int64_t in = qweight->shape[0];
@@ -145,11 +146,11 @@ absl::StatusOr<QuantizedTensor> UnpackAwq(absl::Span<const PackedTensor> tensors
   config.bits = 4;
   config.scheme = Scheme::kAsym;
   config.group_size = group_size;
-  ASSIGN_OR_RETURN(std::vector<TensorSpec> specs, PlanAwq(layer, config, out, in));
+  RTNQ_ASSIGN_OR_RETURN(std::vector<TensorSpec> specs, PlanAwq(layer, config, out, in));
   std::vector<const PackedTensor*> found;
   for (const TensorSpec& s : specs) {
-    ASSIGN_OR_RETURN(const PackedTensor* t,
-                     packing::FindPacked(tensors, s.name, s.dtype, s.shape, s.shape.size()));
+    RTNQ_ASSIGN_OR_RETURN(const PackedTensor* t,
+                          packing::FindPacked(tensors, s.name, s.dtype, s.shape, s.shape.size()));
     found.push_back(t);
   }
   const int64_t cols = out / 8;

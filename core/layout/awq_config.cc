@@ -10,11 +10,11 @@ absl::StatusOr<nlohmann::ordered_json> AwqQuantizationConfig(
     const std::vector<QuantizedLayer>& layers, const std::vector<std::string>& unquantized) {
   if (layers.empty())
     return absl::InvalidArgumentError("AWQ quantization_config: no layer is quantized");
-  RETURN_IF_ERROR(CheckLayersListedOnce(LayerNames(layers), unquantized));
+  RTNQ_RETURN_IF_ERROR(CheckLayersListedOnce(LayerNames(layers), unquantized));
   const QuantizedLayer& first = layers.front();
   for (const QuantizedLayer& l : layers) {
     const int64_t in = l.config.group_size > 0 ? l.config.group_size : 1;
-    RETURN_IF_ERROR(CheckAwqCompatible(l.name, l.config, 8, in));
+    RTNQ_RETURN_IF_ERROR(CheckAwqCompatible(l.name, l.config, 8, in));
     if (l.config.group_size != first.config.group_size) {
       return absl::InvalidArgumentError(absl::StrCat(
           "layer ", l.name, " has group_size ", l.config.group_size, " but layer ", first.name,

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "core/huge_pages.h"
+#include "core/io/huge_pages.h"
 #include "core/layout/pack_bits.h"
 #include "core/status_macros.h"
 
@@ -45,7 +45,7 @@ absl::Status CheckCompressedTensorsCompatible(std::string_view name, const Quant
   const std::string prefix =
       absl::StrCat("tensor ", std::string(name), ": compressed-tensors pack-quantized ");
   const int64_t gs = config.group_size == -1 ? in : config.group_size;
-  RETURN_IF_ERROR(packing::CheckIntLinearLayout(prefix, config, out, in, gs));
+  RTNQ_RETURN_IF_ERROR(packing::CheckIntLinearLayout(prefix, config, out, in, gs));
   const int b = config.bits;
   if (b == 3 || b == 5 || b == 6 || b == 7) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -65,7 +65,7 @@ absl::StatusOr<std::vector<TensorSpec>> PlanCompressedTensors(std::string_view l
                                                               const QuantConfig& config,
                                                               ElemType scale_dtype, int64_t out,
                                                               int64_t in) {
-  RETURN_IF_ERROR(CheckCompressedTensorsCompatible(layer, config, out, in));
+  RTNQ_RETURN_IF_ERROR(CheckCompressedTensorsCompatible(layer, config, out, in));
   const std::string base(layer);
   const int b = config.bits;
   const int64_t groups = Groups(config, in);
@@ -83,19 +83,19 @@ absl::StatusOr<std::vector<TensorSpec>> PlanCompressedTensors(std::string_view l
 absl::StatusOr<std::vector<PackedTensor>> PackCompressedTensors(const QuantizedTensor& q,
                                                                 std::string_view layer,
                                                                 const Engine* engine) {
-  RETURN_IF_ERROR(packing::ValidateQuantized(q, layer));
+  RTNQ_RETURN_IF_ERROR(packing::ValidateQuantized(q, layer));
   const int64_t out = q.rows;
   const int64_t in = q.cols;
-  RETURN_IF_ERROR(CheckCompressedTensorsCompatible(layer, q.config, out, in));
+  RTNQ_RETURN_IF_ERROR(CheckCompressedTensorsCompatible(layer, q.config, out, in));
   if (q.shape.size() != 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor ", std::string(layer), ": compressed-tensors pack-quantized stores ",
                      "2-D Linear weights, got shape ", packing::ShapeStr(q.shape)));
   }
-  ASSIGN_OR_RETURN(const CodeFormat f, packing::CodeFormatFor(q.config, layer));
-  RETURN_IF_ERROR(packing::CheckCodeRange(q, layer, f, engine));
-  ASSIGN_OR_RETURN(std::vector<TensorSpec> specs,
-                   PlanCompressedTensors(layer, q.config, q.dtype, out, in));
+  RTNQ_ASSIGN_OR_RETURN(const CodeFormat f, packing::CodeFormatFor(q.config, layer));
+  RTNQ_RETURN_IF_ERROR(packing::CheckCodeRange(q, layer, f, engine));
+  RTNQ_ASSIGN_OR_RETURN(std::vector<TensorSpec> specs,
+                        PlanCompressedTensors(layer, q.config, q.dtype, out, in));
 
   const int b = q.config.bits;
   const int64_t words = Words(in, b);
@@ -103,19 +103,20 @@ absl::StatusOr<std::vector<PackedTensor>> PackCompressedTensors(const QuantizedT
   ResizeInHugePages(packed.data, static_cast<size_t>(out * words) * sizeof(uint32_t));
   uint32_t* const dst = reinterpret_cast<uint32_t*>(packed.data.data());
   const int64_t per_block = RowsPerBlock(in);
-  RETURN_IF_ERROR(packing::ForBlocks(engine, (out + per_block - 1) / per_block, [&](int64_t blk) {
-    for (int64_t r = blk * per_block; r < std::min(out, (blk + 1) * per_block); ++r) {
-      const uint8_t* row = q.codes.data() + r * in;
-      if (b == 2) PackRow<2>(row, in, f, dst + r * words);
-      if (b == 4) PackRow<4>(row, in, f, dst + r * words);
-      if (b == 8) PackRow<8>(row, in, f, dst + r * words);
-    }
-  }));
+  RTNQ_RETURN_IF_ERROR(
+      packing::ForBlocks(engine, (out + per_block - 1) / per_block, [&](int64_t blk) {
+        for (int64_t r = blk * per_block; r < std::min(out, (blk + 1) * per_block); ++r) {
+          const uint8_t* row = q.codes.data() + r * in;
+          if (b == 2) PackRow<2>(row, in, f, dst + r * words);
+          if (b == 4) PackRow<4>(row, in, f, dst + r * words);
+          if (b == 8) PackRow<8>(row, in, f, dst + r * words);
+        }
+      }));
 
   std::vector<PackedTensor> result;
   result.push_back(std::move(packed));
-  ASSIGN_OR_RETURN(std::vector<uint8_t> scales,
-                   packing::StoredScales(q, layer, q.dtype, /*transpose=*/false, engine));
+  RTNQ_ASSIGN_OR_RETURN(std::vector<uint8_t> scales,
+                        packing::StoredScales(q, layer, q.dtype, /*transpose=*/false, engine));
   result.push_back(PackedTensor{specs[1].name, q.dtype, specs[1].shape, std::move(scales)});
   result.push_back(packing::MakeTensor(specs[2].name, ElemType::kI64, specs[2].shape,
                                        std::vector<int64_t>{out, in}));
@@ -137,9 +138,9 @@ absl::StatusOr<QuantizedTensor> UnpackCompressedTensors(absl::Span<const PackedT
                                                         std::string_view layer,
                                                         const QuantConfig& config) {
   const std::string base(layer);
-  ASSIGN_OR_RETURN(const PackedTensor* shape_t,
-                   packing::FindPacked(tensors, base + ".weight_shape", ElemType::kI64,
-                                       std::vector<int64_t>{2}, 1));
+  RTNQ_ASSIGN_OR_RETURN(const PackedTensor* shape_t,
+                        packing::FindPacked(tensors, base + ".weight_shape", ElemType::kI64,
+                                            std::vector<int64_t>{2}, 1));
   const std::vector<int64_t> shape = packing::ReadValues<int64_t>(*shape_t);
   const int64_t out = shape[0];
   const int64_t in = shape[1];
@@ -147,11 +148,11 @@ absl::StatusOr<QuantizedTensor> UnpackCompressedTensors(absl::Span<const PackedT
     return absl::InvalidArgumentError(absl::StrCat("tensor ", base, ".weight_shape: [", out, ", ",
                                                    in, "] is not a weight shape"));
   }
-  RETURN_IF_ERROR(CheckCompressedTensorsCompatible(base, config, out, in));
+  RTNQ_RETURN_IF_ERROR(CheckCompressedTensorsCompatible(base, config, out, in));
   if (absl::Status s = ValidateConfig(config); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("tensor ", base, ": ", s.message()));
   }
-  ASSIGN_OR_RETURN(const CodeFormat f, packing::CodeFormatFor(config, layer));
+  RTNQ_ASSIGN_OR_RETURN(const CodeFormat f, packing::CodeFormatFor(config, layer));
   const std::string scale_name = base + ".weight_scale";
   const auto scale_it = std::find_if(tensors.begin(), tensors.end(),
                                      [&](const PackedTensor& t) { return t.name == scale_name; });
@@ -160,12 +161,12 @@ absl::StatusOr<QuantizedTensor> UnpackCompressedTensors(absl::Span<const PackedT
     return absl::InvalidArgumentError(absl::StrCat("tensor ", scale_name, ": expected dtype F32, ",
                                                    "F16 or BF16, got ", ElemTypeName(scale_dtype)));
   }
-  ASSIGN_OR_RETURN(std::vector<TensorSpec> specs,
-                   PlanCompressedTensors(layer, config, scale_dtype, out, in));
+  RTNQ_ASSIGN_OR_RETURN(std::vector<TensorSpec> specs,
+                        PlanCompressedTensors(layer, config, scale_dtype, out, in));
   std::vector<const PackedTensor*> found;
   for (const TensorSpec& s : specs) {
-    ASSIGN_OR_RETURN(const PackedTensor* t,
-                     packing::FindPacked(tensors, s.name, s.dtype, s.shape, s.shape.size()));
+    RTNQ_ASSIGN_OR_RETURN(const PackedTensor* t,
+                          packing::FindPacked(tensors, s.name, s.dtype, s.shape, s.shape.size()));
     found.push_back(t);
   }
 

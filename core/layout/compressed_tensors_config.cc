@@ -40,12 +40,12 @@ absl::StatusOr<nlohmann::ordered_json> CompressedTensorsQuantizationConfig(
     return absl::InvalidArgumentError(
         "compressed-tensors quantization_config: no layer is quantized");
   }
-  RETURN_IF_ERROR(CheckLayersListedOnce(LayerNames(layers), unquantized));
+  RTNQ_RETURN_IF_ERROR(CheckLayersListedOnce(LayerNames(layers), unquantized));
   std::vector<std::pair<Key, std::vector<std::string>>> groups;
   for (const QuantizedLayer& l : layers) {
     // Shapes are checked where the tensors are planned; here any shape the config allows.
     const int64_t in = l.config.group_size > 0 ? l.config.group_size : 1;
-    RETURN_IF_ERROR(CheckCompressedTensorsCompatible(l.name, l.config, 1, in));
+    RTNQ_RETURN_IF_ERROR(CheckCompressedTensorsCompatible(l.name, l.config, 1, in));
     const Key k = KeyOf(l.config);
     auto it =
         std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == k; });

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "core/fused_groups.h"
+#include "core/layout/fused_groups.h"
 
 namespace rtnq {
 namespace {

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/layout/gptq.h"
 #include "core/layout/quantized_layer.h"
-#include "core/pack.h"
 
 namespace rtnq {
 

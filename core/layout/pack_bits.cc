@@ -229,7 +229,7 @@ absl::StatusOr<std::vector<uint8_t>> StoredScales(const QuantizedTensor& q, std:
   const int64_t outer = transpose ? groups : rows;
   const int64_t inner = transpose ? rows : groups;
   std::vector<absl::Status> errors(outer);
-  RETURN_IF_ERROR(ForBlocks(engine, outer, [&](int64_t i) {
+  RTNQ_RETURN_IF_ERROR(ForBlocks(engine, outer, [&](int64_t i) {
     for (int64_t j = 0; j < inner; ++j) {
       const int64_t src = transpose ? j * groups + i : i * groups + j;
       const float s = q.scales[src];
@@ -262,7 +262,7 @@ absl::StatusOr<std::vector<uint8_t>> StoredScales(const QuantizedTensor& q, std:
       std::memcpy(dst, &b, 2);
     }
   }));
-  for (const absl::Status& e : errors) RETURN_IF_ERROR(e);
+  for (const absl::Status& e : errors) RTNQ_RETURN_IF_ERROR(e);
   return out;
 }
 

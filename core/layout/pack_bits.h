@@ -14,10 +14,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "core/config/quant_config.h"
 #include "core/dtype.h"
 #include "core/engine.h"
-#include "core/pack.h"
-#include "core/quant_config.h"
+#include "core/layout/packed_tensor.h"
 #include "core/quantize.h"
 
 namespace rtnq::packing {

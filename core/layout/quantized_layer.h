@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "core/quant_config.h"
+#include "core/config/quant_config.h"
 
 namespace rtnq {
 

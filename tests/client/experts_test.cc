@@ -9,16 +9,17 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
 #include "absl/strings/match.h"
 #include "client/checkpoint_util.h"
 #include "client/local_backend.h"
 #include "client/quantize_run.h"
+#include "client/synth/synth_checkpoint.h"
 #include "client/verify.h"
 #include "core/engine.h"
 #include "core/expert_layout.h"
-#include "core/safetensors.h"
-#include "core/safetensors_writer.h"
-#include "core/synth_checkpoint.h"
+#include "core/io/safetensors.h"
+#include "core/io/safetensors_writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/test_dir.h"
@@ -81,8 +82,8 @@ void ExpectFusedEqualsSliced(const std::string& name, const std::vector<int64_t>
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   const std::vector<uint8_t> data = RandomBytes(dtype, n, static_cast<uint32_t>(n + shape[1]));
-  absl::StatusOr<LayoutOutputs> fused = QuantizeTensorToLayout(
-      TensorInput{name, dtype, shape, data}, config, layout, el, engine);
+  absl::StatusOr<LayoutOutputs> fused =
+      QuantizeTensorToLayout(TensorInput{name, dtype, shape, data}, config, layout, el, engine);
   ASSERT_THAT(fused, IsOk());
   absl::StatusOr<std::vector<ExpertSlice>> slices = PlanExpertSlices(name, shape, el, std::nullopt);
   ASSERT_THAT(slices, IsOk());
@@ -174,9 +175,9 @@ TEST(ExpertsProperty, MetricsCoverTheWholeTensor) {
   const std::vector<int64_t> shape = {4, 64, 32};
   const std::vector<uint8_t> data = RandomBytes(ElemType::kF32, 4 * 64 * 32, 3);
   const QuantConfig c = Config(4, 32, Scheme::kAsym, 1, true);
-  absl::StatusOr<LayoutOutputs> fused = QuantizeTensorToLayout(
-      TensorInput{"m.experts.gate_up_proj", ElemType::kF32, shape, data}, c,
-      {OutputLayout::kFake, 1, GptqFormat::kV1}, ExpertLayout{}, *engine);
+  absl::StatusOr<LayoutOutputs> fused =
+      QuantizeTensorToLayout(TensorInput{"m.experts.gate_up_proj", ElemType::kF32, shape, data}, c,
+                             {OutputLayout::kFake, 1, GptqFormat::kV1}, ExpertLayout{}, *engine);
   ASSERT_THAT(fused, IsOk());
   const TensorMetrics& m = fused->metrics;
   EXPECT_EQ(m.elements, 4 * 64 * 32);
@@ -203,8 +204,8 @@ TEST(ExpertsProperty, StackedTensorsNeedALayoutAndAFittingShape) {
   const std::vector<uint8_t> data = RandomBytes(ElemType::kF32, 2 * 6 * 4, 1);
   const TensorInput in{"m.experts.gate_up_proj", ElemType::kF32, {2, 6, 4}, data};
   const OutputLayoutOptions fake{OutputLayout::kFake, 1, GptqFormat::kV1};
-  EXPECT_THAT(QuantizeTensorToLayout(in, Config(4, 4, Scheme::kAsym, 1, false), fake,
-                                     std::nullopt, *engine),
+  EXPECT_THAT(QuantizeTensorToLayout(in, Config(4, 4, Scheme::kAsym, 1, false), fake, std::nullopt,
+                                     *engine),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("\"m.experts.gate_up_proj\""), HasSubstr("expert layout"))));
   const TensorInput odd{"m.experts.gate_up_proj", ElemType::kF32, {2, 8, 3}, data};
@@ -336,8 +337,9 @@ TEST_F(MoeRunTest, FakeQuantKeepsTheFusedTensorInItsLayout) {
   const TensorReport* rep = Report(*r, "model.layers.0.mlp.experts.gate_up_proj");
   ASSERT_NE(rep, nullptr);
   EXPECT_EQ(rep->action, "quantized");
-  EXPECT_THAT(rep->reason, HasSubstr("16 experts quantized one by one as 32 weights "
-                                     "(in-out-interleaved from config.json model_type \"gpt_oss\")"));
+  EXPECT_THAT(rep->reason,
+              HasSubstr("16 experts quantized one by one as 32 weights "
+                        "(in-out-interleaved from config.json model_type \"gpt_oss\")"));
 }
 
 TEST_F(MoeRunTest, UnknownLayoutIsAnErrorNamingTheTensorAndTheFlag) {
@@ -379,10 +381,11 @@ TEST_F(MoeRunTest, ExpertsOfOneLayerMustShareOneConfig) {
   o.config_json =
       R"({"bits": 4, "group_size": 128, "scheme": "sym",
           "weight_config": {"model.layers.1.mlp.experts.5.up_proj": {"bits": 8}}})";
-  EXPECT_THAT(Run(o),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("weight_config entry \"model.layers.1.mlp.experts.5.up_proj\""),
-                             HasSubstr("expert 5 of tensor \"model.layers.1.mlp.experts.gate_up_proj\""))));
+  EXPECT_THAT(
+      Run(o),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("weight_config entry \"model.layers.1.mlp.experts.5.up_proj\""),
+                     HasSubstr("expert 5 of tensor \"model.layers.1.mlp.experts.gate_up_proj\""))));
   // Per-expert tensors: one expert left in float splits the layer too.
   const std::string per = Synth("moe-tiny-per-expert");
   o = Gptq(per, dir_ + "/split-per");

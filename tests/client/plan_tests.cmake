@@ -3,7 +3,7 @@
 if(TARGET rtnq_client_plan)
   foreach(t plan_solver_test plan_units_test plan_run_test)
     add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/${t}.cc)
-    target_link_libraries(${t} PRIVATE rtnq_client_plan rtnq_warnings GTest::gmock
+    target_link_libraries(${t} PRIVATE rtnq_client_plan rtnq_synth rtnq_warnings GTest::gmock
                           GTest::gtest_main)
     gtest_discover_tests(${t} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 300 LABELS client)
   endforeach()
@@ -11,7 +11,7 @@ endif()
 
 if(TARGET rtnq_client_plan_remote AND TARGET rtnq_server_testing)
   add_executable(plan_remote_test ${CMAKE_CURRENT_SOURCE_DIR}/plan_remote_test.cc)
-  target_link_libraries(plan_remote_test PRIVATE rtnq_client_plan_remote rtnq_server_testing
+  target_link_libraries(plan_remote_test PRIVATE rtnq_client_plan_remote rtnq_synth rtnq_server_testing
                         rtnq_warnings GTest::gmock GTest::gtest_main)
   gtest_discover_tests(plan_remote_test DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 300 LABELS client)
 endif()

@@ -14,7 +14,7 @@
 #include "client/plan/importance.h"
 #include "client/plan/measure.h"
 #include "client/plan/planner.h"
-#include "core/safetensors_writer.h"
+#include "core/io/safetensors_writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/test_dir.h"

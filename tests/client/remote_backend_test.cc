@@ -12,8 +12,9 @@
 
 #include "client/memory_sink.h"
 #include "core/engine.h"
-#include "core/output_plan.h"
-#include "core/pack.h"
+#include "core/layout/gptq.h"
+#include "core/layout/inc.h"
+#include "core/layout/output_plan.h"
 #include "core/quantize.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -139,20 +140,18 @@ std::vector<Tensor> Tensors() {
 }
 
 TEST_F(RemoteBackendTest, FakeParity) {
-  ExpectParity(*backend_, Spec(R"({"bits":4,"group_size":32})", OutputFormat::kFake),
-               Tensors());
+  ExpectParity(*backend_, Spec(R"({"bits":4,"group_size":32})", OutputFormat::kFake), Tensors());
 }
 
 TEST_F(RemoteBackendTest, IncParity) {
-  ExpectParity(*backend_, Spec(R"({"bits":4,"group_size":32})", OutputFormat::kInc),
-               Tensors());
+  ExpectParity(*backend_, Spec(R"({"bits":4,"group_size":32})", OutputFormat::kInc), Tensors());
 }
 
 TEST_F(RemoteBackendTest, GptqV1Parity) {
-  ExpectParity(*backend_,
-               Spec(R"({"bits":4,"group_size":32,"scheme":"sym"})", OutputFormat::kGptq,
-                           GptqFormat::kV1),
-               Tensors());
+  ExpectParity(
+      *backend_,
+      Spec(R"({"bits":4,"group_size":32,"scheme":"sym"})", OutputFormat::kGptq, GptqFormat::kV1),
+      Tensors());
 }
 
 TEST_F(RemoteBackendTest, GptqV2Parity) {
@@ -162,9 +161,9 @@ TEST_F(RemoteBackendTest, GptqV2Parity) {
 }
 
 TEST_F(RemoteBackendTest, WeightConfigOverrideAndPassthrough) {
-  const SessionSpec spec =
-      Spec(R"({"bits":4,"group_size":32,"weight_config":{"model.layers.0.q_proj.weight":{"bits":8},)"
-           R"("model.layers.1.v_proj.weight":{"dtype":"fp32"}}})");
+  const SessionSpec spec = Spec(
+      R"({"bits":4,"group_size":32,"weight_config":{"model.layers.0.q_proj.weight":{"bits":8},)"
+      R"("model.layers.1.v_proj.weight":{"dtype":"fp32"}}})");
   ExpectParity(*backend_, spec, Tensors());
   auto session = backend_->OpenSession(spec);
   ASSERT_TRUE(session.ok());

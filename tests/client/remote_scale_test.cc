@@ -19,8 +19,8 @@
 #include "client/memory_sink.h"
 #include "client/quantize_run.h"
 #include "client/remote/remote_backend.h"
-#include "core/file_io.h"
-#include "core/safetensors_writer.h"
+#include "core/io/file_io.h"
+#include "core/io/safetensors_writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/session_cache.h"
@@ -261,7 +261,8 @@ TEST(MidAnswerTest, TensorErrorAfterPartialOutputIsDiscarded) {
   auto server = StartServer(SmallBudgets());
   ASSERT_NE(server, nullptr);
   auto backend = *RemoteBackend::Create(Client(*server));
-  auto session = backend->OpenSession(SessionSpec{R"({"bits": 4})", OutputFormat::kFake, GptqFormat::kV1, 1, std::nullopt});
+  auto session = backend->OpenSession(
+      SessionSpec{R"({"bits": 4})", OutputFormat::kFake, GptqFormat::kV1, 1, std::nullopt});
   ASSERT_THAT(session, IsOk());
   const Tensor t = RandomTensor("big.weight", "F32", {2560, 1024}, 9);
   TensorRequest req = Request(t);

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <random>
 
-#include "core/safetensors_header.h"
+#include "core/io/safetensors_header.h"
 #include "tests/testing/status_matchers.h"
 
 namespace rtnq {

@@ -1,5 +1,5 @@
 // CRC32C through ISA-L: the published check values and chaining.
-#include "core/crc32c.h"
+#include "core/io/crc32c.h"
 
 #include <string>
 

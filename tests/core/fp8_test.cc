@@ -8,8 +8,8 @@
 #include <limits>
 #include <random>
 
-#include "core/fp8_source.h"
-#include "core/safetensors_header.h"
+#include "core/io/fp8_source.h"
+#include "core/io/safetensors_header.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"

@@ -1,6 +1,6 @@
 // Fused groups as Llama, Mistral, Qwen(-MoE), Mixtral, DeepSeek and Llama-4 checkpoints name
 // their tensors: members found, routers and other layers left alone.
-#include "core/fused_groups.h"
+#include "core/layout/fused_groups.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

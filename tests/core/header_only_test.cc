@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "core/safetensors.h"
-#include "core/safetensors_writer.h"
-#include "core/sharded_checkpoint.h"
+#include "core/io/safetensors.h"
+#include "core/io/safetensors_writer.h"
+#include "core/io/sharded_checkpoint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/test_dir.h"

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "core/input_limits.h"
-#include "core/weight_config.h"
+#include "core/config/input_limits.h"
+#include "core/config/weight_config.h"
 #include "tests/testing/scaling.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/weight_config_helpers.h"

@@ -1,5 +1,5 @@
 // Huge-page advice is only a hint: buffers behave exactly like ordinary ones.
-#include "core/huge_pages.h"
+#include "core/io/huge_pages.h"
 
 #include <cstdint>
 #include <vector>

@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "core/config/quant_config.h"
 #include "core/dtype.h"
 #include "core/kernels/group_math.h"
 #include "core/kernels/kernel_params.h"
 #include "core/kernels/kernels.h"
-#include "core/quant_config.h"
 #include "gtest/gtest.h"
 
 namespace rtnq {

@@ -14,10 +14,10 @@
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
 #include "core/engine.h"
+#include "core/io/safetensors_writer.h"
 #include "core/layout/awq.h"
 #include "core/layout/compressed_tensors.h"
 #include "core/quantize.h"
-#include "core/safetensors_writer.h"
 #include "core/status_macros.h"
 #include "tests/testing/quant_testing.h"
 
@@ -72,13 +72,13 @@ absl::Status WriteCase(const std::string& path, const Case& c, uint32_t seed,
   QuantizeOptions qo;
   qo.codes = true;
   qo.fake_quant = false;
-  ASSIGN_OR_RETURN(
+  RTNQ_ASSIGN_OR_RETURN(
       const QuantizedTensor q,
       QuantizeTensor(
           TensorInput{std::string(kLayer) + ".weight", c.dtype, {c.rows, c.cols}, weight}, cfg, qo,
           engine));
-  ASSIGN_OR_RETURN(std::vector<float> dequant, DequantizeCodes(q, engine));
-  ASSIGN_OR_RETURN(
+  RTNQ_ASSIGN_OR_RETURN(std::vector<float> dequant, DequantizeCodes(q, engine));
+  RTNQ_ASSIGN_OR_RETURN(
       std::vector<PackedTensor> packed,
       c.format == "awq" ? PackAwq(q, kLayer, &engine) : PackCompressedTensors(q, kLayer, &engine));
   const bool signed_codes = c.scheme == Scheme::kSym;
@@ -103,8 +103,8 @@ absl::Status WriteCase(const std::string& path, const Case& c, uint32_t seed,
                                                        {"scheme", SchemeName(c.scheme)},
                                                        {"group_size", absl::StrCat(c.group_size)},
                                                        {"weight_dtype", ElemTypeName(c.dtype)}};
-  ASSIGN_OR_RETURN(SafetensorsWriter w, SafetensorsWriter::Create(path, specs, metadata));
-  for (const PackedTensor& t : packed) RETURN_IF_ERROR(w.WriteTensor(t.name, t.data));
+  RTNQ_ASSIGN_OR_RETURN(SafetensorsWriter w, SafetensorsWriter::Create(path, specs, metadata));
+  for (const PackedTensor& t : packed) RTNQ_RETURN_IF_ERROR(w.WriteTensor(t.name, t.data));
   return w.Finish();
 }
 

@@ -1,13 +1,13 @@
 // weight_config patterns: RE2 regexes (linear time, limits on nesting and memory) and iterative
 // globs whose work is counted.
-#include "core/name_pattern.h"
+#include "core/config/name_pattern.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "core/input_limits.h"
+#include "core/config/input_limits.h"
 #include "tests/testing/status_matchers.h"
 
 namespace rtnq {

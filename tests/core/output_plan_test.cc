@@ -1,7 +1,7 @@
 // PlanQuantizedOutputs must predict exactly what QuantizeTensor + PackInc / PackGptq produce, over
 // a sweep of configs and awkward shapes: the CLI writes safetensors headers from the plan before
 // any tensor is quantized.
-#include "core/output_plan.h"
+#include "core/layout/output_plan.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,5 +1,3 @@
-#include "core/pack.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -15,8 +13,10 @@
 
 #include "core/dtype.h"
 #include "core/engine.h"
-#include "core/gptq_config.h"
 #include "core/kernels/kernel_params.h"
+#include "core/layout/gptq.h"
+#include "core/layout/gptq_config.h"
+#include "core/layout/inc.h"
 #include "tests/testing/quant_testing.h"
 #include "tests/testing/status_matchers.h"
 

@@ -1,4 +1,4 @@
-#include "core/quant_config.h"
+#include "core/config/quant_config.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "core/config_json.h"
+#include "core/config/config_json.h"
 #include "tests/testing/status_matchers.h"
 
 namespace rtnq {

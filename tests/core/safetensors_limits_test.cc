@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "core/input_limits.h"
-#include "core/safetensors_header.h"
+#include "core/config/input_limits.h"
+#include "core/io/safetensors_header.h"
 #include "tests/testing/safetensors_bytes.h"
 #include "tests/testing/scaling.h"
 #include "tests/testing/status_matchers.h"

@@ -1,5 +1,5 @@
 // Safetensors reader (strict header validation over hand-built bytes) and streaming writer.
-#include "core/safetensors.h"
+#include "core/io/safetensors.h"
 
 #include <unistd.h>
 
@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/safetensors_writer.h"
+#include "core/io/safetensors_writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/safetensors_bytes.h"

@@ -1,5 +1,5 @@
 // Sharded checkpoints: index reading with cross-checks against the shards, index writing.
-#include "core/sharded_checkpoint.h"
+#include "core/io/sharded_checkpoint.h"
 
 #include <unistd.h>
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/safetensors_writer.h"
+#include "core/io/safetensors_writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"

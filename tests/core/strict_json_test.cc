@@ -1,6 +1,6 @@
 // The bounded JSON parser behind configs and safetensors headers (issue 13): depth limit, linear
 // duplicate-key check, error messages that never echo or recurse over unbounded input.
-#include "core/strict_json.h"
+#include "core/config/strict_json.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -8,7 +8,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "core/input_limits.h"
+#include "core/config/input_limits.h"
 #include "tests/testing/scaling.h"
 #include "tests/testing/status_matchers.h"
 

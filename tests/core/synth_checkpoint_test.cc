@@ -1,6 +1,6 @@
 // Synthetic checkpoints: Llama names and shapes, determinism across thread counts, sharding,
 // and weights that look trained (finite, heavy-tailed, norms near 1).
-#include "core/synth_checkpoint.h"
+#include "client/synth/synth_checkpoint.h"
 
 #include <unistd.h>
 
@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "core/expert_layout.h"
-#include "core/fp8_source.h"
-#include "core/safetensors.h"
-#include "core/sharded_checkpoint.h"
+#include "core/io/fp8_source.h"
+#include "core/io/safetensors.h"
+#include "core/io/sharded_checkpoint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"

@@ -1,4 +1,4 @@
-#include "core/weight_config.h"
+#include "core/config/weight_config.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "core/safetensors_header.h"
+#include "core/io/safetensors_header.h"
 #include "tests/fuzz/fuzz_input.h"
 #include "tests/testing/safetensors_bytes.h"
 

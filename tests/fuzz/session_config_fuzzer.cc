@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string>
 
-#include "core/config_json.h"
-#include "core/weight_config.h"
+#include "core/config/config_json.h"
+#include "core/config/weight_config.h"
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

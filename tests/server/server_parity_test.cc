@@ -5,13 +5,13 @@
 #include <string>
 #include <vector>
 
-#include "core/crc32c.h"
+#include "core/config/weight_config.h"
 #include "core/dtype.h"
 #include "core/engine.h"
-#include "core/output_plan.h"
-#include "core/pack.h"
+#include "core/io/crc32c.h"
+#include "core/layout/gptq.h"
+#include "core/layout/output_plan.h"
 #include "core/quantize.h"
-#include "core/weight_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/session.h"

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/crc32c.h"
+#include "core/io/crc32c.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/harness.h"

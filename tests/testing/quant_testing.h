@@ -6,8 +6,8 @@
 #include <random>
 #include <vector>
 
+#include "core/config/quant_config.h"
 #include "core/dtype.h"
-#include "core/quant_config.h"
 
 namespace rtnq::testing {
 

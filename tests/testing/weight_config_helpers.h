@@ -5,7 +5,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/weight_config.h"
+#include "core/config/weight_config.h"
 #include "gmock/gmock.h"
 #include "tests/testing/status_matchers.h"
 
