@@ -5,7 +5,8 @@
 # reproducer is left as crash-*/leak-*/timeout-* in ${FUZZ_BUILD_DIR}/findings/<target>/.
 # New inputs the fuzzer finds go to ${FUZZ_BUILD_DIR}/corpus/<target>/ (not the repo's seed corpus).
 # A dictionary tests/fuzz/<target>.dict, when present, guides the mutations.
-# Extra arguments go to every libFuzzer run (e.g. -jobs=2, -max_len=4096).
+# Extra arguments go to every libFuzzer run (e.g. -jobs=2, -max_len=4096); `--configure-only` as
+# the only extra argument just configures the build directory (scripts/test.sh builds all of it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
@@ -16,6 +17,7 @@ if command -v ccache >/dev/null; then LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=cc
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DRTNQ_FUZZ=ON \
   -DRTNQ_BUILD_BENCH=OFF "${LAUNCHER[@]}" >/dev/null
+if [ "${1:-}" = "--configure-only" ]; then exit 0; fi
 # Every target registered with rtnq_add_fuzzer has a ctest fuzz_<target>_corpus.
 mapfile -t TARGETS < <(ctest --test-dir "$BUILD_DIR" -N -L fuzz |
   sed -n 's/^ *Test *#[0-9]*: fuzz_\(.*\)_corpus$/\1/p')

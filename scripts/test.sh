@@ -3,11 +3,12 @@
 # named in RTNQ_CI_STAGES (default: all four, in this order):
 #   normal  scripts/build.sh into ${BUILD_DIR:-build}, then the whole ctest suite (extra
 #           arguments to this script go to this ctest)
-#   asan    build-asan/, -DRTNQ_SANITIZE=address,undefined: the whole ctest suite
+#   asan    build-asan/, clang with -DRTNQ_FUZZ=ON (ASan+UBSan everywhere, the fuzz targets as
+#           libFuzzer binaries): the whole ctest suite
 #   tsan    build-tsan/, -DRTNQ_SANITIZE=thread: only the server and client tests (and what they
 #           need); reports with libtbb/libgrpc frames are suppressed (tests/tsan.supp)
-#   fuzz    scripts/fuzz.sh: each libFuzzer target for RTNQ_FUZZ_SECONDS (default 20) s, then its
-#           seed corpus
+#   fuzz    scripts/fuzz.sh in build-asan/ (the same build, nothing more to compile): each libFuzzer
+#           target for RTNQ_FUZZ_SECONDS (default 20) s, then its seed corpus
 # Developers: `RTNQ_CI_STAGES=normal scripts/test.sh` runs just the ordinary suite. Build
 # directories are reused between runs; each stage builds only what its tests need.
 set -euo pipefail
@@ -30,8 +31,9 @@ for s in $STAGES; do
       ;;
     asan)
       stage asan
-      cmake -S . -B build-asan -G Ninja -DRTNQ_SANITIZE=address,undefined \
-        -DRTNQ_BUILD_BENCH=OFF >/dev/null
+      # One instrumented build serves both the suite and the fuzzers (scripts/fuzz.sh configures
+      # build-asan with these same options).
+      FUZZ_BUILD_DIR=build-asan scripts/fuzz.sh 0 --configure-only
       ninja -C build-asan
       ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
         UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
@@ -41,9 +43,7 @@ for s in $STAGES; do
       stage tsan
       cmake -S . -B build-tsan -G Ninja -DRTNQ_SANITIZE=thread -DRTNQ_BUILD_BENCH=OFF >/dev/null
       # The server and client test executables and the binaries they start.
-      mapfile -t server_tests < <(ninja -C build-tsan -t targets all |
-        sed -n 's/^\(server_[a-z0-9_]*_test\): phony$/\1/p')
-      ninja -C build-tsan rtnq-server rtnq tests/client/all "${server_tests[@]}"
+      ninja -C build-tsan rtnq-server rtnq rtnq_server_tests tests/client/all
       # TSan slows the service tests 5-10x: tests scale their deadlines by RTNQ_TEST_TIME_SCALE.
       # history_size=7 keeps enough history to restore both stacks of a report (a TBB worker's
       # stack that cannot be restored cannot be matched by the suppressions either).
@@ -53,7 +53,7 @@ for s in $STAGES; do
       ;;
     fuzz)
       stage fuzz
-      scripts/fuzz.sh "${RTNQ_FUZZ_SECONDS:-20}"
+      FUZZ_BUILD_DIR=build-asan scripts/fuzz.sh "${RTNQ_FUZZ_SECONDS:-20}"
       ;;
     *)
       echo "test.sh: unknown stage '$s' in RTNQ_CI_STAGES (normal, asan, tsan, fuzz)" >&2

@@ -11,6 +11,11 @@ if(TARGET rtnq_client)
   target_compile_definitions(rtnq_c PRIVATE RTNQ_VERSION="${PROJECT_VERSION}")
   target_link_libraries(rtnq_c PRIVATE rtnq_client rtnq_core rtnq_warnings)
   set(rtnq_c_exports ${CMAKE_CURRENT_LIST_DIR}/exports.map)
-  target_link_options(rtnq_c PRIVATE -Wl,--version-script=${rtnq_c_exports} -Wl,--no-undefined)
+  target_link_options(rtnq_c PRIVATE -Wl,--version-script=${rtnq_c_exports})
+  # Every symbol resolved at link time, except in sanitizer builds: clang links its sanitizer
+  # runtime into executables only, so an instrumented shared library leaves those symbols open.
+  if(NOT RTNQ_SANITIZE)
+    target_link_options(rtnq_c PRIVATE -Wl,--no-undefined)
+  endif()
   set_target_properties(rtnq_c PROPERTIES LINK_DEPENDS ${rtnq_c_exports})
 endif()

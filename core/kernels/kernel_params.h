@@ -38,6 +38,14 @@ struct KernelParams {
 KernelParams MakeKernelParams(const QuantConfig& cfg);
 
 /// Number of groups in a row of `cols` elements for an effective group size.
+/// A group's zero point as stored: zp is integer-valued, or NaN/inf when the scale underflowed
+/// (such groups are rejected afterwards). Those give 0x80000000, as x86's cvttss2si and the SIMD
+/// twins' conversion do; spelled out because converting them with a cast is undefined.
+inline int32_t ZeroPointToInt(float zp) {
+  if (!(zp >= -2147483648.0f && zp < 2147483648.0f)) return INT32_MIN;
+  return static_cast<int32_t>(zp);
+}
+
 inline int64_t GroupsPerRow(int64_t cols, int64_t group_size) {
   return (cols + group_size - 1) / group_size;
 }

@@ -58,7 +58,7 @@ void QuantRowRef(const float* __restrict x, int64_t n, int64_t group_size, const
     const IntGroupScale s = GroupScale(x + start, len, p, quantile);
     QuantizeWithScale(x + start, len, p, s, codes + start, deq ? deq + start : nullptr);
     scales[g] = s.scale;
-    if (zeros && p.mode == KernelMode::kAsym) zeros[g] = static_cast<int32_t>(s.zp);
+    if (zeros && p.mode == KernelMode::kAsym) zeros[g] = ZeroPointToInt(s.zp);
   }
 }
 

@@ -338,7 +338,7 @@ void QuantRowMode(const float* __restrict x, int64_t n, int64_t group_size, cons
     float zp;
     QuantAnyGroup<V, kMode, kDeq>(x + start, len, p, quantile, t, codes + start,
                                   kDeq ? deq + start : nullptr, scales[g], zp);
-    if (kMode == KernelMode::kAsym && zeros) zeros[g] = static_cast<int32_t>(zp);
+    if (kMode == KernelMode::kAsym && zeros) zeros[g] = ZeroPointToInt(zp);
   }
 }
 

@@ -207,7 +207,10 @@ peak_rss_anon "$client" "$WORK/client.peak"
 wait "$client" || fail "the 4 x 48 MiB run failed"
 peak=$(cat "$WORK/client.peak")
 echo "note: client peak RssAnon for 4 x 48 MiB on 4 streams: $((peak / 1024)) MiB" >&2
-[ "$peak" -lt $((96 * 1024)) ] || fail "client RssAnon peaked at $peak KiB for 4 x 48 MiB tensors"
+# Sanitizer runtimes (shadow memory, ASan's quarantine) add their own anonymous memory.
+if [ "${RTNQ_SANITIZED:-0}" != 1 ]; then
+  [ "$peak" -lt $((96 * 1024)) ] || fail "client RssAnon peaked at $peak KiB for 4 x 48 MiB tensors"
+fi
 passed=$((passed + 1))
 rm -f "$WORK"/huge*.safetensors
 

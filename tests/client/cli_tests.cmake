@@ -10,6 +10,9 @@ if(TARGET rtnq)
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:rtnq>
                    $<TARGET_FILE:rtnq-server>)
   set_tests_properties(rtnq_cli PROPERTIES TIMEOUT 300 LABELS client)
+  if(RTNQ_SANITIZE)  # memory bounds are checked in ordinary builds only
+    set_tests_properties(rtnq_cli PROPERTIES ENVIRONMENT RTNQ_SANITIZED=1)
+  endif()
 
   # compressed-tensors and AWQ end to end; its numpy reader needs Debian's python3-numpy.
   add_test(NAME rtnq_formats_cli
