@@ -15,10 +15,8 @@ COPY scripts/setup-deps.sh scripts/setup-deps.sh
 RUN scripts/setup-deps.sh
 COPY . .
 RUN scripts/test.sh
-# Stripped copies of exactly the two programs the image ships.
-RUN mkdir -p /out \
- && strip -o /out/rtnq-server build/server/rtnq-server \
- && strip -o /out/rtnq build/client/rtnq
+# The install rules' runtime component is exactly the two programs the image ships (bin/).
+RUN cmake --install build --strip --component runtime --prefix /opt/rtnq
 
 ############################################################ runtime
 FROM debian:bookworm-slim AS runtime
@@ -30,7 +28,7 @@ RUN apt-get update \
  && grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' /tmp/runtime-deps.txt \
     | xargs apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-deps.txt
-COPY --from=build /out/rtnq-server /out/rtnq /usr/local/bin/
+COPY --from=build /opt/rtnq/ /usr/local/
 COPY deploy/docker/entrypoint.sh /usr/local/bin/rtnq-entrypoint
 # Fail the image build, not the first container start, if a library is missing.
 RUN chmod 0755 /usr/local/bin/rtnq-entrypoint \

@@ -18,11 +18,10 @@ add_library(rtnq_client STATIC
   ${CMAKE_CURRENT_LIST_DIR}/verify.cc)
 target_link_libraries(rtnq_client
   PUBLIC rtnq_client_api rtnq_core nlohmann_json::nlohmann_json
-  PRIVATE rtnq_warnings)
+  PRIVATE $<BUILD_INTERFACE:rtnq_warnings>)
+set_target_properties(rtnq_client PROPERTIES EXPORT_NAME client)
+add_library(rtnq::client ALIAS rtnq_client)
 # Synthetic Llama- and MoE-shaped checkpoints (`rtnq synth`, tests, benchmarks): not part of the
 # quantizer, so not in core.
 add_library(rtnq_synth STATIC ${CMAKE_CURRENT_LIST_DIR}/synth/synth_checkpoint.cc)
 target_link_libraries(rtnq_synth PUBLIC rtnq_core PRIVATE rtnq_warnings)
-# The producer checkpoint records name (GPTQ's meta.quantizer "rtnq:<version>").
-set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/run_plan.cc PROPERTIES
-  COMPILE_DEFINITIONS RTNQ_VERSION="${PROJECT_VERSION}")

@@ -17,10 +17,7 @@
 #include "core/layout/gptq_config.h"
 #include "core/layout/output_plan.h"
 #include "core/status_macros.h"
-
-#ifndef RTNQ_VERSION
-#define RTNQ_VERSION "dev"
-#endif
+#include "rtnq/version.h"  // RTNQ_VERSION, generated from project(VERSION)
 
 namespace rtnq::client {
 namespace {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "core/kernels/target_clones.h"
 
 namespace rtnq::internal {
 
@@ -68,8 +69,7 @@ namespace {
 
 // Branch-free over the whole row so that each clone vectorizes it with its widest registers;
 // the exact index is looked for only when there is one.
-__attribute__((target_clones("avx512f", "avx2", "default"))) bool AnyNonFinite(const float* x,
-                                                                               int64_t n) {
+RTNQ_X86_CLONES bool AnyNonFinite(const float* x, int64_t n) {
   uint32_t any = 0;
   for (int64_t i = 0; i < n; ++i) {
     uint32_t u;

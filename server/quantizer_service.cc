@@ -4,14 +4,11 @@
 
 #include "absl/strings/string_view.h"
 #include "core/config/quant_config.h"
+#include "rtnq/version.h"  // RTNQ_VERSION, generated from project(VERSION)
 #include "server/logging.h"
 #include "server/quantize_call.h"
 #include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
-
-#ifndef RTNQ_VERSION
-#define RTNQ_VERSION "dev"
-#endif
 
 namespace rtnq::server {
 

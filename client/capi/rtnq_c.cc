@@ -22,10 +22,7 @@
 #include "core/io/file_io.h"
 #include "core/io/safetensors_writer.h"
 #include "core/status_macros.h"
-
-#ifndef RTNQ_VERSION
-#define RTNQ_VERSION "unknown"
-#endif
+#include "rtnq/version.h"  // RTNQ_VERSION, generated from project(VERSION)
 
 struct rtnq_session {
   std::unique_ptr<rtnq::client::Session> session;

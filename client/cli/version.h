@@ -1,9 +1,7 @@
-// The rtnq binary's version (the CMake project version, set by client/cli.cmake).
+// The rtnq binary's version (the CMake project version, cmake/version.h.in).
 #pragma once
 
-#ifndef RTNQ_VERSION
-#define RTNQ_VERSION "dev"
-#endif
+#include "rtnq/version.h"  // RTNQ_VERSION, generated from project(VERSION)
 
 namespace rtnq::client::cli {
 

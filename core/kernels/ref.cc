@@ -6,6 +6,7 @@
 #include "core/dtype.h"
 #include "core/kernels/group_math.h"
 #include "core/kernels/kernels.h"
+#include "core/kernels/target_clones.h"
 
 namespace rtnq {
 namespace {
@@ -147,8 +148,8 @@ constexpr int64_t kErrorBlock = 16 * kErrorLanes;
 constexpr float kBlockTiny = 0x1p-100f;
 constexpr float kBlockHuge = 0x1p100f;
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) RowErrorStats ComputeRowError(
-    const float* __restrict orig, const float* __restrict approx, int64_t n) {
+RTNQ_X86_CLONES RowErrorStats ComputeRowError(const float* __restrict orig,
+                                              const float* __restrict approx, int64_t n) {
   double sse[kErrorLanes] = {}, sum_sq[kErrorLanes] = {};
   float max_abs[kErrorLanes] = {};
   for (int64_t b = 0; b < n; b += kErrorBlock) {

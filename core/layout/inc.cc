@@ -94,7 +94,7 @@ void UnpackIncWords(const std::vector<uint32_t>& words, int64_t rows, int64_t co
     for (int64_t c = 0; c < cols; ++c) {
       const uint32_t w =
           compression_dim == 1 ? words[r * ws[1] + c / n] : words[(r / n) * cols + c];
-      const int shift = compression_dim == 1 ? bits * (c % n) : bits * (r % n);
+      const int shift = static_cast<int>(compression_dim == 1 ? bits * (c % n) : bits * (r % n));
       set(r, c, (w >> shift) & mask);
     }
   }

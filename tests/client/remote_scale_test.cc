@@ -150,7 +150,7 @@ INSTANTIATE_TEST_SUITE_P(
         FormatCase{"double_quant", OutputFormat::kInc,
                    R"({"bits": 4, "double_quant_dtype": "int", "double_quant_bits": 8})"},
         FormatCase{"group_dim_0", OutputFormat::kFake, R"({"bits": 4, "group_dim": 0})"}),
-    [](const ::testing::TestParamInfo<FormatCase>& info) { return info.param.name; });
+    [](const ::testing::TestParamInfo<FormatCase>& p) { return p.param.name; });
 
 // A directory of 2,000 small tensors and a weight_config with an entry for half of them: the
 // server compiles the config once however many streams the run opens and rotates, and the

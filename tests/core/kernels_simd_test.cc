@@ -730,9 +730,7 @@ TEST_P(SimdKernelsTest, ConversionsShortLengths) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, SimdKernelsTest, ::testing::Values("avx2", "avx512"),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           return info.param;
-                         });
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 // The dispatcher picks a table this CPU supports, and "reference" is always there.
 TEST(SimdKernelsDispatchTest, BestAndByName) {

@@ -343,12 +343,21 @@ def check_dockerfile(a):
     check("scripts/setup-deps.sh" in test_sh and "scripts/build.sh" in test_sh, "scripts/test.sh runs setup-deps.sh and build.sh")
     readme = read(a.repo, "README.md")
     check("scripts/test.sh" in readme and "scripts/setup-deps.sh" in readme, "README documents the same scripts")
-    # The binaries copied are where scripts/build.sh puts them (build/ + the CMake output path).
+    # The image takes the programs from `cmake --install` (component runtime, stripped) of the
+    # build scripts/build.sh makes, never from build paths; that install holds both programs.
+    m = re.search(r"cmake --install build --strip --component runtime --prefix (\S+)", runs)
+    if check(m, "Dockerfile runs cmake --install build --strip --component runtime --prefix DIR"):
+        copied = [r for w, r in ins if w == "COPY" and r.startswith("--from=build ")]
+        check(any(r.split()[1].rstrip("/") == m.group(1).rstrip("/") for r in copied),
+              "the runtime stage copies the install tree %s: %s" % (m.group(1), copied))
+    check("build/" not in " ".join(r for w, r in ins if w == "COPY"), "no COPY from build paths")
     build_dir = os.path.dirname(os.path.dirname(os.path.abspath(a.server)))
-    for rel, binary in (("build/server/rtnq-server", a.server), ("build/client/rtnq", a.cli)):
-        check(rel in runs, "Dockerfile takes %s" % rel)
-        if binary:
-            check(os.path.relpath(binary, build_dir) == rel.split("/", 1)[1], "%s is built at %s" % (binary, rel))
+    with tempfile.TemporaryDirectory() as prefix:
+        r = subprocess.run(["cmake", "--install", build_dir, "--component", "runtime", "--prefix", prefix],
+                           capture_output=True, text=True)
+        check(r.returncode == 0, "cmake --install --component runtime: %s" % r.stderr)
+        installed = sorted(os.listdir(os.path.join(prefix, "bin"))) if r.returncode == 0 else []
+        check(installed == ["rtnq", "rtnq-server"], "the runtime install is bin/rtnq and bin/rtnq-server: %s" % installed)
     # Ports, health check and configuration agree with the server.
     env = {}
     for w, r in ins:
@@ -372,7 +381,7 @@ def check_dockerfile(a):
     ignored = [l.strip() for l in read(a.repo, ".dockerignore").splitlines() if l.strip() and not l.startswith("#")]
     for must in (".git", "build", "out"):
         check(must in ignored, ".dockerignore excludes %s" % must)
-    for needed in ("scripts", "deploy", "core", "server", "client", "tests", "CMakeLists.txt", "Dockerfile"):
+    for needed in ("scripts", "deploy", "cmake", "core", "server", "client", "tests", "CMakeLists.txt", "Dockerfile"):
         check(not any(re.fullmatch(p.replace("*", ".*"), needed) for p in ignored), ".dockerignore keeps %s" % needed)
 
 

@@ -1436,9 +1436,7 @@ TEST_P(HostileCatalogueTest, Case) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Catalogue, HostileCatalogueTest, ::testing::ValuesIn(Catalogue()),
-                         [](const ::testing::TestParamInfo<Case>& info) {
-                           return info.param.name;
-                         });
+                         [](const ::testing::TestParamInfo<Case>& p) { return p.param.name; });
 
 }  // namespace
 }  // namespace rtnq::server::testing

@@ -306,7 +306,7 @@ INSTANTIATE_TEST_SUITE_P(AllForms, ParityTest,
                                            v1::OUTPUT_FORM_PACKED_INC, v1::OUTPUT_FORM_PACKED_GPTQ,
                                            v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS,
                                            v1::OUTPUT_FORM_PACKED_AWQ),
-                         [](const auto& info) { return v1::OutputForm_Name(info.param); });
+                         [](const auto& p) { return v1::OutputForm_Name(p.param); });
 
 // ---------------------------------------------------------------------------------------------
 
