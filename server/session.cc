@@ -111,16 +111,11 @@ absl::StatusOr<QuantConfigPatch> PatchFromProto(const v1::QuantConfigPatch& prot
 }
 
 GptqFormat DefaultSessionGptqFormat(const WeightConfigResolver& resolver) {
-  auto is_int_asym = [](const QuantConfig& c) {
-    return c.dtype == QuantDtype::kInt && c.scheme == Scheme::kAsym;
-  };
-  bool any_asym = is_int_asym(resolver.default_config());
+  std::vector<QuantConfig> configs = {resolver.default_config()};
   for (const WeightConfigEntry& e : resolver.entries()) {
-    QuantConfig c = resolver.default_config();
-    e.patch.ApplyTo(c);
-    any_asym = any_asym || is_int_asym(c);
+    e.patch.ApplyTo(configs.emplace_back(resolver.default_config()));
   }
-  return DefaultGptqFormat(any_asym);
+  return DefaultGptqFormat(configs);
 }
 
 absl::StatusOr<std::shared_ptr<const Session>> SessionFromProto(const v1::SessionConfig& proto) {
