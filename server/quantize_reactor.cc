@@ -409,7 +409,7 @@ void QuantizeReactor::OnConfig(v1::SessionConfig& config) {
   });
 }
 
-void QuantizeReactor::OnSessionReady(absl::StatusOr<std::shared_ptr<const Session>> session) {
+void QuantizeReactor::OnSessionReady(absl::StatusOr<std::shared_ptr<const ParsedSession>> session) {
   Wakeups wake;
   {
     std::lock_guard<std::mutex> l(mu_);

@@ -51,7 +51,7 @@ int64_t CodesBytes(const QuantConfig& c, int64_t rows, int64_t cols) {
 }
 
 // The data bytes of a quantized tensor's outputs in the session's form.
-int64_t OutputBytes(const Session& s, const std::string& name, ElemType dtype,
+int64_t OutputBytes(const ParsedSession& s, const std::string& name, ElemType dtype,
                     const std::vector<int64_t>& shape, const QuantConfig& c, int64_t rows,
                     int64_t cols, int64_t total_bytes) {
   if (s.metrics_only) return 0;
@@ -88,7 +88,7 @@ const char* ReservationWhat(TensorJob::Mode mode, bool packed) {
 }  // namespace
 
 absl::Status TensorJob::PlanExperts(TensorJob& job, const QuantConfig& config) {
-  const Session& s = *job.session_;
+  const ParsedSession& s = *job.session_;
   if (!s.expert_layout.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "tensor \"", job.name_, "\" ", ShapeString(job.shape_),
@@ -107,7 +107,7 @@ absl::Status TensorJob::PlanExperts(TensorJob& job, const QuantConfig& config) {
 }
 
 std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
-                                           std::shared_ptr<const Session> session,
+                                           std::shared_ptr<const ParsedSession> session,
                                            const Engine& engine, const std::atomic<bool>* cancel,
                                            const PlanLimits& limits) {
   std::shared_ptr<TensorJob> job(new TensorJob());
@@ -119,7 +119,7 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
   job->engine_ = &engine;
   job->output_chunk_bytes_ = std::max<int64_t>(1, limits.output_chunk_bytes);
   job->session_ = std::move(session);
-  const Session& s = *job->session_;
+  const ParsedSession& s = *job->session_;
 
   auto fail = [&](const absl::Status& status) {
     job->mode_ = Mode::kFailed;
