@@ -13,6 +13,7 @@
 #include "core/layout/gptq.h"
 #include "core/quantize.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::client {
 
@@ -97,8 +98,8 @@ absl::StatusOr<std::vector<float>> ToFloats(const TensorInfo& t) {
       }
       break;
     default:
-      return absl::InvalidArgumentError(absl::StrCat("tensor \"", t.name, "\": dtype ",
-                                                     ElemTypeName(t.dtype), " is not a float"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(TensorPrefix(t.name), "dtype ", ElemTypeName(t.dtype), " is not a float"));
   }
   return out;
 }

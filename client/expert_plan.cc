@@ -8,6 +8,7 @@
 #include "core/io/safetensors_header.h"
 #include "core/layout/fused_groups.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::client {
 namespace {

@@ -9,6 +9,7 @@
 #include "core/expert_quantize.h"
 #include "core/io/safetensors_header.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::client {
 namespace {

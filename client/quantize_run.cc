@@ -26,6 +26,7 @@
 #include "core/io/file_io.h"
 #include "core/io/safetensors_writer.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::client {
 namespace {
@@ -64,7 +65,7 @@ absl::Status CheckOutput(const QuantizeOptions& o, bool dir_input) {
 // A backend's error names the tensor in most cases; make sure it always does.
 absl::Status NameTensor(const absl::Status& s, const std::string& name) {
   if (absl::StrContains(s.message(), name)) return s;
-  return absl::Status(s.code(), absl::StrCat("tensor \"", name, "\": ", s.message()));
+  return WithTensorName(name, s);
 }
 
 // CRC32C of `size` bytes at `offset` of an open file, read in bounded chunks.
@@ -393,7 +394,7 @@ class Run {
     if (!result->quantized) {
       sink.Discard();
       return absl::InternalError(absl::StrCat(
-          "tensor \"", t.name, "\": the backend did not quantize it: ", result->skip_reason));
+          TensorPrefix(t.name), "the backend did not quantize it: ", result->skip_reason));
     }
     JournalEntry entry;
     entry.tensor = t.name;

@@ -17,6 +17,7 @@
 #include "core/layout/gptq_config.h"
 #include "core/layout/output_plan.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 #include "rtnq/version.h"  // RTNQ_VERSION, generated from project(VERSION)
 
 namespace rtnq::client {
@@ -104,7 +105,7 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
   plan.fp8_source = !fp8.empty();
   const ExpertContext experts = MakeExpertContext(options.expert_layout, options.input_config);
   plan.expert_layout = experts.layout;
-  bool any_asym = false;
+  std::vector<QuantConfig> quantized_configs;  // decide the GPTQ format
   for (const TensorInfo* t : tensors) {
     PlannedTensor p;
     p.tensor = t;
@@ -133,12 +134,12 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
       p.decision.reason = absl::StrCat(p.decision.reason, "; ", Fp8SourceNote(*t, *p.fp8));
     }
     if (p.decision.action == TensorAction::kQuantize) {
-      any_asym |= p.decision.resolved.config.scheme == Scheme::kAsym;
+      quantized_configs.push_back(p.decision.resolved.config);
     }
     plan.bytes_before += static_cast<uint64_t>(t->num_elements) * ElemSize(t->dtype);
     plan.tensors.push_back(std::move(p));
   }
-  plan.gptq_format = options.gptq_format.value_or(DefaultGptqFormat(any_asym));
+  plan.gptq_format = options.gptq_format.value_or(DefaultGptqFormat(quantized_configs));
   RTNQ_RETURN_IF_ERROR(CheckExperts(plan, resolver));
 
   OutputLayoutOptions layout;

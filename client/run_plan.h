@@ -72,7 +72,7 @@ struct RunPlan {
 struct PlanOptions {
   std::string output_name;  ///< file input: the output file's name
   OutputFormat format = OutputFormat::kFake;
-  std::optional<GptqFormat> gptq_format;  ///< unset: DefaultGptqFormat(any layer asym)
+  std::optional<GptqFormat> gptq_format;  ///< unset: DefaultGptqFormat(quantized configs)
   int compression_dim = 1;
   LoaderTarget target = LoaderTarget::kAny;  ///< whose loader rules refuse rather than warn
   /// The input's config.json (null when there is none): FP8 block sizes, MoE family, hidden size.

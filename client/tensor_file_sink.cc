@@ -1,6 +1,7 @@
 #include "client/tensor_file_sink.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::client {
 
@@ -17,7 +18,7 @@ TensorFileSink::TensorFileSink(const std::string& tensor, const std::vector<Tens
 absl::Status TensorFileSink::Begin(const std::vector<TensorSpec>& outputs) {
   Discard();
   if (outputs.size() != planned_.size()) {
-    return absl::InternalError(absl::StrCat("tensor \"", tensor_, "\": the backend returned ",
+    return absl::InternalError(absl::StrCat(TensorPrefix(tensor_), "the backend returned ",
                                             outputs.size(), " output tensors, the plan has ",
                                             planned_.size()));
   }
@@ -26,7 +27,7 @@ absl::Status TensorFileSink::Begin(const std::vector<TensorSpec>& outputs) {
     const TensorSpec& want = planned_[k];
     if (got.name != want.name || got.dtype != want.dtype || got.shape != want.shape) {
       return absl::InternalError(
-          absl::StrCat("tensor \"", tensor_, "\": the backend returned ", got.name, " ",
+          absl::StrCat(TensorPrefix(tensor_), "the backend returned ", got.name, " ",
                        ElemTypeName(got.dtype), " ", ShapeString(got.shape), ", the plan has ",
                        want.name, " ", ElemTypeName(want.dtype), " ", ShapeString(want.shape)));
     }
@@ -40,7 +41,7 @@ absl::Status TensorFileSink::Begin(const std::vector<TensorSpec>& outputs) {
 absl::Status TensorFileSink::Write(size_t index, uint64_t offset, absl::Span<const uint8_t> data) {
   // Sessions deliver each output in order (backend.h): the running CRC relies on it.
   if (!begun_ || index >= planned_.size() || offset != written_[index]) {
-    return absl::InternalError(absl::StrCat("tensor \"", tensor_, "\": output ", index,
+    return absl::InternalError(absl::StrCat(TensorPrefix(tensor_), "output ", index,
                                             " bytes at offset ", offset, " out of order"));
   }
   const std::string& name = planned_[index].name;
@@ -65,7 +66,7 @@ absl::StatusOr<std::vector<std::pair<std::string, uint32_t>>> TensorFileSink::Ch
   std::vector<std::pair<std::string, uint32_t>> out;
   for (size_t k = 0; k < planned_.size(); ++k) {
     if (!begun_ || written_[k] != sizes_[k]) {
-      return absl::InternalError(absl::StrCat("tensor \"", tensor_, "\": output ", planned_[k].name,
+      return absl::InternalError(absl::StrCat(TensorPrefix(tensor_), "output ", planned_[k].name,
                                               " is incomplete (", begun_ ? written_[k] : 0, " of ",
                                               sizes_[k], " bytes)"));
     }

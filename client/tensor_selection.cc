@@ -7,6 +7,7 @@
 #include "core/expert_layout.h"
 #include "core/io/safetensors_header.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::client {
 namespace {

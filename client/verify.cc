@@ -16,6 +16,7 @@
 #include "core/layout/awq.h"
 #include "core/layout/compressed_tensors.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::client {
 namespace {

@@ -8,6 +8,7 @@
 #include "core/io/safetensors_header.h"
 #include "core/kernels/kernels.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 namespace {
@@ -17,7 +18,7 @@ namespace {
 constexpr int64_t kStripe = 256;
 
 absl::Status ColumnError(const std::string& name, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\": ", what));
+  return absl::InvalidArgumentError(absl::StrCat(TensorPrefix(name), what));
 }
 
 // Converts `n` elements of `dtype` at `p` to float32 with the engine's converters (exact: all

@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "core/io/safetensors_header.h"
 #include "core/layout/output_plan.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 namespace {

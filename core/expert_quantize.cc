@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/io/safetensors_header.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 namespace {

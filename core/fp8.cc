@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/io/safetensors_header.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 namespace {

@@ -13,6 +13,7 @@
 #include "core/io/huge_pages.h"
 #include "core/row_pass.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 namespace {
@@ -22,14 +23,6 @@ using internal::RowPass;
 using internal::RowScratch;
 using internal::RowsPerBlock;
 using internal::ThreadScratch;
-
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
-}
-
-absl::Status TensorError(const std::string& name, absl::StatusCode code, absl::string_view msg) {
-  return absl::Status(code, absl::StrCat("tensor \"", name, "\": ", msg));
-}
 
 // Cache-blocked transpose of a [r, c] matrix of T into [c, r].
 template <typename T>
@@ -157,9 +150,7 @@ absl::StatusOr<TensorPlan> PlanTensor(const std::string& name, ElemType dtype,
                                       const QuantizeOptions& options) {
   TensorPlan plan;
   RTNQ_ASSIGN_OR_RETURN(plan.elements, ValidateShape(name, dtype, shape));
-  if (absl::Status s = ValidateConfig(config); !s.ok()) {
-    return TensorError(name, s.code(), s.message());
-  }
+  RTNQ_RETURN_IF_ERROR(WithTensorName(name, ValidateConfig(config)));
   if (config.dtype == QuantDtype::kFp32) {
     plan.skip_reason = "config dtype is fp32";
   } else if (shape.empty()) {

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/kernels/target_clones.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::internal {
 
@@ -125,8 +126,8 @@ absl::Status CheckScales(const std::string& name, const float* scales, int64_t r
   for (int64_t i = 0; i < rows * groups; ++i) {
     if (!std::isfinite(scales[i]) || scales[i] == 0.0f) {
       return absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", name, "\": group ", i % groups, " of row ",
-                       first_row + i / groups, " has scale ", scales[i],
+          absl::StrCat(TensorPrefix(name), "group ", i % groups, " of row ", first_row + i / groups,
+                       " has scale ", scales[i],
                        ": its values are too close to the float32 limits to quantize"));
     }
   }

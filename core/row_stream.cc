@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 
@@ -54,13 +55,13 @@ absl::Status RowStreamQuantizer::AddRows(absl::Span<const uint8_t> bytes, RowBlo
   const auto start = std::chrono::steady_clock::now();
   const int64_t rb = row_bytes();
   if (static_cast<int64_t>(bytes.size()) % rb != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor \"", name_, "\": ", bytes.size(),
+    return absl::InvalidArgumentError(absl::StrCat(TensorPrefix(name_), bytes.size(),
                                                    " bytes is not a whole number of rows of ", rb,
                                                    " bytes"));
   }
   const int64_t n = static_cast<int64_t>(bytes.size()) / rb;
   if (next_row_ + n > rows_) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor \"", name_, "\": rows ", next_row_, "..",
+    return absl::InvalidArgumentError(absl::StrCat(TensorPrefix(name_), "rows ", next_row_, "..",
                                                    next_row_ + n - 1, " exceed its ", rows_,
                                                    " rows"));
   }
@@ -97,7 +98,7 @@ absl::Status RowStreamQuantizer::AddRows(absl::Span<const uint8_t> bytes, RowBlo
   if (bad.found()) {
     const int64_t at = bad.index();
     return absl::InvalidArgumentError(
-        absl::StrCat("tensor \"", name_, "\": element [", next_row_ + at / cols, ", ", at % cols,
+        absl::StrCat(TensorPrefix(name_), "element [", next_row_ + at / cols, ", ", at % cols,
                      "] is not finite; NaN/Inf weights cannot be quantized"));
   }
   if (pass_.params.mode != KernelMode::kTable) {
@@ -115,7 +116,7 @@ absl::Status RowStreamQuantizer::AddRows(absl::Span<const uint8_t> bytes, RowBlo
 absl::StatusOr<TensorMetrics> RowStreamQuantizer::Finish() {
   if (next_row_ != rows_) {
     return absl::FailedPreconditionError(
-        absl::StrCat("tensor \"", name_, "\": ", next_row_, " of ", rows_, " rows received"));
+        absl::StrCat(TensorPrefix(name_), next_row_, " of ", rows_, " rows received"));
   }
   TensorMetrics m = internal::MetricsFromRows(stats_, rows_ * pass_.cols,
                                               rows_ * pass_.groups_per_row, pass_.quantile);

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/tensor_text.h"
 #include "proto/quant_config_conversion.h"
 #include "server/logging.h"
 #include "server/request_codec.h"
@@ -408,7 +409,7 @@ void QuantizeReactor::OnConfig(v1::SessionConfig& config) {
   });
 }
 
-void QuantizeReactor::OnSessionReady(absl::StatusOr<std::shared_ptr<const Session>> session) {
+void QuantizeReactor::OnSessionReady(absl::StatusOr<std::shared_ptr<const ParsedSession>> session) {
   Wakeups wake;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -452,14 +453,14 @@ void QuantizeReactor::OnHeader(v1::TensorHeader& header) {
     return;
   }
   if (header.total_bytes() < 0) {
-    Fail(absl::InvalidArgumentError(absl::StrCat("tensor \"", header.name(), "\": total_bytes ",
+    Fail(absl::InvalidArgumentError(absl::StrCat(TensorPrefix(header.name()), "total_bytes ",
                                                  header.total_bytes(), " is negative")),
          "protocol", /*finish_complete=*/true);
     return;
   }
   if (header.total_bytes() > svc_.options->max_tensor_bytes) {
     Fail(absl::ResourceExhaustedError(
-             absl::StrCat("tensor \"", header.name(), "\": total_bytes ", header.total_bytes(),
+             absl::StrCat(TensorPrefix(header.name()), "total_bytes ", header.total_bytes(),
                           " exceeds the server's max_tensor_bytes ", svc_.options->max_tensor_bytes,
                           " (--max_tensor_bytes)")),
          "tensor_too_large", /*finish_complete=*/true);
@@ -537,8 +538,8 @@ void QuantizeReactor::OnChunk(v1::TensorChunk& chunk) {
   const int64_t remaining = open_.job->total_bytes() - open_.received;
   if (size > remaining) {
     Fail(absl::InvalidArgumentError(absl::StrCat(
-             "tensor \"", open_.job->name(), "\": chunk of ", size, " bytes exceeds the ",
-             remaining, " bytes remaining of its total_bytes ", open_.job->total_bytes())),
+             TensorPrefix(open_.job->name()), "chunk of ", size, " bytes exceeds the ", remaining,
+             " bytes remaining of its total_bytes ", open_.job->total_bytes())),
          "protocol", /*finish_complete=*/true);
     return;
   }

@@ -98,7 +98,7 @@ class QuantizeReactor final : public BudgetWaiter,
   void Advance(Wakeups& wake);
   void ConsumeRead();
   void OnConfig(v1::SessionConfig& config);
-  void OnSessionReady(absl::StatusOr<std::shared_ptr<const Session>> session);
+  void OnSessionReady(absl::StatusOr<std::shared_ptr<const ParsedSession>> session);
   void OnHeader(v1::TensorHeader& header);
   void OnPlanned(std::shared_ptr<TensorJob> job);
   void OnChunk(v1::TensorChunk& chunk);
@@ -136,7 +136,7 @@ class QuantizeReactor final : public BudgetWaiter,
   StreamMemory memory_;
   ProgressMonitor progress_;
   std::atomic<bool> cancel_{false};  // read by running core work (QuantizeOptions.cancel)
-  std::shared_ptr<const Session> session_;
+  std::shared_ptr<const ParsedSession> session_;
   std::unordered_set<std::string> names_;
   int64_t name_bytes_ = 0;  // of names_, bounded by --max_stream_name_bytes
   OpenTensor open_;

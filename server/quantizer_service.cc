@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "absl/strings/string_view.h"
+#include "core/capabilities.h"
 #include "core/config/quant_config.h"
 #include "rtnq/version.h"  // RTNQ_VERSION, generated from project(VERSION)
 #include "server/logging.h"
@@ -48,16 +49,14 @@ grpc::ServerUnaryReactor* QuantizerService::GetServerInfo(grpc::CallbackServerCo
   }
   const ServerOptions& o = *svc_.options;
   info->set_version(o.version.empty() ? BuiltInVersion() : o.version);
-  for (const char* d : {"F32", "F16", "BF16"}) info->add_input_dtypes(d);
-  for (QuantDtype d : {QuantDtype::kInt, QuantDtype::kNf4, QuantDtype::kFp4, QuantDtype::kFp4E2M1,
-                       QuantDtype::kFp32}) {
-    info->add_quant_dtypes(QuantDtypeName(d));
-  }
-  for (int b = 1; b <= 8; ++b) info->add_int_bits(b);
+  const CoreCapabilities& caps = Capabilities();
+  for (const std::string& d : caps.input_dtypes) info->add_input_dtypes(d);
+  for (const std::string& d : caps.quant_dtypes) info->add_quant_dtypes(d);
+  for (int b : caps.int_bits) info->add_int_bits(b);
   for (int f = v1::OutputForm_MIN; f <= v1::OutputForm_MAX; ++f) {
     if (v1::OutputForm_IsValid(f)) info->add_output_forms(v1::OutputForm_Name(f));
   }
-  for (const char* p : {"BNB_NF4", "GGML_TYPE_Q4_K"}) info->add_presets(p);
+  for (const std::string& p : caps.presets) info->add_presets(p);
   info->set_max_tensor_bytes(o.max_tensor_bytes);
   info->set_max_message_bytes(o.max_message_bytes);
   info->set_max_streams(o.max_streams);

@@ -111,19 +111,15 @@ absl::StatusOr<QuantConfigPatch> PatchFromProto(const v1::QuantConfigPatch& prot
 }
 
 GptqFormat DefaultSessionGptqFormat(const WeightConfigResolver& resolver) {
-  auto is_int_asym = [](const QuantConfig& c) {
-    return c.dtype == QuantDtype::kInt && c.scheme == Scheme::kAsym;
-  };
-  bool any_asym = is_int_asym(resolver.default_config());
+  std::vector<QuantConfig> configs = {resolver.default_config()};
   for (const WeightConfigEntry& e : resolver.entries()) {
-    QuantConfig c = resolver.default_config();
-    e.patch.ApplyTo(c);
-    any_asym = any_asym || is_int_asym(c);
+    e.patch.ApplyTo(configs.emplace_back(resolver.default_config()));
   }
-  return DefaultGptqFormat(any_asym);
+  return DefaultGptqFormat(configs);
 }
 
-absl::StatusOr<std::shared_ptr<const Session>> SessionFromProto(const v1::SessionConfig& proto) {
+absl::StatusOr<std::shared_ptr<const ParsedSession>> SessionFromProto(
+    const v1::SessionConfig& proto) {
   std::unique_ptr<WeightConfigResolver> resolver;
   if (!proto.config_json().empty()) {
     if (proto.has_default_config() || proto.weight_config_size() > 0) {
@@ -163,7 +159,7 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionFromProto(const v1::Sessio
   RTNQ_ASSIGN_OR_RETURN(std::vector<QuantConfig> candidates, CandidatesFromProto(proto));
   RTNQ_ASSIGN_OR_RETURN(const std::optional<ExpertLayout> expert_layout,
                         ExpertLayoutFromProto(proto.expert_layout(), "expert_layout"));
-  auto session = std::make_shared<Session>(Session{std::move(*resolver)});
+  auto session = std::make_shared<ParsedSession>(ParsedSession{std::move(*resolver)});
   session->candidates = std::move(candidates);
   session->column_errors = proto.column_errors();
   session->expert_layout = expert_layout;
@@ -173,7 +169,7 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionFromProto(const v1::Sessio
   session->metrics_only = proto.metrics_only();
   session->quantize_1d = proto.quantize_1d();
   session->pass_nonfinite = proto.pass_nonfinite();
-  return std::shared_ptr<const Session>(std::move(session));
+  return std::shared_ptr<const ParsedSession>(std::move(session));
 }
 
 bool IsPackedForm(v1::OutputForm f) {
@@ -181,7 +177,7 @@ bool IsPackedForm(v1::OutputForm f) {
          f == v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS || f == v1::OUTPUT_FORM_PACKED_AWQ;
 }
 
-OutputLayoutOptions LayoutOf(const Session& s) {
+OutputLayoutOptions LayoutOf(const ParsedSession& s) {
   OutputLayoutOptions layout;
   layout.compression_dim = s.compression_dim;
   layout.gptq_format = s.gptq_format;

@@ -18,8 +18,9 @@
 
 namespace rtnq::server {
 
-/// Everything a stream's first message decides. Immutable once built; shared by its tensors.
-struct Session {
+/// A v1::SessionConfig parsed and compiled: everything a stream's first message decides (not
+/// client::Session, the client's stream interface). Immutable once built; shared by its tensors.
+struct ParsedSession {
   WeightConfigResolver resolver;
   v1::OutputForm output_form = v1::OUTPUT_FORM_FAKE_QUANT;
   GptqFormat gptq_format = GptqFormat::kV1;  ///< resolved (never "default")
@@ -40,7 +41,7 @@ bool IsPackedForm(v1::OutputForm f);
 
 /// The core layout a session's output form packs into (kFake for FAKE_QUANT and CODES), with the
 /// session's compression_dim and GPTQ format.
-OutputLayoutOptions LayoutOf(const Session& s);
+OutputLayoutOptions LayoutOf(const ParsedSession& s);
 
 /// Most candidate configs one session measures.
 inline constexpr int kMaxCandidateConfigs = 64;
@@ -51,7 +52,8 @@ inline constexpr int kMaxCandidateConfigs = 64;
 /// metrics_only, more than kMaxCandidateConfigs of them or one that is invalid or leaves tensors
 /// unquantized, column_errors without candidates, and every config error the core reports
 /// (prefixed "config: ", "weight_config[\"KEY\"]: " or "candidate_configs_json[I]: ").
-absl::StatusOr<std::shared_ptr<const Session>> SessionFromProto(const v1::SessionConfig& proto);
+absl::StatusOr<std::shared_ptr<const ParsedSession>> SessionFromProto(
+    const v1::SessionConfig& proto);
 
 /// One patch from its proto form; `where` prefixes errors (e.g. "default_config").
 absl::StatusOr<QuantConfigPatch> PatchFromProto(const v1::QuantConfigPatch& proto,

@@ -14,7 +14,8 @@ constexpr int64_t kBytesPerWeightConfigEntry = 1024;
 SessionCache::SessionCache(int max_entries, int64_t max_bytes, ServerMetrics* metrics)
     : max_entries_(max_entries), max_bytes_(max_bytes), metrics_(metrics) {}
 
-absl::StatusOr<std::shared_ptr<const Session>> SessionCache::Get(const v1::SessionConfig& config) {
+absl::StatusOr<std::shared_ptr<const ParsedSession>> SessionCache::Get(
+    const v1::SessionConfig& config) {
   std::string key;
   if (max_entries_ > 0) {
     key = config.SerializeAsString();
@@ -28,7 +29,7 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionCache::Get(const v1::Sessi
   }
   // Compiled outside the lock: streams with other configs need not wait for this one. Two
   // streams that miss on the same config at once both compile it; the first insert wins.
-  absl::StatusOr<std::shared_ptr<const Session>> session = SessionFromProto(config);
+  absl::StatusOr<std::shared_ptr<const ParsedSession>> session = SessionFromProto(config);
   {
     std::lock_guard<std::mutex> l(mu_);
     ++compilations_;
@@ -38,7 +39,7 @@ absl::StatusOr<std::shared_ptr<const Session>> SessionCache::Get(const v1::Sessi
   return session;
 }
 
-void SessionCache::Insert(std::string key, std::shared_ptr<const Session> session) {
+void SessionCache::Insert(std::string key, std::shared_ptr<const ParsedSession> session) {
   const int64_t bytes =
       static_cast<int64_t>(key.size()) +
       kBytesPerWeightConfigEntry * static_cast<int64_t>(session->resolver.entries().size());

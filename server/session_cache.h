@@ -34,7 +34,7 @@ class SessionCache {
 
   /// The session of `config`: the cached one when the same bytes were seen, otherwise parsed and
   /// compiled now (SessionFromProto, with its errors) and cached.
-  absl::StatusOr<std::shared_ptr<const Session>> Get(const v1::SessionConfig& config);
+  absl::StatusOr<std::shared_ptr<const ParsedSession>> Get(const v1::SessionConfig& config);
 
   int64_t compilations() const;  ///< SessionFromProto calls, failed ones included
   int64_t hits() const;          ///< Get calls answered from the cache
@@ -44,10 +44,10 @@ class SessionCache {
  private:
   struct Entry {
     std::string key;
-    std::shared_ptr<const Session> session;
+    std::shared_ptr<const ParsedSession> session;
     int64_t bytes = 0;
   };
-  void Insert(std::string key, std::shared_ptr<const Session> session);
+  void Insert(std::string key, std::shared_ptr<const ParsedSession> session);
 
   const int max_entries_;
   const int64_t max_bytes_;

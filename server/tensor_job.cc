@@ -17,19 +17,12 @@
 #include "core/layout/gptq.h"
 #include "core/layout/output_plan.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 #include "proto/quant_config_conversion.h"
 #include "server/status_mapping.h"
 
 namespace rtnq::server {
 namespace {
-
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
-}
-
-bool IsIntAsym(const QuantConfig& c) {
-  return c.dtype == QuantDtype::kInt && c.scheme == Scheme::kAsym;
-}
 
 // Codes are signed for int sym and the float-4 types, unsigned for int asym.
 ElemType CodeType(const QuantConfig& c) { return IsIntAsym(c) ? ElemType::kU8 : ElemType::kI8; }
@@ -53,15 +46,12 @@ int64_t SumSizes(const std::vector<std::string>& chunks) {
 // Codes (1 byte per element), f32 scales and, for int asym, i32 zero points: the CODES outputs,
 // and what a packed form keeps until the tensor's end.
 int64_t CodesBytes(const QuantConfig& c, int64_t rows, int64_t cols) {
-  const int64_t scale_rows =
-      c.group_dim == 0 ? GroupsPerRow(rows, EffectiveGroupSize(c.group_size, rows)) : rows;
-  const int64_t scale_cols =
-      c.group_dim == 0 ? cols : GroupsPerRow(cols, EffectiveGroupSize(c.group_size, cols));
-  return rows * cols + scale_rows * scale_cols * 4 * (IsIntAsym(c) ? 2 : 1);
+  const ScaleGrid grid = ScaleGridOf(c, rows, cols);
+  return rows * cols + grid.rows * grid.cols * 4 * (IsIntAsym(c) ? 2 : 1);
 }
 
 // The data bytes of a quantized tensor's outputs in the session's form.
-int64_t OutputBytes(const Session& s, const std::string& name, ElemType dtype,
+int64_t OutputBytes(const ParsedSession& s, const std::string& name, ElemType dtype,
                     const std::vector<int64_t>& shape, const QuantConfig& c, int64_t rows,
                     int64_t cols, int64_t total_bytes) {
   if (s.metrics_only) return 0;
@@ -98,7 +88,7 @@ const char* ReservationWhat(TensorJob::Mode mode, bool packed) {
 }  // namespace
 
 absl::Status TensorJob::PlanExperts(TensorJob& job, const QuantConfig& config) {
-  const Session& s = *job.session_;
+  const ParsedSession& s = *job.session_;
   if (!s.expert_layout.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "tensor \"", job.name_, "\" ", ShapeString(job.shape_),
@@ -117,7 +107,7 @@ absl::Status TensorJob::PlanExperts(TensorJob& job, const QuantConfig& config) {
 }
 
 std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
-                                           std::shared_ptr<const Session> session,
+                                           std::shared_ptr<const ParsedSession> session,
                                            const Engine& engine, const std::atomic<bool>* cancel,
                                            const PlanLimits& limits) {
   std::shared_ptr<TensorJob> job(new TensorJob());
@@ -129,7 +119,7 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
   job->engine_ = &engine;
   job->output_chunk_bytes_ = std::max<int64_t>(1, limits.output_chunk_bytes);
   job->session_ = std::move(session);
-  const Session& s = *job->session_;
+  const ParsedSession& s = *job->session_;
 
   auto fail = [&](const absl::Status& status) {
     job->mode_ = Mode::kFailed;
@@ -139,7 +129,7 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
   auto dtype = ParseElemType(header.dtype());
   if (!dtype.ok()) {
     return fail(absl::InvalidArgumentError(
-        absl::StrCat("tensor \"", job->name_, "\": ", dtype.status().message())));
+        absl::StrCat(TensorPrefix(job->name_), dtype.status().message())));
   }
   job->dtype_ = *dtype;
   job->dtype_label_ = ElemTypeName(*dtype);
@@ -160,7 +150,7 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
   const int64_t needed = plan->elements * ElemSize(job->dtype_);
   if (needed != job->total_bytes_) {
     return fail(absl::InvalidArgumentError(absl::StrCat(
-        "tensor \"", job->name_, "\": shape ", ShapeString(job->shape_), " with dtype ",
+        TensorPrefix(job->name_), "shape ", ShapeString(job->shape_), " with dtype ",
         job->dtype_label_, " needs ", needed, " bytes, but total_bytes is ", job->total_bytes_)));
   }
   if (!s.candidates.empty()) {
@@ -170,7 +160,7 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
       if (!p.ok()) return fail(p.status());
       if (!p->quantize) {
         return fail(absl::InvalidArgumentError(absl::StrCat(
-            "tensor \"", job->name_, "\": candidate sessions measure quantizable tensors only (",
+            TensorPrefix(job->name_), "candidate sessions measure quantizable tensors only (",
             p->skip_reason, ")")));
       }
     }
@@ -264,7 +254,7 @@ std::shared_ptr<TensorJob> TensorJob::RefuseOverLimit(std::shared_ptr<TensorJob>
   const int64_t reservation = job->share_.reservation();
   if (reservation <= limits.max_reservation_bytes) return job;
   job->header_error_ = absl::ResourceExhaustedError(
-      absl::StrCat("tensor \"", job->name_, "\": quantizing it holds ", reservation,
+      absl::StrCat(TensorPrefix(job->name_), "quantizing it holds ", reservation,
                    " bytes at once (", ReservationWhat(job->mode_, packed),
                    "), over the server's --max_reservation_bytes ", limits.max_reservation_bytes));
   job->share_ = TensorShare();
@@ -278,7 +268,7 @@ JobStep TensorJob::AddData(std::vector<std::string> chunks) {
   } catch (const std::exception& e) {
     // Exceptions (allocation failures) stop at this task boundary and become the tensor's error.
     JobStep step;
-    Fail(step, absl::InternalError(absl::StrCat("tensor \"", name_, "\": ", e.what())));
+    Fail(step, absl::InternalError(absl::StrCat(TensorPrefix(name_), e.what())));
     return step;
   }
 }
@@ -300,7 +290,7 @@ JobStep TensorJob::Finish(std::vector<std::string> chunks) {
     return {};
   } catch (const std::exception& e) {
     JobStep step;
-    Fail(step, absl::InternalError(absl::StrCat("tensor \"", name_, "\": ", e.what())));
+    Fail(step, absl::InternalError(absl::StrCat(TensorPrefix(name_), e.what())));
     return step;
   }
 }
@@ -480,7 +470,7 @@ JobStep TensorJob::DoAddData(std::vector<std::string>& chunks, bool last) {
   }
   if (mode_ != Mode::kRowStream) {
     Fail(step, absl::InternalError(
-                   absl::StrCat("tensor \"", name_, "\": data step for a whole-tensor job")));
+                   absl::StrCat(TensorPrefix(name_), "data step for a whole-tensor job")));
     return step;
   }
   if (absl::Status s = StreamRows(chunks, step); !s.ok()) {
@@ -489,7 +479,7 @@ JobStep TensorJob::DoAddData(std::vector<std::string>& chunks, bool last) {
   }
   if (last && !carry_.empty()) {
     // Unreachable while total_bytes matches the shape (checked at the header).
-    Fail(step, absl::InternalError(absl::StrCat("tensor \"", name_, "\": ", carry_.size(),
+    Fail(step, absl::InternalError(absl::StrCat(TensorPrefix(name_), carry_.size(),
                                                 " bytes left over after the last row")));
   }
   return step;

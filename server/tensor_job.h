@@ -64,7 +64,7 @@ class TensorJob {
   /// Costs up to the weight_config's size times the name's: run it off gRPC's threads. `cancel`
   /// must outlive the job.
   static std::shared_ptr<TensorJob> Plan(const v1::TensorHeader& header,
-                                         std::shared_ptr<const Session> session,
+                                         std::shared_ptr<const ParsedSession> session,
                                          const Engine& engine, const std::atomic<bool>* cancel,
                                          const PlanLimits& limits);
 
@@ -133,7 +133,7 @@ class TensorJob {
   int64_t step_bytes_ = 1;
   TensorShare share_;
   absl::Status header_error_;
-  std::shared_ptr<const Session> session_;
+  std::shared_ptr<const ParsedSession> session_;
   const Engine* engine_ = nullptr;
   ResolvedConfig resolved_;
   std::vector<ExpertSlice> experts_;  // a stacked MoE expert tensor: each expert's weight

@@ -10,6 +10,7 @@
 #include "core/config/config_json.h"
 #include "core/io/safetensors_header.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::capi {
 
@@ -81,15 +82,13 @@ absl::StatusOr<std::vector<TensorInfo>> ReadTensorInfos(const Json& tensors) {
     const std::string dtype = e.at("dtype").get<std::string>();
     absl::StatusOr<ElemType> dt = ParseElemType(dtype);
     if (!dt.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", t.name, "\": ", dt.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat(TensorPrefix(t.name), dt.status().message()));
     }
     t.dtype = *dt;
     t.shape = e.at("shape").get<std::vector<int64_t>>();
     absl::StatusOr<int64_t> n = CheckedNumElements(t.shape);
     if (!n.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", t.name, "\": ", n.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat(TensorPrefix(t.name), n.status().message()));
     }
     t.num_elements = *n;
     out.push_back(std::move(t));
@@ -106,8 +105,7 @@ absl::StatusOr<client::TensorRequest> ToRequest(const rtnq_tensor& t) {
   r.name = t.name;
   absl::StatusOr<ElemType> dt = ParseElemType(t.dtype);
   if (!dt.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor \"", r.name, "\": ", dt.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(TensorPrefix(r.name), dt.status().message()));
   }
   r.dtype = *dt;
   r.shape.assign(t.shape, t.shape + t.ndim);

@@ -22,6 +22,7 @@
 #include "core/io/file_io.h"
 #include "core/io/safetensors_writer.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 #include "rtnq/version.h"  // RTNQ_VERSION, generated from project(VERSION)
 
 struct rtnq_session {
@@ -274,7 +275,7 @@ int rtnq_gptq_bias(const rtnq_tensor* tensor, void* out, uint64_t out_size, char
     info.data = req.data;
     RTNQ_ASSIGN_OR_RETURN(const std::vector<uint8_t> half, rtnq::client::GptqBiasBytes(info));
     if (half.size() != out_size) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor \"", req.name, "\": bias needs ",
+      return absl::InvalidArgumentError(absl::StrCat(rtnq::TensorPrefix(req.name), "bias needs ",
                                                      half.size(), " bytes, got ", out_size));
     }
     std::memcpy(out, half.data(), half.size());

@@ -8,6 +8,7 @@
 #include "client/cli/flags.h"
 #include "client/cli/version.h"
 #include "client/remote/server_calls.h"
+#include "core/capabilities.h"
 #include "core/config/quant_config.h"
 #include "core/kernels/kernels.h"
 #include "nlohmann/json.hpp"
@@ -25,17 +26,15 @@ absl::StatusOr<ServerInfoSummary> LocalInfo() {
   if (!engine.ok()) return engine.status();
   ServerInfoSummary info;
   info.version = kVersion;
-  info.input_dtypes = {"F32", "F16", "BF16"};
-  for (QuantDtype d : {QuantDtype::kInt, QuantDtype::kNf4, QuantDtype::kFp4, QuantDtype::kFp4E2M1,
-                       QuantDtype::kFp32}) {
-    info.quant_dtypes.push_back(QuantDtypeName(d));
-  }
-  for (int b = 1; b <= 8; ++b) info.int_bits.push_back(b);
+  const CoreCapabilities& caps = Capabilities();
+  info.input_dtypes = caps.input_dtypes;
+  info.quant_dtypes = caps.quant_dtypes;
+  info.int_bits = caps.int_bits;
   for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq,
                          OutputFormat::kCompressedTensors, OutputFormat::kAwq}) {
     info.output_forms.push_back(OutputFormatName(f));
   }
-  info.presets = {"BNB_NF4", "GGML_TYPE_Q4_K"};
+  info.presets = caps.presets;
   info.kernel = std::string((*engine)->kernels().name);
   info.threads = (*engine)->threads();
   info.served_by = "local";

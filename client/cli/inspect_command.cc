@@ -16,6 +16,7 @@
 #include "core/io/safetensors_header.h"
 #include "core/layout/loader_rules.h"
 #include "core/layout/output_plan.h"
+#include "core/tensor_text.h"
 #include "nlohmann/json.hpp"
 
 namespace rtnq::client::cli {

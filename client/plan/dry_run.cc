@@ -9,6 +9,7 @@
 #include "client/tensor_selection.h"
 #include "core/config/config_json.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::client {
 namespace {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/io/file_io.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::client {
 namespace {
@@ -262,12 +263,12 @@ absl::StatusOr<Imatrix> ParseGguf(Reader& r) {
   auto payload = [&](const std::string& name, const GgufTensor& t,
                      uint64_t count) -> absl::StatusOr<std::vector<float>> {
     if (t.type != kGgmlF32) {
-      return r.Error(absl::StrCat("tensor \"", name, "\": ggml type ", t.type, " (F32 expected)"));
+      return r.Error(absl::StrCat(TensorPrefix(name), "ggml type ", t.type, " (F32 expected)"));
     }
     const uint64_t size = count * 4;
     if (data > r.bytes().size() || t.offset > r.bytes().size() - data ||
         size > r.bytes().size() - data - t.offset) {
-      return r.Error(absl::StrCat("tensor \"", name, "\": ", size, " bytes at offset ", t.offset,
+      return r.Error(absl::StrCat(TensorPrefix(name), size, " bytes at offset ", t.offset,
                                   " run past the end of the file"));
     }
     return Floats(r.bytes().substr(data + t.offset, size));
@@ -282,11 +283,11 @@ absl::StatusOr<Imatrix> ParseGguf(Reader& r) {
     const std::string name = tname.substr(0, tname.size() - kSums.size());
     const uint64_t n = t.ne[0], mats = t.ne.size() > 1 ? t.ne[1] : 1;
     for (size_t d = 2; d < t.ne.size(); ++d) {
-      if (t.ne[d] != 1) return r.Error(absl::StrCat("tensor \"", tname, "\": more than 2-D"));
+      if (t.ne[d] != 1) return r.Error(absl::StrCat(TensorPrefix(tname), "more than 2-D"));
     }
     if (n == 0 || mats == 0 || n > r.bytes().size() || mats > r.bytes().size() / 4 / n) {
-      return r.Error(absl::StrCat("tensor \"", tname, "\": shape [", n, ", ", mats,
-                                  "] does not fit the file"));
+      return r.Error(
+          absl::StrCat(TensorPrefix(tname), "shape [", n, ", ", mats, "] does not fit the file"));
     }
     auto c = tensors.find(name + std::string(kCounts));
     if (c == tensors.end()) {

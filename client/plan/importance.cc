@@ -11,6 +11,7 @@
 #include "core/io/sharded_checkpoint.h"
 #include "core/layout/output_plan.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::client {
 namespace {

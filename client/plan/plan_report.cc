@@ -8,6 +8,7 @@
 #include "client/checkpoint_util.h"
 #include "client/report.h"
 #include "core/io/safetensors_header.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::client {
 namespace {

@@ -14,6 +14,7 @@
 #include "core/column_errors.h"
 #include "core/io/crc32c.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 #include "rtnq/v1/rtnq.grpc.pb.h"
 
 namespace rtnq::client {
@@ -94,7 +95,7 @@ absl::StatusOr<std::vector<CandidateMeasure>> MeasureOnce(
         static_cast<size_t>(resp.metrics().column_squared_errors_size()) != sums_expected) {
       ctx.TryCancel();
       (void)stream->Finish();
-      return absl::DataLossError(absl::StrCat("tensor \"", t.name, "\": candidate ", out.size(),
+      return absl::DataLossError(absl::StrCat(TensorPrefix(t.name), "candidate ", out.size(),
                                               ": unexpected answer from ", ctx.peer()));
     }
     const v1::TensorMetrics& m = resp.metrics();
@@ -157,11 +158,10 @@ absl::Status RemoteMeasurer::Measure(const std::vector<MeasureRequest>& requests
       if (!m.ok()) {
         if (first_error.ok()) {
           const std::string& name = req.tensor->name;
-          first_error =
-              absl::StrContains(m.status().message(), name)
-                  ? m.status()
-                  : absl::Status(m.status().code(),
-                                 absl::StrCat("tensor \"", name, "\": ", m.status().message()));
+          first_error = absl::StrContains(m.status().message(), name)
+                            ? m.status()
+                            : absl::Status(m.status().code(),
+                                           absl::StrCat(TensorPrefix(name), m.status().message()));
         }
         failed = true;
         return;

@@ -59,6 +59,11 @@ struct QuantConfigPatch {
   bool empty() const;
 };
 
+/// True for asymmetric integer quantization: the only case with zero points (stored as u8 codes).
+inline bool IsIntAsym(const QuantConfig& cfg) {
+  return cfg.dtype == QuantDtype::kInt && cfg.scheme == Scheme::kAsym;
+}
+
 /// Checks every field against the spec's ranges. The error names the field and the value.
 absl::Status ValidateConfig(const QuantConfig& cfg);
 

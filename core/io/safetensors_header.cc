@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "core/config/strict_json.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 namespace {
@@ -163,10 +164,6 @@ absl::Status CheckTiling(const HeaderErrors& err, const std::vector<HeaderTensor
 }
 
 }  // namespace
-
-std::string ShapeString(absl::Span<const int64_t> shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
-}
 
 absl::StatusOr<int64_t> CheckedNumElements(absl::Span<const int64_t> shape) {
   int64_t n = 1;

@@ -63,9 +63,6 @@ absl::StatusOr<SafetensorsLayout> ParseSafetensorsHeaderOnly(std::string_view la
 /// Product of `shape`; InvalidArgument on a negative dimension or int64 overflow.
 absl::StatusOr<int64_t> CheckedNumElements(absl::Span<const int64_t> shape);
 
-/// "[2, 3]".
-std::string ShapeString(absl::Span<const int64_t> shape);
-
 /// A header built for a writer: the bytes to put at file offset 0 (prefix, JSON padded with
 /// spaces to a multiple of 8) and where each tensor's data goes.
 struct BuiltHeader {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/io/file_io.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 namespace {

@@ -16,6 +16,7 @@
 #include "core/config/strict_json.h"
 #include "core/io/file_io.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 namespace {
@@ -102,11 +103,11 @@ absl::StatusOr<ShardedCheckpoint> ShardedCheckpoint::OpenIndex(const std::string
   std::map<std::string, size_t> shard_index;      // shard -> index into shards_, sorted by name
   for (const auto& [tensor, shard] : wm.items()) {
     if (!shard.is_string()) {
-      return bad(absl::StrCat("tensor \"", tensor, "\": shard is not a string"));
+      return bad(absl::StrCat(TensorPrefix(tensor), "shard is not a string"));
     }
     const std::string& name = shard.get_ref<const std::string&>();
     if (!IsSafeRelativePath(name)) {
-      return bad(absl::StrCat("tensor \"", tensor, "\": shard \"", name,
+      return bad(absl::StrCat(TensorPrefix(tensor), "shard \"", name,
                               "\" is not a relative path inside the checkpoint directory"));
     }
     weight_map.emplace(tensor, name);

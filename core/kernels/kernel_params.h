@@ -55,4 +55,23 @@ inline int64_t EffectiveGroupSize(int64_t group_size, int64_t cols) {
   return (group_size == -1 || group_size > cols) ? cols : group_size;
 }
 
+/// The effective group size of a [rows, cols] weight quantized with `cfg`: along a row for
+/// group_dim 1, down a column for group_dim 0.
+inline int64_t EffectiveGroupSize(const QuantConfig& cfg, int64_t rows, int64_t cols) {
+  const int64_t grouped = cfg.group_dim == 0 ? rows : cols;
+  return EffectiveGroupSize(cfg.group_size, grouped);
+}
+
+/// Shape of the per-group scale (and zero point) grid of a [rows, cols] weight quantized with
+/// `cfg`: one entry per group, groups along a row (group_dim 1) or down a column (group_dim 0).
+struct ScaleGrid {
+  int64_t rows;
+  int64_t cols;
+};
+inline ScaleGrid ScaleGridOf(const QuantConfig& cfg, int64_t rows, int64_t cols) {
+  const int64_t gs = EffectiveGroupSize(cfg, rows, cols);
+  if (cfg.group_dim == 0) return {GroupsPerRow(rows, gs), cols};
+  return {rows, GroupsPerRow(cols, gs)};
+}
+
 }  // namespace rtnq

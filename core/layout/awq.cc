@@ -8,6 +8,7 @@
 #include "core/io/huge_pages.h"
 #include "core/layout/pack_bits.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 namespace {
@@ -88,7 +89,7 @@ absl::StatusOr<std::vector<PackedTensor>> PackAwq(const QuantizedTensor& q, std:
   if (q.shape.size() != 2) {
     return absl::InvalidArgumentError(absl::StrCat("tensor ", std::string(layer),
                                                    ": AWQ layout stores 2-D Linear weights, got ",
-                                                   "shape ", packing::ShapeStr(q.shape)));
+                                                   "shape ", ShapeString(q.shape)));
   }
   RTNQ_ASSIGN_OR_RETURN(const packing::CodeFormat f, packing::CodeFormatFor(q.config, layer));
   RTNQ_RETURN_IF_ERROR(packing::CheckCodeRange(q, layer, f, engine));

@@ -7,6 +7,7 @@
 #include "core/io/huge_pages.h"
 #include "core/layout/pack_bits.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 namespace {
@@ -90,7 +91,7 @@ absl::StatusOr<std::vector<PackedTensor>> PackCompressedTensors(const QuantizedT
   if (q.shape.size() != 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor ", std::string(layer), ": compressed-tensors pack-quantized stores ",
-                     "2-D Linear weights, got shape ", packing::ShapeStr(q.shape)));
+                     "2-D Linear weights, got shape ", ShapeString(q.shape)));
   }
   RTNQ_ASSIGN_OR_RETURN(const CodeFormat f, packing::CodeFormatFor(q.config, layer));
   RTNQ_RETURN_IF_ERROR(packing::CheckCodeRange(q, layer, f, engine));

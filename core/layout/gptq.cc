@@ -15,6 +15,7 @@
 #include "core/kernels/kernel_params.h"
 #include "core/layout/pack_bits.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 namespace {
@@ -28,13 +29,11 @@ using packing::CodeOfByte;
 using packing::FindPacked;
 using packing::ForBlocks;
 using packing::GetBits;
-using packing::IsIntAsym;
 using packing::MakeTensor;
 using packing::Mask;
 using packing::PackWord;
 using packing::PutBits;
 using packing::ReadValues;
-using packing::ShapeStr;
 using packing::ToHalfChecked;
 using packing::ValidateQuantized;
 
@@ -109,7 +108,7 @@ absl::StatusOr<std::vector<uint16_t>> BiasToHalf(const TensorInput& bias, int64_
   const std::string prefix = absl::StrCat("tensor ", Str(name), ": bias ", bias.name, " ");
   if (bias.shape != std::vector<int64_t>{out}) {
     return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "has shape ", ShapeStr(bias.shape), ", expected [", out, "]"));
+        absl::StrCat(prefix, "has shape ", ShapeString(bias.shape), ", expected [", out, "]"));
   }
   if (!IsQuantizableFloat(bias.dtype)) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, "has dtype ", ElemTypeName(bias.dtype),
@@ -189,7 +188,7 @@ absl::StatusOr<GptqTensors> ReadGptq(absl::Span<const PackedTensor> tensors,
     if (scales->shape[1] != t.out || scales->shape[0] <= 0) {
       return absl::InvalidArgumentError(absl::StrCat("tensor ", base, ".scales: expected shape [",
                                                      "groups > 0, ", t.out, "], got ",
-                                                     ShapeStr(scales->shape)));
+                                                     ShapeString(scales->shape)));
     }
     t.groups = scales->shape[0];
   }
@@ -262,7 +261,7 @@ static absl::StatusOr<std::vector<PackedTensor>> PackGptqWith(const QuantizedTen
   const std::string base = Str(base_name);
   const int b = q.config.bits;
   const bool sym = q.config.scheme == Scheme::kSym;
-  const GptqFormat format = options.format.value_or(DefaultGptqFormat(!sym));
+  const GptqFormat format = options.format.value_or(DefaultGptqFormat({q.config}));
   const int64_t groups = in / gs;
   const int32_t sym_zero = 1 << (b - 1);
 

@@ -20,7 +20,6 @@
 
 namespace rtnq {
 
-
 /// How zero points are stored: kV1 ("gptq", what every loader reads) stores zero_point - 1;
 /// kV2 ("gptq_v2", GPTQModel) stores the true zero point.
 enum class GptqFormat : uint8_t { kV1, kV2 };
@@ -30,11 +29,16 @@ const std::string& GptqFormatName(GptqFormat f);
 /// Parses "gptq" / "gptq_v2"; InvalidArgument naming the value otherwise.
 absl::StatusOr<GptqFormat> ParseGptqFormat(std::string_view s);
 
-/// The spec's default: v1 when every layer is sym (their zero point 2^(b-1) survives the -1),
-/// v2 as soon as one layer is asym (a zero point of 0 cannot be stored in v1). The format is
-/// checkpoint-wide (one `checkpoint_format` key), so callers choose it once for all layers.
-inline GptqFormat DefaultGptqFormat(bool any_asym) {
-  return any_asym ? GptqFormat::kV2 : GptqFormat::kV1;
+/// The spec's default for a checkpoint whose layers use `configs`: v1 when none is int asym
+/// (a sym zero point 2^(b-1) survives the -1), v2 as soon as one is (a zero point of 0 cannot be
+/// stored in v1). The format is checkpoint-wide (one `checkpoint_format` key), so callers choose
+/// it once for all layers: the client from the configs of the tensors it quantizes, the server
+/// (which sees tensors only as they stream) from every config its session can resolve to.
+inline GptqFormat DefaultGptqFormat(absl::Span<const QuantConfig> configs) {
+  for (const QuantConfig& c : configs) {
+    if (IsIntAsym(c)) return GptqFormat::kV2;
+  }
+  return GptqFormat::kV1;
 }
 
 /// Checks that a [out_features, in_features] weight quantized with `config` can be stored in the
@@ -47,7 +51,7 @@ absl::Status CheckGptqCompatible(std::string_view name, const QuantConfig& confi
 
 /// Options of PackGptq.
 struct GptqPackOptions {
-  /// Zero-point storage; unset means DefaultGptqFormat(scheme is asym). An explicit choice is
+  /// Zero-point storage; unset means DefaultGptqFormat({the layer's config}). An explicit choice is
   /// honoured for sym too (its true zero point 2^(b-1) is exact in both), so that a checkpoint
   /// mixing sym and asym layers can use one format. kV1 with an asym group whose zero point is 0
   /// is InvalidArgument (it would wrap and load silently wrong).
@@ -123,4 +127,3 @@ absl::StatusOr<std::vector<float>> DequantizeGptq(absl::Span<const PackedTensor>
                                                   GptqFormat format);
 
 }  // namespace rtnq
-

@@ -28,13 +28,11 @@ using packing::CodeOfByte;
 using packing::FindPacked;
 using packing::ForBlocks;
 using packing::GetBits;
-using packing::IsIntAsym;
 using packing::MakeTensor;
 using packing::Mask;
 using packing::PackWord;
 using packing::PutBits;
 using packing::ReadValues;
-using packing::ShapeStr;
 using packing::ToHalfChecked;
 using packing::ValidateQuantized;
 
@@ -166,9 +164,8 @@ absl::StatusOr<QuantizedTensor> UnpackInc(absl::Span<const PackedTensor> tensors
   }
   RTNQ_ASSIGN_OR_RETURN(const CodeFormat f, CodeFormatFor(config, base_name));
 
-  QuantizedTensor q = packing::UnpackedHeader(
-      base, ElemType::kF32, config, rows, cols,
-      EffectiveGroupSize(config.group_size, config.group_dim == 1 ? cols : rows));
+  QuantizedTensor q = packing::UnpackedHeader(base, ElemType::kF32, config, rows, cols,
+                                              EffectiveGroupSize(config, rows, cols));
   const int64_t sr = q.scale_rows();
   const int64_t sc = q.scale_cols();
 

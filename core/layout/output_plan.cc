@@ -5,6 +5,7 @@
 #include "core/layout/awq.h"
 #include "core/layout/compressed_tensors.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq {
 namespace {
@@ -30,8 +31,7 @@ const char* LayoutLabel(OutputLayout l) {
 }
 
 absl::Status PlanError(std::string_view name, std::string_view what) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("tensor \"", std::string(name), "\": ", std::string(what)));
+  return absl::InvalidArgumentError(absl::StrCat(TensorPrefix(name), std::string(what)));
 }
 
 }  // namespace
@@ -74,17 +74,11 @@ absl::StatusOr<std::vector<TensorSpec>> PlanQuantizedOutputs(std::string_view na
         return PlanError(name, absl::StrCat("compression_dim must be 0 or 1, got ", cd));
       }
       // group_dim 0 quantizes the transpose: groups run down the columns.
-      int64_t sr = rows, sc = 0;
-      if (config.group_dim == 0) {
-        sr = CeilDiv(rows, EffectiveGroupSize(config.group_size, rows));
-        sc = cols;
-      } else {
-        sc = CeilDiv(cols, EffectiveGroupSize(config.group_size, cols));
-      }
+      const auto [sr, sc] = ScaleGridOf(config, rows, cols);
       std::vector<TensorSpec> out;
       out.push_back({layer + ".qweight", ElemType::kI32, IncWords(rows, cols, config.bits, cd)});
       out.push_back({layer + ".scales", ElemType::kF32, {sr, sc}});
-      if (config.dtype == QuantDtype::kInt && config.scheme == Scheme::kAsym) {
+      if (IsIntAsym(config)) {
         out.push_back({layer + ".qzeros", ElemType::kI32, IncWords(sr, sc, config.bits, cd)});
       }
       return out;
@@ -132,8 +126,7 @@ absl::StatusOr<std::vector<PackedTensor>> PackToLayout(const QuantizedTensor& q,
     case OutputLayout::kFake:
       break;
   }
-  return absl::InternalError(
-      absl::StrCat("tensor \"", std::string(name), "\": the fake layout is not packed"));
+  return absl::InternalError(absl::StrCat(TensorPrefix(name), "the fake layout is not packed"));
 }
 
 }  // namespace rtnq

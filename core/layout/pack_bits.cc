@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/status_macros.h"
+#include "core/tensor_text.h"
 
 namespace rtnq::packing {
 namespace {
@@ -37,10 +38,6 @@ bool CodesInRange(const std::vector<uint8_t>& codes, const CodeFormat& f, const 
 
 }  // namespace
 
-std::string ShapeStr(const std::vector<int64_t>& shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
-}
-
 absl::StatusOr<const PackedTensor*> FindPacked(absl::Span<const PackedTensor> tensors,
                                                const std::string& name, ElemType dtype,
                                                std::optional<std::vector<int64_t>> shape,
@@ -58,14 +55,14 @@ absl::StatusOr<const PackedTensor*> FindPacked(absl::Span<const PackedTensor> te
   if (shape.has_value() ? found->shape != *shape : found->shape.size() != rank) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor ", name, ": expected shape ",
-                     shape.has_value() ? ShapeStr(*shape) : absl::StrCat("of rank ", rank),
-                     ", got ", ShapeStr(found->shape)));
+                     shape.has_value() ? ShapeString(*shape) : absl::StrCat("of rank ", rank),
+                     ", got ", ShapeString(found->shape)));
   }
   int64_t elements = 1;
   for (int64_t d : found->shape) {
     if (d < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor ", name, ": negative dimension in shape ", ShapeStr(found->shape)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor ", name, ": negative dimension in shape ", ShapeString(found->shape)));
     }
     elements *= d;
   }
@@ -73,7 +70,7 @@ absl::StatusOr<const PackedTensor*> FindPacked(absl::Span<const PackedTensor> te
   if (found->data.size() != expect) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor ", name, ": ", found->data.size(), " bytes, expected ", expect,
-                     " for shape ", ShapeStr(found->shape), " of ", ElemTypeName(dtype)));
+                     " for shape ", ShapeString(found->shape), " of ", ElemTypeName(dtype)));
   }
   return found;
 }

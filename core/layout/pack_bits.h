@@ -22,13 +22,7 @@
 
 namespace rtnq::packing {
 
-std::string ShapeStr(const std::vector<int64_t>& shape);
-
 inline uint32_t Mask(int bits) { return (1u << bits) - 1u; }
-
-inline bool IsIntAsym(const QuantConfig& cfg) {
-  return cfg.dtype == QuantDtype::kInt && cfg.scheme == Scheme::kAsym;
-}
 
 /// A tensor built from `values` (their bytes, little-endian).
 template <typename T>

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "core/io/safetensors_header.h"
+#include "core/tensor_text.h"
 #include "tests/testing/status_matchers.h"
 
 namespace rtnq {

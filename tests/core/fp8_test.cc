@@ -10,6 +10,7 @@
 
 #include "core/io/fp8_source.h"
 #include "core/io/safetensors_header.h"
+#include "core/tensor_text.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"

@@ -13,6 +13,7 @@
 
 #include "core/engine.h"
 #include "core/quantize.h"
+#include "core/tensor_text.h"
 #include "tests/testing/status_matchers.h"
 
 namespace rtnq {

@@ -735,8 +735,14 @@ TEST(PackGptqTest, AsymDefaultsToV2AndV1RefusesZeroPointZero) {
   // Group 0 of outputs 0..7: true zero points, zeros[o * 2 + 0].
   const uint32_t word = Words(Get(*v2, "qzeros"))[0];
   for (int o = 0; o < 8; ++o) EXPECT_EQ((word >> (4 * o)) & 15u, uint32_t(q.zeros[o * 2]));
-  EXPECT_EQ(DefaultGptqFormat(true), GptqFormat::kV2);
-  EXPECT_EQ(DefaultGptqFormat(false), GptqFormat::kV1);
+  QuantConfig sym, asym, nf4;
+  sym.scheme = Scheme::kSym;
+  asym.scheme = Scheme::kAsym;
+  nf4.dtype = QuantDtype::kNf4;
+  nf4.scheme = Scheme::kAsym;  // zero points only exist for int: not a reason for v2
+  EXPECT_EQ(DefaultGptqFormat({sym, asym}), GptqFormat::kV2);
+  EXPECT_EQ(DefaultGptqFormat({sym, nf4}), GptqFormat::kV1);
+  EXPECT_EQ(DefaultGptqFormat({}), GptqFormat::kV1);
 }
 
 TEST(PackGptqTest, SymHonoursAnExplicitV2) {

@@ -35,7 +35,7 @@ struct Expected {
 
 std::string Bytes(const void* p, size_t n) { return std::string(static_cast<const char*>(p), n); }
 
-Expected CoreResult(const Tensor& t, const Session& s, const Engine& engine) {
+Expected CoreResult(const Tensor& t, const ParsedSession& s, const Engine& engine) {
   Expected e;
   const QuantConfig config = s.resolver.Resolve(t.name)->config;
   QuantizeOptions o;
