@@ -27,11 +27,11 @@ struct QuantizeOptions {
   /// --expert-layout: how stacked MoE expert tensors lie; unset: from config.json's model_type
   /// (client/expert_plan.h). A stacked tensor to quantize without either is an error.
   std::optional<ExpertLayout> expert_layout;
-  std::vector<std::string> include;          ///< --include patterns (already split)
-  std::vector<std::string> exclude;          ///< --exclude patterns
-  int streams = 1;                           ///< parallel sessions, one worker thread each
-  bool resume = false;                       ///< reuse a previous run's verified partial output
-  std::string report_path;                   ///< --report FILE.json; empty: none
+  std::vector<std::string> include;  ///< --include patterns (already split)
+  std::vector<std::string> exclude;  ///< --exclude patterns
+  int streams = 1;                   ///< parallel sessions, one worker thread each
+  bool resume = false;               ///< reuse a previous run's verified partial output
+  std::string report_path;           ///< --report FILE.json; empty: none
 };
 
 /// The result of a successful run.

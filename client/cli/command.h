@@ -37,8 +37,8 @@ const Command& PlanCommand();
 
 /// quantize's output flags, which plan reads too.
 inline const std::set<std::string> kOutputFlags = {
-    "format", "gptq_checkpoint_format", "compression_dim", "target", "include", "exclude",
-    "expert_layout"};
+    "format",  "gptq_checkpoint_format", "compression_dim", "target", "include",
+    "exclude", "expert_layout"};
 /// quantize's output flags (--format, --gptq-checkpoint-format, --compression-dim, --target,
 /// --include, --exclude, --expert-layout) into `options`; InvalidArgument (a usage error) for a
 /// bad value. Plan reads them too.

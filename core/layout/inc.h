@@ -23,7 +23,6 @@ namespace rtnq {
 /// of every word unused, as INC does.
 inline int IncPackFactor(int bits) { return 32 / bits; }
 
-
 /// Packs `q` in INC's layout as <base>.qweight (I32), <base>.scales (F32, the scale matrix as it
 /// is, [scale_rows, scale_cols]) and, for int asym only, <base>.qzeros (I32). Code e of a word
 /// sits at bit offset bits*e, masked to `bits` bits (two's complement for signed codes; nf4/fp4
