@@ -131,6 +131,7 @@ absl::StatusOr<std::unique_ptr<RtnqServer>> RtnqServer::Start(const ServerOption
   ctx.hooks = std::move(hooks);
   ctx.sessions = srv->sessions_.get();
   srv->service_ = std::make_unique<QuantizerService>(ctx);
+  srv->pool_->Start();  // after everything its tasks read is set up
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

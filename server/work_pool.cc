@@ -5,8 +5,10 @@
 
 namespace rtnq::server {
 
-WorkPool::WorkPool(int threads) {
-  for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] { Run(); });
+WorkPool::WorkPool(int threads) : thread_count_(std::max(1, threads)) {}
+
+void WorkPool::Start() {
+  for (int i = 0; i < thread_count_; ++i) threads_.emplace_back([this] { Run(); });
 }
 
 WorkPool::~WorkPool() {
