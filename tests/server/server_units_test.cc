@@ -173,7 +173,10 @@ TEST(WorkPoolTest, RunsEveryTaskInOrderAndDrainsOnDestruction) {
   std::vector<int> seen;
   {
     WorkPool pool(1);
-    for (int i = 0; i < 100; ++i) pool.Post([&seen, i] { seen.push_back(i); });
+    // Tasks posted before Start() wait for it.
+    for (int i = 0; i < 50; ++i) pool.Post([&seen, i] { seen.push_back(i); });
+    pool.Start();
+    for (int i = 50; i < 100; ++i) pool.Post([&seen, i] { seen.push_back(i); });
   }
   ASSERT_EQ(seen.size(), 100u);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(seen[i], i);
