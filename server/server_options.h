@@ -37,7 +37,7 @@ struct ServerOptions {
   double min_bytes_per_second = 64 << 10;
   /// The allowance of the rate rule: this long plus one max_message_bytes at the minimum rate.
   double min_rate_grace_seconds = 30;
-  double max_stream_seconds = 0;       ///< a stream open longer ends; 0 = no limit
+  double max_stream_seconds = 0;  ///< a stream open longer ends; 0 = no limit
   /// Bytes of tensor names one stream may send: they are kept for its duplicate-name check
   /// until it ends. Past it the stream ends with RESOURCE_EXHAUSTED (open a new one).
   int64_t max_stream_name_bytes = int64_t{4} << 20;

@@ -20,24 +20,16 @@ namespace rtnq {
 namespace {
 
 using packing::ByteOfField;
-using packing::Bytes;
 using packing::CheckCodeRange;
 using packing::CodeFormat;
 using packing::CodeFormatFor;
 using packing::CodeOfByte;
 using packing::FindPacked;
 using packing::ForBlocks;
-using packing::GetBits;
 using packing::MakeTensor;
 using packing::Mask;
-using packing::PackWord;
-using packing::PutBits;
 using packing::ReadValues;
-using packing::ToHalfChecked;
 using packing::ValidateQuantized;
-
-// Packed tensors are built with memcpy, which is only the safetensors byte order on such hosts.
-static_assert(std::endian::native == std::endian::little, "packing assumes a little-endian host");
 
 std::string Str(std::string_view s) { return std::string(s); }
 

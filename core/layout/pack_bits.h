@@ -3,6 +3,7 @@
 // Internal to core's packers; the layouts' public API is in their own headers.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -19,6 +20,9 @@
 #include "core/engine.h"
 #include "core/layout/packed_tensor.h"
 #include "core/quantize.h"
+
+// Packed tensors are built with memcpy, which is only the safetensors byte order on such hosts.
+static_assert(std::endian::native == std::endian::little, "packing assumes a little-endian host");
 
 namespace rtnq::packing {
 
