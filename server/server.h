@@ -70,9 +70,12 @@ class RtnqServer {
   std::unique_ptr<TokenAuth> auth_;
   std::unique_ptr<StreamRegistry> streams_;
   std::unique_ptr<SessionCache> sessions_;
-  std::unique_ptr<WorkPool> pool_;
   std::unique_ptr<ServiceContext> context_;
   std::unique_ptr<QuantizerService> service_;
+  // Destroyed after the gRPC server and before what its tasks use: its destructor runs the tasks
+  // still queued (a cancelled stream's planning or step) and joins, while the context, the
+  // service and the engine they reach through their stream still exist.
+  std::unique_ptr<WorkPool> pool_;
   std::unique_ptr<grpc::Server> server_;  // declared last: destroyed first
   int port_ = 0;
   int metrics_port_ = 0;
