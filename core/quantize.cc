@@ -172,6 +172,8 @@ absl::StatusOr<TensorPlan> PlanTensor(const std::string& name, ElemType dtype,
   plan.quantize = true;
   plan.rows = shape.size() == 1 ? 1 : shape[0];
   plan.cols = plan.elements / plan.rows;
+  plan.group_size = EffectiveGroupSize(config, plan.rows, plan.cols);
+  plan.scale_grid = ScaleGridOf(config, plan.rows, plan.cols);
   return plan;
 }
 

@@ -92,6 +92,8 @@ struct TensorPlan {
   std::string skip_reason;
   int64_t rows = 0;  ///< the 2-D view when quantized
   int64_t cols = 0;
+  int64_t group_size = 0;      ///< when quantized: EffectiveGroupSize(config, rows, cols)
+  ScaleGrid scale_grid{0, 0};  ///< when quantized: ScaleGridOf(config, rows, cols)
 };
 
 /// Validates a tensor header (name, dtype, shape; not its bytes) and the config, and decides

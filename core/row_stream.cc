@@ -25,6 +25,12 @@ absl::StatusOr<std::unique_ptr<RowStreamQuantizer>> RowStreamQuantizer::Create(
     const Engine& engine) {
   RTNQ_ASSIGN_OR_RETURN(const TensorPlan plan,
                         PlanTensor(header.name, header.dtype, header.shape, config, options));
+  return FromPlan(header, plan, config, options, engine);
+}
+
+absl::StatusOr<std::unique_ptr<RowStreamQuantizer>> RowStreamQuantizer::FromPlan(
+    const TensorInput& header, const TensorPlan& plan, const QuantConfig& config,
+    const QuantizeOptions& options, const Engine& engine) {
   if (!plan.quantize) {
     return absl::FailedPreconditionError(absl::StrCat(
         "tensor \"", header.name, "\" is passed through (", plan.skip_reason, "), not streamed"));

@@ -39,6 +39,11 @@ class RowStreamQuantizer {
                                                                     const QuantizeOptions& options,
                                                                     const Engine& engine);
 
+  /// Create for a header PlanTensor has already planned (plan.quantize) with `config`.
+  static absl::StatusOr<std::unique_ptr<RowStreamQuantizer>> FromPlan(
+      const TensorInput& header, const TensorPlan& plan, const QuantConfig& config,
+      const QuantizeOptions& options, const Engine& engine);
+
   int64_t rows() const { return rows_; }
   int64_t row_bytes() const { return pass_.cols * ElemSize(pass_.in_dtype); }
   int64_t next_row() const { return next_row_; }

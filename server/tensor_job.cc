@@ -1,20 +1,14 @@
 #include "server/tensor_job.h"
 
 #include <algorithm>
-#include <cstring>
 #include <exception>
 #include <limits>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "core/dtype.h"
 #include "core/expert_quantize.h"
-#include "core/io/huge_pages.h"
-#include "core/kernels/kernel_params.h"
-#include "core/layout/gptq.h"
 #include "core/layout/output_plan.h"
 #include "core/status_macros.h"
 #include "core/tensor_text.h"
@@ -23,9 +17,6 @@
 
 namespace rtnq::server {
 namespace {
-
-// Codes are signed for int sym and the float-4 types, unsigned for int asym.
-ElemType CodeType(const QuantConfig& c) { return IsIntAsym(c) ? ElemType::kU8 : ElemType::kI8; }
 
 v1::OutputTensor MakeOutput(std::string name, ElemType dtype, std::vector<int64_t> shape,
                             int64_t bytes) {
@@ -43,40 +34,23 @@ int64_t SumSizes(const std::vector<std::string>& chunks) {
   return n;
 }
 
-// Codes (1 byte per element), f32 scales and, for int asym, i32 zero points: the CODES outputs,
-// and what a packed form keeps until the tensor's end.
-int64_t CodesBytes(const QuantConfig& c, int64_t rows, int64_t cols) {
-  const ScaleGrid grid = ScaleGridOf(c, rows, cols);
-  return rows * cols + grid.rows * grid.cols * 4 * (IsIntAsym(c) ? 2 : 1);
+v1::OutputTensor OutputOf(const TensorSpec& t) {
+  int64_t bytes = ElemSize(t.dtype);
+  for (int64_t d : t.shape) bytes *= d;
+  return MakeOutput(t.name, t.dtype, t.shape, bytes);
 }
 
-// The data bytes of a quantized tensor's outputs in the session's form.
-int64_t OutputBytes(const ParsedSession& s, const std::string& name, ElemType dtype,
-                    const std::vector<int64_t>& shape, const QuantConfig& c, int64_t rows,
-                    int64_t cols, int64_t total_bytes) {
-  if (s.metrics_only) return 0;
-  switch (s.output_form) {
-    case v1::OUTPUT_FORM_CODES:
-      return CodesBytes(c, rows, cols);
-    case v1::OUTPUT_FORM_PACKED_INC:
-    case v1::OUTPUT_FORM_PACKED_GPTQ:
-    case v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS:
-    case v1::OUTPUT_FORM_PACKED_AWQ: {
-      auto specs = PlanQuantizedOutputs(name, dtype, shape, c, LayoutOf(s));
-      // Where the planner does not know the shape, a bound: packed words never take more than
-      // the codes they pack plus one word per row and column (and GPTQ's g_idx per column).
-      if (!specs.ok()) return CodesBytes(c, rows, cols) + 8 * (rows + cols);
-      int64_t bytes = 0;
-      for (const TensorSpec& t : *specs) {
-        int64_t n = ElemSize(t.dtype);
-        for (int64_t d : t.shape) n *= d;
-        bytes += n;
-      }
-      return bytes;
-    }
-    default:
-      return total_bytes;
+// The session's output form in the core's terms.
+StreamOutputs OutputsOf(const ParsedSession& s) {
+  StreamOutputs o;
+  o.metrics_only = s.metrics_only;
+  if (IsPackedForm(s.output_form)) {
+    o.form = StreamForm::kPacked;
+    o.layout = LayoutOf(s);
+  } else if (s.output_form == v1::OUTPUT_FORM_CODES) {
+    o.form = StreamForm::kCodes;
   }
+  return o;
 }
 
 // What the reservation of each mode covers, for the refusal's message.
@@ -86,25 +60,6 @@ const char* ReservationWhat(TensorJob::Mode mode, bool packed) {
 }
 
 }  // namespace
-
-absl::Status TensorJob::PlanExperts(TensorJob& job, const QuantConfig& config) {
-  const ParsedSession& s = *job.session_;
-  if (!s.expert_layout.has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor \"", job.name_, "\" ", ShapeString(job.shape_),
-        " holds stacked MoE experts: set the session's expert_layout (OUT_IN, IN_OUT, "
-        "OUT_IN_INTERLEAVED or IN_OUT_INTERLEAVED) so each expert is quantized as its own "
-        "[out, in] weight"));
-  }
-  RTNQ_ASSIGN_OR_RETURN(job.experts_,
-                        PlanExpertSlices(job.name_, job.shape_, *s.expert_layout, std::nullopt));
-  if (s.output_form == v1::OUTPUT_FORM_PACKED_GPTQ) {
-    for (const ExpertSlice& e : job.experts_) {
-      RTNQ_RETURN_IF_ERROR(CheckGptqCompatible(e.layer, config, e.out, e.in));
-    }
-  }
-  return absl::OkStatus();
-}
 
 std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
                                            std::shared_ptr<const ParsedSession> session,
@@ -121,11 +76,7 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
   job->session_ = std::move(session);
   const ParsedSession& s = *job->session_;
 
-  auto fail = [&](const absl::Status& status) {
-    job->mode_ = Mode::kFailed;
-    job->header_error_ = status;
-    return job;
-  };
+  auto fail = [&](const absl::Status& status) { return Refuse(std::move(job), status); };
   auto dtype = ParseElemType(header.dtype());
   if (!dtype.ok()) {
     return fail(absl::InvalidArgumentError(
@@ -137,116 +88,93 @@ std::shared_ptr<TensorJob> TensorJob::Plan(const v1::TensorHeader& header,
   if (!resolved.ok()) return fail(resolved.status());
   job->resolved_ = *std::move(resolved);
   const QuantConfig& config = job->resolved_.config;
-  QuantizeOptions& o = job->options_;
-  o.fake_quant = s.output_form == v1::OUTPUT_FORM_FAKE_QUANT && !s.metrics_only;
-  o.codes = s.output_form != v1::OUTPUT_FORM_FAKE_QUANT && !s.metrics_only;
+  QuantizeOptions o;
   o.quantize_1d = s.quantize_1d;
   o.pass_nonfinite = s.pass_nonfinite;
   o.cancel = cancel;
+  if (!s.candidates.empty()) return PlanCandidates(std::move(job), o, limits);
 
-  auto plan = PlanTensor(job->name_, job->dtype_, job->shape_, config, o);
+  auto plan = PlanTensorStream(job->name_, job->dtype_, job->shape_, config, o, OutputsOf(s),
+                               s.expert_layout);
   if (!plan.ok()) return fail(plan.status());
-  // PlanTensor has checked that this product does not overflow.
-  const int64_t needed = plan->elements * ElemSize(job->dtype_);
-  if (needed != job->total_bytes_) {
-    return fail(absl::InvalidArgumentError(absl::StrCat(
-        TensorPrefix(job->name_), "shape ", ShapeString(job->shape_), " with dtype ",
-        job->dtype_label_, " needs ", needed, " bytes, but total_bytes is ", job->total_bytes_)));
-  }
-  if (!s.candidates.empty()) {
-    // Candidates replace the resolved config; each needs the whole tensor.
-    for (const QuantConfig& c : s.candidates) {
-      auto p = PlanTensor(job->name_, job->dtype_, job->shape_, c, o);
-      if (!p.ok()) return fail(p.status());
-      if (!p->quantize) {
-        return fail(absl::InvalidArgumentError(absl::StrCat(
-            TensorPrefix(job->name_), "candidate sessions measure quantizable tensors only (",
-            p->skip_reason, ")")));
+  if (absl::Status st = job->CheckTotalBytes(plan->input_bytes); !st.ok()) return fail(st);
+  job->plan_ = *std::move(plan);
+  const TensorStreamPlan& p = job->plan_;
+  const bool packed = p.outputs.form == StreamForm::kPacked && !p.outputs.metrics_only;
+  switch (p.mode) {
+    case StreamMode::kPassThrough:
+      job->mode_ = Mode::kEcho;
+      return job;
+    case StreamMode::kWhole:
+      job->mode_ = Mode::kBuffered;
+      job->step_bytes_ = job->total_bytes_;
+      // Stacked experts: every expert is quantized from the tensor at once, and its outputs join
+      // the rest; otherwise the input goes as the outputs come.
+      job->share_ = TensorShare(0,
+                                p.experts.empty() ? std::max(job->total_bytes_, p.output_bytes)
+                                                  : job->total_bytes_ + p.output_bytes,
+                                1, 1);
+      break;
+    case StreamMode::kRows: {
+      auto stream = TensorStream::Start(p, engine);
+      if (!stream.ok()) return fail(stream.status());
+      job->stream_ = *std::move(stream);
+      job->mode_ = Mode::kRowStream;
+      job->step_bytes_ = p.step_bytes;
+      if (packed) {
+        // The codes and the packed outputs built from them are held to the end.
+        job->share_ = TensorShare(p.kept_bytes, p.step_bytes, 1, 1);
+      } else {
+        // A row's outputs replace its input; CODES of small groups are larger than the input, so
+        // the input is weighted by the ratio and a step never adds to what is accounted.
+        job->share_ = TensorShare(0, std::max(p.step_bytes, p.row_output_bytes), p.row_output_bytes,
+                                  p.step_bytes);
       }
+      break;
     }
-    job->mode_ = Mode::kBuffered;
-    job->step_bytes_ = job->total_bytes_;
-    job->share_ = TensorShare(0, job->total_bytes_, 1, 1);  // metrics only: no outputs held
-    return RefuseOverLimit(std::move(job), limits);
-  }
-  if (!plan->quantize) {
-    job->mode_ = Mode::kEcho;
-    job->skip_reason_ = plan->skip_reason;
-    return job;
-  }
-  if (StackedExpertsOf(job->name_).has_value() && job->shape_.size() == 3) {
-    if (absl::Status st = PlanExperts(*job, config); !st.ok()) return fail(st);
-  } else if (s.output_form == v1::OUTPUT_FORM_PACKED_GPTQ) {
-    if (absl::Status st = CheckGptqCompatible(job->name_, config, plan->rows, plan->cols);
-        !st.ok()) {
-      return fail(st);
-    }
-  }
-  if (s.output_form == v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS ||
-      s.output_form == v1::OUTPUT_FORM_PACKED_AWQ) {
-    // Their rules (bits, scheme, 2-D, group sizes loaders take) before any data is read: for a
-    // stacked MoE tensor, each expert's weight is what the layout stores.
-    if (job->experts_.empty()) {
-      auto specs = PlanQuantizedOutputs(job->name_, job->dtype_, job->shape_, config, LayoutOf(s));
-      if (!specs.ok()) return fail(specs.status());
-    }
-    for (const ExpertSlice& e : job->experts_) {
-      auto specs = PlanQuantizedOutputs(e.layer + ".weight", job->dtype_, {e.out, e.in}, config,
-                                        LayoutOf(s));
-      if (!specs.ok()) return fail(specs.status());
-    }
-  }
-  const bool packed = IsPackedForm(s.output_form) && !s.metrics_only;
-  if (!job->experts_.empty()) {
-    // Whole: every expert is quantized from the tensor at once, and its outputs join the rest.
-    job->mode_ = Mode::kBuffered;
-    job->step_bytes_ = job->total_bytes_;
-    int64_t outputs = 0;
-    for (const ExpertSlice& e : job->experts_) {
-      outputs += OutputBytes(s, e.layer + ".weight", job->dtype_, {e.out, e.in}, config, e.out,
-                             e.in, e.out * e.in * ElemSize(job->dtype_));
-    }
-    job->share_ = TensorShare(0, job->total_bytes_ + outputs, 1, 1);
-  } else if (RowStreamQuantizer::CanStream(config, o)) {
-    TensorInput in{job->name_, job->dtype_, job->shape_, {}};
-    auto rows = RowStreamQuantizer::Create(in, config, o, engine);
-    if (!rows.ok()) return fail(rows.status());
-    job->rows_ = *std::move(rows);
-    job->mode_ = Mode::kRowStream;
-    const int64_t row_bytes = job->rows_->row_bytes();
-    job->step_bytes_ = row_bytes;
-    if (packed) {
-      QuantizedTensor& q = job->packed_codes_;
-      q.name = job->name_;
-      q.dtype = job->dtype_;
-      q.shape = job->shape_;
-      q.quantized = true;
-      q.config = config;
-      q.rows = plan->rows;
-      q.cols = plan->cols;
-      q.group_size = EffectiveGroupSize(config.group_size, plan->cols);
-      // The codes are kept until the end, then packed while they still exist.
-      const int64_t kept = CodesBytes(config, plan->rows, plan->cols);
-      job->share_ = TensorShare(kept + OutputBytes(s, job->name_, job->dtype_, job->shape_, config,
-                                                   plan->rows, plan->cols, job->total_bytes_),
-                                row_bytes, 1, 1);
-    } else {
-      // A row's outputs replace its input; CODES of small groups are larger than the input, so
-      // the input is weighted by the ratio and a step never adds to what is accounted.
-      const int64_t out_row =
-          OutputBytes(s, job->name_, job->dtype_, job->shape_, config, 1, plan->cols, row_bytes);
-      job->share_ = TensorShare(0, std::max(row_bytes, out_row), out_row, row_bytes);
-    }
-  } else {
-    job->mode_ = Mode::kBuffered;
-    job->step_bytes_ = job->total_bytes_;
-    job->share_ = TensorShare(
-        0,
-        std::max(job->total_bytes_, OutputBytes(s, job->name_, job->dtype_, job->shape_, config,
-                                                plan->rows, plan->cols, job->total_bytes_)),
-        1, 1);
   }
   return RefuseOverLimit(std::move(job), limits, packed);
+}
+
+absl::Status TensorJob::CheckTotalBytes(int64_t needed) const {
+  if (needed == total_bytes_) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(TensorPrefix(name_), "shape ", ShapeString(shape_),
+                                                 " with dtype ", dtype_label_, " needs ", needed,
+                                                 " bytes, but total_bytes is ", total_bytes_));
+}
+
+std::shared_ptr<TensorJob> TensorJob::PlanCandidates(std::shared_ptr<TensorJob> job,
+                                                     const QuantizeOptions& o,
+                                                     const PlanLimits& limits) {
+  auto fail = [&](const absl::Status& status) { return Refuse(std::move(job), status); };
+  auto plan = PlanTensor(job->name_, job->dtype_, job->shape_, job->resolved_.config, o);
+  if (!plan.ok()) return fail(plan.status());
+  // PlanTensor has checked that this product does not overflow.
+  if (absl::Status st = job->CheckTotalBytes(plan->elements * ElemSize(job->dtype_)); !st.ok()) {
+    return fail(st);
+  }
+  // Candidates replace the resolved config; each needs the whole tensor.
+  for (const QuantConfig& c : job->session_->candidates) {
+    auto p = PlanTensor(job->name_, job->dtype_, job->shape_, c, o);
+    if (!p.ok()) return fail(p.status());
+    if (!p->quantize) {
+      return fail(absl::InvalidArgumentError(absl::StrCat(
+          TensorPrefix(job->name_), "candidate sessions measure quantizable tensors only (",
+          p->skip_reason, ")")));
+    }
+  }
+  job->plan_.options = OptionsFor(OutputsOf(*job->session_), o);
+  job->mode_ = Mode::kBuffered;
+  job->step_bytes_ = job->total_bytes_;
+  job->share_ = TensorShare(0, job->total_bytes_, 1, 1);  // metrics only: no outputs held
+  return RefuseOverLimit(std::move(job), limits);
+}
+
+std::shared_ptr<TensorJob> TensorJob::Refuse(std::shared_ptr<TensorJob> job,
+                                             const absl::Status& status) {
+  job->mode_ = Mode::kFailed;
+  job->header_error_ = status;
+  return job;
 }
 
 std::shared_ptr<TensorJob> TensorJob::RefuseOverLimit(std::shared_ptr<TensorJob> job,
@@ -297,8 +225,7 @@ JobStep TensorJob::Finish(std::vector<std::string> chunks) {
 
 void TensorJob::Fail(JobStep& step, const absl::Status& status) {
   // A finished step closes the tensor's share: whatever it held is no longer accounted.
-  carry_.clear();
-  carry_.shrink_to_fit();
+  stream_.reset();
   if (failed_) return;  // the TensorError went out with an earlier step
   failed_ = true;
   v1::TensorError* e = step.responses.emplace_back().mutable_error();
@@ -356,18 +283,8 @@ void TensorJob::EmitMetrics(JobStep& step, const TensorMetrics& m, TensorOutcome
 }
 
 std::vector<v1::OutputTensor> TensorJob::StreamedOutputs() const {
-  if (mode_ == Mode::kEcho || session_->output_form == v1::OUTPUT_FORM_FAKE_QUANT) {
-    return {MakeOutput(name_, dtype_, shape_, total_bytes_)};
-  }
-  // CODES (packed forms send their header after packing).
-  const int64_t rows = rows_->rows(), cols = rows_->row_bytes() / ElemSize(dtype_);
-  const int64_t groups = rows_->groups_per_row();
-  std::vector<v1::OutputTensor> out{
-      MakeOutput(name_ + ".codes", CodeType(resolved_.config), {rows, cols}, rows * cols),
-      MakeOutput(name_ + ".scales", ElemType::kF32, {rows, groups}, rows * groups * 4)};
-  if (IsIntAsym(resolved_.config)) {
-    out.push_back(MakeOutput(name_ + ".zeros", ElemType::kI32, {rows, groups}, rows * groups * 4));
-  }
+  std::vector<v1::OutputTensor> out;
+  for (const TensorSpec& t : StreamedOutputSpecs(plan_)) out.push_back(OutputOf(t));
   return out;
 }
 
@@ -384,71 +301,31 @@ absl::Status TensorJob::CheckCrc() const {
 }
 
 absl::Status TensorJob::StreamRows(std::vector<std::string>& chunks, JobStep& step) {
-  const size_t row_bytes = static_cast<size_t>(rows_->row_bytes());
-  // Whole rows are quantized where they lie in the received chunk; only a row split across
-  // chunks is assembled in carry_ (so at most one row per stream is ever copied).
+  const bool fake = plan_.outputs.form == StreamForm::kFake;
+  const int64_t row_bytes = plan_.step_bytes;
+  // Unpacked forms answer each block of rows at once (a packed form's outputs come at the end).
+  auto emit = [&](RowBlockOutput& out) {
+    if (!header_sent_) EmitHeader(step, true, "", StreamedOutputs());
+    if (fake) {
+      EmitBytes(step, 0, out.first_row * row_bytes, out.fake.data(), out.fake.size());
+      return;
+    }
+    const int64_t cols = plan_.tensor.cols, groups = plan_.tensor.scale_grid.cols;
+    EmitBytes(step, 0, out.first_row * cols, out.codes.data(), out.codes.size());
+    EmitBytes(step, 1, out.first_row * groups * 4, out.scales.data(), out.scales.size() * 4);
+    if (!out.zeros.empty()) {
+      EmitBytes(step, 2, out.first_row * groups * 4, out.zeros.data(), out.zeros.size() * 4);
+    }
+  };
   for (std::string& chunk : chunks) {
-    absl::string_view rest = chunk;
-    if (!carry_.empty()) {
-      const size_t take = std::min(row_bytes - carry_.size(), rest.size());
-      carry_.append(rest.data(), take);
-      rest.remove_prefix(take);
-      if (carry_.size() == row_bytes) {
-        RTNQ_RETURN_IF_ERROR(QuantizeRows(carry_, step));
-        carry_.clear();
-      }
-    }
-    const size_t whole = rest.size() / row_bytes * row_bytes;
-    if (whole > 0) {
-      RTNQ_RETURN_IF_ERROR(QuantizeRows(rest.substr(0, whole), step));
-      rest.remove_prefix(whole);
-    }
-    if (!rest.empty()) {
-      carry_.reserve(row_bytes);
-      carry_.append(rest.data(), rest.size());
-    }
+    // Input bytes whose rows were quantized are consumed; a partial row stays held in the stream.
+    const int64_t held = stream_->carried_bytes();
+    RTNQ_RETURN_IF_ERROR(
+        stream_->Add({reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()}, emit));
+    step.consumed_bytes += held + static_cast<int64_t>(chunk.size()) - stream_->carried_bytes();
     std::string().swap(chunk);  // free as we go
   }
   chunks.clear();
-  return absl::OkStatus();
-}
-
-absl::Status TensorJob::QuantizeRows(absl::string_view rows, JobStep& step) {
-  const int64_t row_bytes = rows_->row_bytes();
-  const int64_t n = static_cast<int64_t>(rows.size());
-  RowBlockOutput out;
-  const auto* data = reinterpret_cast<const uint8_t*>(rows.data());
-  if (absl::Status s = rows_->AddRows({data, rows.size()}, out); !s.ok()) return s;
-  step.consumed_bytes += n;
-
-  const v1::OutputForm form = session_->output_form;
-  if (IsPackedForm(form)) {
-    QuantizedTensor& q = packed_codes_;
-    if (q.codes.capacity() == 0 && !out.codes.empty()) {
-      // The codes were reserved whole at the header: allocate them once, never by doubling,
-      // in huge pages where the kernel allows (a page fault per 4 KiB of a large tensor's codes
-      // cost the server more than quantizing them).
-      const int64_t groups = q.rows * rows_->groups_per_row();
-      ReserveInHugePages(q.codes, q.rows * q.cols);
-      q.scales.reserve(groups);
-      if (!out.zeros.empty()) q.zeros.reserve(groups);
-    }
-    q.codes.insert(q.codes.end(), out.codes.begin(), out.codes.end());
-    q.scales.insert(q.scales.end(), out.scales.begin(), out.scales.end());
-    q.zeros.insert(q.zeros.end(), out.zeros.begin(), out.zeros.end());
-    return absl::OkStatus();
-  }
-  if (!header_sent_) EmitHeader(step, true, "", StreamedOutputs());
-  if (form == v1::OUTPUT_FORM_FAKE_QUANT) {
-    EmitBytes(step, 0, out.first_row * row_bytes, out.fake.data(), out.fake.size());
-  } else {
-    const int64_t cols = row_bytes / ElemSize(dtype_), groups = rows_->groups_per_row();
-    EmitBytes(step, 0, out.first_row * cols, out.codes.data(), out.codes.size());
-    EmitBytes(step, 1, out.first_row * groups * 4, out.scales.data(), out.scales.size() * 4);
-    if (IsIntAsym(resolved_.config)) {
-      EmitBytes(step, 2, out.first_row * groups * 4, out.zeros.data(), out.zeros.size() * 4);
-    }
-  }
   return absl::OkStatus();
 }
 
@@ -460,7 +337,7 @@ JobStep TensorJob::DoAddData(std::vector<std::string>& chunks, bool last) {
   }
   for (const auto& c : chunks) HashData(c);
   if (mode_ == Mode::kEcho) {
-    if (!header_sent_) EmitHeader(step, false, skip_reason_, StreamedOutputs());
+    if (!header_sent_) EmitHeader(step, false, plan_.tensor.skip_reason, StreamedOutputs());
     for (auto& c : chunks) {
       EmitBytes(step, 0, echo_offset_, c.data(), c.size());
       echo_offset_ += static_cast<int64_t>(c.size());
@@ -477,9 +354,9 @@ JobStep TensorJob::DoAddData(std::vector<std::string>& chunks, bool last) {
     Fail(step, s);
     return step;
   }
-  if (last && !carry_.empty()) {
+  if (last && stream_->carried_bytes() != 0) {
     // Unreachable while total_bytes matches the shape (checked at the header).
-    Fail(step, absl::InternalError(absl::StrCat(TensorPrefix(name_), carry_.size(),
+    Fail(step, absl::InternalError(absl::StrCat(TensorPrefix(name_), stream_->carried_bytes(),
                                                 " bytes left over after the last row")));
   }
   return step;
@@ -493,43 +370,25 @@ JobStep TensorJob::DoFinishStreamed(std::vector<std::string>& chunks) {
     return step;
   }
   if (mode_ == Mode::kEcho) {
-    if (!header_sent_) EmitHeader(step, false, skip_reason_, StreamedOutputs());
+    if (!header_sent_) EmitHeader(step, false, plan_.tensor.skip_reason, StreamedOutputs());
     TensorMetrics m;
     m.elements = total_bytes_ / ElemSize(dtype_);
     m.snr_db = std::numeric_limits<double>::infinity();
     EmitMetrics(step, m, TensorOutcome::kSkipped);
     return step;
   }
-  auto metrics = rows_->Finish();
-  if (!metrics.ok()) {
-    Fail(step, metrics.status());
+  absl::StatusOr<TensorStream::Result> result = stream_->Finish();
+  if (!result.ok()) {
+    Fail(step, result.status());
     return step;
   }
   // This finished step closes the share: its reservation (the kept codes and the packed outputs
   // built from them) goes back, and the output messages are accounted as they are queued.
-  if (IsPackedForm(session_->output_form)) {
-    packed_codes_.metrics = *metrics;
-    if (!session_->metrics_only) {
-      absl::StatusOr<std::vector<PackedTensor>> packed =
-          PackToLayout(packed_codes_, name_, LayoutOf(*session_), *engine_);
-      if (!packed.ok()) {
-        Fail(step, packed.status());
-        return step;
-      }
-      packed_codes_ = QuantizedTensor();  // the codes are in the packed tensors now
-      std::vector<v1::OutputTensor> outputs;
-      for (const auto& t : *packed) {
-        outputs.push_back(MakeOutput(t.name, t.dtype, t.shape, t.data.size()));
-      }
-      EmitHeader(step, true, "", outputs);
-      for (size_t i = 0; i < packed->size(); ++i) {
-        EmitBytes(step, i, 0, (*packed)[i].data.data(), (*packed)[i].data.size());
-        std::vector<uint8_t>().swap((*packed)[i].data);  // packed + messages stay in the bound
-      }
-    }
+  if (plan_.outputs.form == StreamForm::kPacked && !session_->metrics_only) {
+    EmitOutputs(step, result->packed);
   }
   if (!header_sent_) EmitHeader(step, true, "", StreamedOutputs());
-  EmitMetrics(step, *metrics, TensorOutcome::kQuantized);
+  EmitMetrics(step, result->metrics, TensorOutcome::kQuantized);
   return step;
 }
 
@@ -551,23 +410,23 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
     FinishCandidates(step, input);
     return step;
   }
-  if (!experts_.empty()) {
+  if (!plan_.experts.empty()) {
     // Each expert's weight is quantized and laid out exactly as a tensor of its own would be.
     auto piece = [&](const TensorInput& w) -> absl::StatusOr<PieceOutputs> {
       RTNQ_ASSIGN_OR_RETURN(QuantizedTensor q,
-                            QuantizeTensor(w, resolved_.config, options_, *engine_));
+                            QuantizeTensor(w, plan_.config, plan_.options, *engine_));
       if (!q.quantized) {
         return absl::InvalidArgumentError(absl::StrCat("not quantized: ", q.skip_reason));
       }
       PieceOutputs out;
       out.metrics = q.metrics;
-      RTNQ_ASSIGN_OR_RETURN(out.tensors, LayOut(q));
+      RTNQ_ASSIGN_OR_RETURN(out.tensors, LayOutQuantized(q, plan_.outputs, *engine_));
       return out;
     };
     const bool fake =
         session_->output_form == v1::OUTPUT_FORM_FAKE_QUANT && !session_->metrics_only;
     absl::StatusOr<PieceOutputs> all = QuantizeStackedExperts(
-        input, experts_, session_->expert_layout->transposed, fake, piece, *engine_);
+        input, plan_.experts, session_->expert_layout->transposed, fake, piece, *engine_);
     std::vector<uint8_t>().swap(data);
     if (!all.ok()) {
       Fail(step, all.status());
@@ -577,7 +436,7 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
     EmitMetrics(step, all->metrics, TensorOutcome::kQuantized);
     return step;
   }
-  auto result = QuantizeTensor(input, resolved_.config, options_, *engine_);
+  auto result = QuantizeTensor(input, plan_.config, plan_.options, *engine_);
   if (!result.ok()) {
     Fail(step, result.status());
     return step;
@@ -590,7 +449,7 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
     return step;
   }
   std::vector<uint8_t>().swap(data);
-  absl::StatusOr<std::vector<PackedTensor>> outputs = LayOut(q);
+  absl::StatusOr<std::vector<PackedTensor>> outputs = LayOutQuantized(q, plan_.outputs, *engine_);
   if (!outputs.ok()) {
     Fail(step, outputs.status());
     return step;
@@ -598,35 +457,6 @@ JobStep TensorJob::DoFinishBuffered(std::vector<std::string>& chunks) {
   EmitOutputs(step, *outputs);
   EmitMetrics(step, q.metrics, TensorOutcome::kQuantized);
   return step;
-}
-
-absl::StatusOr<std::vector<PackedTensor>> TensorJob::LayOut(QuantizedTensor& q) const {
-  std::vector<PackedTensor> out;
-  if (session_->metrics_only) return out;
-  auto bytes_of = [](const auto& v) {
-    std::vector<uint8_t> b(v.size() * sizeof(v[0]));
-    if (!b.empty()) std::memcpy(b.data(), v.data(), b.size());
-    return b;
-  };
-  switch (session_->output_form) {
-    case v1::OUTPUT_FORM_CODES: {
-      const int64_t sr = q.scale_rows(), sc = q.scale_cols();
-      out.push_back({q.name + ".codes", CodeType(q.config), {q.rows, q.cols}, std::move(q.codes)});
-      out.push_back({q.name + ".scales", ElemType::kF32, {sr, sc}, bytes_of(q.scales)});
-      if (IsIntAsym(q.config)) {
-        out.push_back({q.name + ".zeros", ElemType::kI32, {sr, sc}, bytes_of(q.zeros)});
-      }
-      return out;
-    }
-    case v1::OUTPUT_FORM_PACKED_INC:
-    case v1::OUTPUT_FORM_PACKED_GPTQ:
-    case v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS:
-    case v1::OUTPUT_FORM_PACKED_AWQ:
-      return PackToLayout(q, q.name, LayoutOf(*session_), *engine_);
-    default:  // FAKE_QUANT
-      out.push_back({q.name, q.dtype, q.shape, std::move(q.fake)});
-      return out;
-  }
 }
 
 void TensorJob::EmitOutputs(JobStep& step, std::vector<PackedTensor>& outputs) {

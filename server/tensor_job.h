@@ -1,6 +1,8 @@
 // The work of one tensor of a Quantize stream: planned from its header, then run step by step on
-// the work pool as its data arrives, producing that tensor's responses. No gRPC here: proto
-// messages in, core calls, proto messages out.
+// the work pool as its data arrives, producing that tensor's responses. The core's tensor stream
+// (core/tensor_stream.h) decides the mode, says what it holds and quantizes the rows in any
+// chunking; this class keeps the transport side: the session's config and limits, proto
+// messages, the CRC and the memory accounting. No gRPC here: proto messages in, proto out.
 #pragma once
 
 #include <atomic>
@@ -19,7 +21,7 @@
 #include "core/io/crc32c.h"
 #include "core/layout/packed_tensor.h"
 #include "core/quantize.h"
-#include "core/row_stream.h"
+#include "core/tensor_stream.h"
 #include "rtnq/v1/rtnq.pb.h"
 #include "server/memory_budget.h"
 #include "server/metrics.h"
@@ -76,8 +78,8 @@ class TensorJob {
   /// One row's bytes for row streaming (a step must complete a row), 1 for echoes, the whole
   /// tensor when buffered.
   int64_t step_bytes() const { return step_bytes_; }
-  /// What the tensor reserves at its header and how its data is accounted (memory_budget.h):
-  /// for a kBuffered tensor a floor of its input or its outputs, whichever is larger; for a
+  /// What the tensor reserves at its header and how its data is accounted (memory_budget.h),
+  /// from the figures of its TensorStreamPlan: for a kBuffered tensor a floor of its input or its outputs, whichever is larger; for a
   /// row-streamed one a floor of one row (weighted when its outputs are larger than its input)
   /// and, with a packed output, a fixed part for the codes kept until its end and the packed
   /// outputs built from them; nothing for echoes and failed tensors. Guarded by the stream's
@@ -93,25 +95,29 @@ class TensorJob {
 
  private:
   TensorJob() = default;
+  // `job` made a kFailed one answering `status`.
+  static std::shared_ptr<TensorJob> Refuse(std::shared_ptr<TensorJob> job,
+                                           const absl::Status& status);
   // A job whose reservation is over --max_reservation_bytes becomes a kFailed one saying so.
   static std::shared_ptr<TensorJob> RefuseOverLimit(std::shared_ptr<TensorJob> job,
                                                     const PlanLimits& limits, bool packed = false);
+  // Candidate sessions: the tensor is checked under the session's config and every candidate,
+  // then measured whole.
+  static std::shared_ptr<TensorJob> PlanCandidates(std::shared_ptr<TensorJob> job,
+                                                   const QuantizeOptions& options,
+                                                   const PlanLimits& limits);
+  // InvalidArgument unless the header's total_bytes is the `needed` bytes of its shape and dtype.
+  absl::Status CheckTotalBytes(int64_t needed) const;
   JobStep DoAddData(std::vector<std::string>& chunks, bool last);
   JobStep DoFinishBuffered(std::vector<std::string>& chunks);
-  // The session's output tensors for a quantized tensor `q`, taking its buffers.
-  absl::StatusOr<std::vector<PackedTensor>> LayOut(QuantizedTensor& q) const;
   // A result header listing `outputs`, then their bytes (freed as they are queued).
   void EmitOutputs(JobStep& step, std::vector<PackedTensor>& outputs);
-  // Splits a stacked MoE expert tensor into its experts' weights (experts_), or says why not.
-  static absl::Status PlanExperts(TensorJob& job, const QuantConfig& config);
   JobStep DoFinishStreamed(std::vector<std::string>& chunks);
   // Candidate sessions: every candidate on the whole tensor, one result each
   // (tensor_job_candidates.cc).
   void FinishCandidates(JobStep& step, const TensorInput& input);
-  // Runs rows through the row quantizer; whole rows only, the rest stays in carry_.
+  // Runs the chunks through the row stream: block outputs go out as rows complete (unpacked).
   absl::Status StreamRows(std::vector<std::string>& chunks, JobStep& step);
-  // Quantizes whole rows and keeps (packed forms) or emits their outputs.
-  absl::Status QuantizeRows(absl::string_view rows, JobStep& step);
 
   void Fail(JobStep& step, const absl::Status& status);
   void EmitHeader(JobStep& step, bool quantized, const std::string& skip_reason,
@@ -136,16 +142,12 @@ class TensorJob {
   std::shared_ptr<const ParsedSession> session_;
   const Engine* engine_ = nullptr;
   ResolvedConfig resolved_;
-  std::vector<ExpertSlice> experts_;  // a stacked MoE expert tensor: each expert's weight
-  QuantizeOptions options_;
-  std::string skip_reason_;
+  TensorStreamPlan plan_;  // mode, options, outputs and what they hold (core/tensor_stream.h)
   int64_t output_chunk_bytes_ = 1 << 20;
   std::chrono::steady_clock::time_point start_;
 
   // Running state (touched by steps only).
-  std::unique_ptr<RowStreamQuantizer> rows_;
-  QuantizedTensor packed_codes_;  // codes accumulated for a packed output form
-  std::string carry_;             // a partial row waiting for the rest of its bytes
+  std::unique_ptr<TensorStream> stream_;  // kRowStream: the rows, a split row, kept codes
   int64_t echo_offset_ = 0;
   Crc32c crc_;
   bool header_sent_ = false;

@@ -12,7 +12,7 @@ void TensorJob::FinishCandidates(JobStep& step, const TensorInput& input) {
   // The input was reserved whole at the header (TensorShare) and is released when the tensor
   // finishes; the working memory of each candidate (its fake-quantized copy when column errors
   // are asked for) is the core's transient memory.
-  QuantizeOptions o = options_;
+  QuantizeOptions o = plan_.options;
   o.fake_quant = session_->column_errors;
   o.codes = false;
   JobStep answers;  // handed over only when every candidate succeeded

@@ -34,6 +34,14 @@ absl::Status PlanError(std::string_view name, std::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(TensorPrefix(name), std::string(what)));
 }
 
+// Layouts store weight matrices: [shape[0], product(rest)].
+absl::Status CheckWeightMatrix(std::string_view name, const std::vector<int64_t>& shape) {
+  if (shape.size() >= 2) return absl::OkStatus();
+  return PlanError(
+      name, absl::StrCat(shape.size(), "-D tensors cannot be quantized as a weight matrix (shape ",
+                         ShapeString(shape), ")"));
+}
+
 }  // namespace
 
 std::string LayerName(std::string_view tensor_name) {
@@ -49,18 +57,21 @@ absl::StatusOr<std::vector<TensorSpec>> PlanQuantizedOutputs(std::string_view na
                                                              const std::vector<int64_t>& shape,
                                                              const QuantConfig& config,
                                                              const OutputLayoutOptions& options) {
-  if (shape.size() < 2) {
-    return PlanError(name, absl::StrCat(shape.size(),
-                                        "-D tensors cannot be quantized as a weight "
-                                        "matrix (shape ",
-                                        ShapeString(shape), ")"));
-  }
+  RTNQ_RETURN_IF_ERROR(CheckWeightMatrix(name, shape));
   if (!IsQuantizableFloat(dtype)) {
     return PlanError(name, absl::StrCat("dtype ", ElemTypeName(dtype),
                                         " cannot be quantized (F32, F16 or BF16 only)"));
   }
   if (absl::Status s = ValidateConfig(config); !s.ok())
     return PlanError(name, std::string(s.message()));
+  return PlanLayoutOutputs(name, dtype, shape, config, options);
+}
+
+absl::StatusOr<std::vector<TensorSpec>> PlanLayoutOutputs(std::string_view name, ElemType dtype,
+                                                          const std::vector<int64_t>& shape,
+                                                          const QuantConfig& config,
+                                                          const OutputLayoutOptions& options) {
+  RTNQ_RETURN_IF_ERROR(CheckWeightMatrix(name, shape));
   const int64_t rows = shape[0];
   int64_t cols = 1;
   for (size_t i = 1; i < shape.size(); ++i) cols *= shape[i];
@@ -97,7 +108,7 @@ absl::StatusOr<std::vector<TensorSpec>> PlanQuantizedOutputs(std::string_view na
       if (options.layout == OutputLayout::kAwq) return PlanAwq(layer, config, rows, cols);
       RTNQ_RETURN_IF_ERROR(CheckGptqCompatible(name, config, rows, cols));
       const int64_t in = cols, out_f = rows, b = config.bits;
-      const int64_t groups = in / EffectiveGroupSize(config.group_size, in);
+      const int64_t groups = in / LoaderGroupSize(config.group_size, in);
       return std::vector<TensorSpec>{
           {layer + ".qweight", ElemType::kI32, {in * b / 32, out_f}},
           {layer + ".qzeros", ElemType::kI32, {groups, out_f * b / 32}},

@@ -47,6 +47,14 @@ absl::StatusOr<std::vector<TensorSpec>> PlanQuantizedOutputs(std::string_view na
                                                              const QuantConfig& config,
                                                              const OutputLayoutOptions& options);
 
+/// PlanQuantizedOutputs for a header and config PlanTensor has already validated and planned
+/// as quantized (2 or more dimensions, a float dtype, a valid config): the layout's own checks
+/// only.
+absl::StatusOr<std::vector<TensorSpec>> PlanLayoutOutputs(std::string_view name, ElemType dtype,
+                                                          const std::vector<int64_t>& shape,
+                                                          const QuantConfig& config,
+                                                          const OutputLayoutOptions& options);
+
 /// The packed tensors of `q` (quantized from the tensor `name`) in `options.layout`, which must
 /// not be kFake: PackInc, PackGptq, PackCompressedTensors or PackAwq run in `engine`'s arena.
 /// Same tensors, in the same order, as PlanQuantizedOutputs plans. The packers' errors.
