@@ -55,6 +55,14 @@ inline int64_t EffectiveGroupSize(int64_t group_size, int64_t cols) {
   return (group_size == -1 || group_size > cols) ? cols : group_size;
 }
 
+/// The group size a packed checkpoint (GPTQ, AWQ, compressed-tensors) records for a weight with
+/// `in` input features: `in` for per-channel (-1), otherwise the configured size, never shrunk.
+/// Loaders apply it as given and check in % group_size == 0, so unlike EffectiveGroupSize a size
+/// larger than `in` stays what it is (and is refused by the layout's check).
+inline int64_t LoaderGroupSize(int64_t group_size, int64_t in) {
+  return group_size == -1 ? in : group_size;
+}
+
 /// The effective group size of a [rows, cols] weight quantized with `cfg`: along a row for
 /// group_dim 1, down a column for group_dim 0.
 inline int64_t EffectiveGroupSize(const QuantConfig& cfg, int64_t rows, int64_t cols) {

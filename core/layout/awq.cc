@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/io/huge_pages.h"
+#include "core/kernels/kernel_params.h"
 #include "core/layout/pack_bits.h"
 #include "core/status_macros.h"
 #include "core/tensor_text.h"
@@ -15,8 +16,6 @@ namespace {
 
 // Output columns packed per block: a 64-byte line of qweight words per input column.
 constexpr int64_t kWordsPerBlock = 16;
-
-int64_t GroupSizeOf(int64_t group_size, int64_t in) { return group_size == -1 ? in : group_size; }
 
 // The word for outputs 8c..8c+7 of one input column, `at(o)` giving output o's 4-bit value.
 template <typename At>
@@ -59,8 +58,8 @@ absl::Status CheckAwqCompatible(std::string_view name, const QuantConfig& config
                      "; use the gptq format (sym 4/8-bit runs on vLLM's Marlin kernels) or the "
                      "compressed-tensors format (2/4/8-bit, sym or asym)"));
   }
-  RTNQ_RETURN_IF_ERROR(
-      packing::CheckIntLinearLayout(prefix, config, out, in, GroupSizeOf(config.group_size, in)));
+  RTNQ_RETURN_IF_ERROR(packing::CheckIntLinearLayout(prefix, config, out, in,
+                                                     LoaderGroupSize(config.group_size, in)));
   if (out % 8 != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix, "needs out_features (", out, ") divisible by 8 (8 codes per word)"));
@@ -72,7 +71,7 @@ absl::StatusOr<std::vector<TensorSpec>> PlanAwq(std::string_view layer, const Qu
                                                 int64_t out, int64_t in) {
   RTNQ_RETURN_IF_ERROR(CheckAwqCompatible(layer, config, out, in));
   const std::string base(layer);
-  const int64_t groups = in / GroupSizeOf(config.group_size, in);
+  const int64_t groups = in / LoaderGroupSize(config.group_size, in);
   return std::vector<TensorSpec>{
       {base + ".qweight", ElemType::kI32, {in, out / 8}},
       {base + ".qzeros", ElemType::kI32, {groups, out / 8}},
@@ -157,8 +156,8 @@ absl::StatusOr<QuantizedTensor> UnpackAwq(absl::Span<const PackedTensor> tensors
   const int64_t cols = out / 8;
   const int64_t groups = specs[1].shape[0];
 
-  QuantizedTensor q =
-      packing::UnpackedHeader(base, ElemType::kF16, config, out, in, GroupSizeOf(group_size, in));
+  QuantizedTensor q = packing::UnpackedHeader(base, ElemType::kF16, config, out, in,
+                                              LoaderGroupSize(group_size, in));
   // Nibble i of word c holds output 8c + kAwqOrder[i].
   const auto unpack = [&](const std::vector<uint32_t>& w, int64_t rows, auto set) {
     for (int64_t k = 0; k < rows; ++k) {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/io/huge_pages.h"
+#include "core/kernels/kernel_params.h"
 #include "core/layout/pack_bits.h"
 #include "core/status_macros.h"
 #include "core/tensor_text.h"
@@ -19,7 +20,7 @@ using packing::PutBits;
 int64_t Words(int64_t n, int bits) { return (n * bits + 31) / 32; }
 
 int64_t Groups(const QuantConfig& config, int64_t in) {
-  return config.group_size == -1 ? 1 : in / config.group_size;
+  return in / LoaderGroupSize(config.group_size, in);
 }
 
 // Rows packed per block: enough codes per block to amortize the task, whole rows each.
@@ -45,7 +46,7 @@ absl::Status CheckCompressedTensorsCompatible(std::string_view name, const Quant
                                               int64_t out, int64_t in) {
   const std::string prefix =
       absl::StrCat("tensor ", std::string(name), ": compressed-tensors pack-quantized ");
-  const int64_t gs = config.group_size == -1 ? in : config.group_size;
+  const int64_t gs = LoaderGroupSize(config.group_size, in);
   RTNQ_RETURN_IF_ERROR(packing::CheckIntLinearLayout(prefix, config, out, in, gs));
   const int b = config.bits;
   if (b == 3 || b == 5 || b == 6 || b == 7) {
@@ -172,7 +173,7 @@ absl::StatusOr<QuantizedTensor> UnpackCompressedTensors(absl::Span<const PackedT
   }
 
   QuantizedTensor q = packing::UnpackedHeader(base, scale_dtype, config, out, in,
-                                              config.group_size == -1 ? in : config.group_size);
+                                              LoaderGroupSize(config.group_size, in));
   const int b = config.bits;
   const int64_t words = Words(in, b);
   const std::vector<uint32_t> packed = packing::ReadValues<uint32_t>(*found[0]);

@@ -229,7 +229,7 @@ absl::StatusOr<GptqFormat> ParseGptqFormat(std::string_view s) {
 absl::Status CheckGptqCompatible(std::string_view name, const QuantConfig& config,
                                  int64_t out_features, int64_t in_features) {
   // Unlike the quantizer, loaders do not shrink a group size larger than in_features.
-  const int64_t gs = config.group_size == -1 ? in_features : config.group_size;
+  const int64_t gs = LoaderGroupSize(config.group_size, in_features);
   return CheckGptqCompatibleGs(name, config, out_features, in_features, gs);
 }
 
@@ -244,7 +244,7 @@ static absl::StatusOr<std::vector<PackedTensor>> PackGptqWith(const QuantizedTen
   const int64_t gs = q.group_size;
   // The checkpoint's group_size is the configured one, which loaders check against in_features.
   RTNQ_RETURN_IF_ERROR(CheckGptqCompatible(base_name, q.config, out, in));
-  if (gs != (q.config.group_size == -1 ? in : q.config.group_size)) {
+  if (gs != LoaderGroupSize(q.config.group_size, in)) {
     return absl::InternalError(absl::StrCat("tensor ", Str(base_name), ": effective group size ",
                                             gs, " disagrees with group_size ",
                                             q.config.group_size));
