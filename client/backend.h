@@ -19,11 +19,9 @@
 #include "core/expert_layout.h"
 #include "core/io/safetensors_header.h"
 #include "core/layout/gptq.h"
+#include "core/layout/output_layout.h"
 
 namespace rtnq::client {
-
-/// The form results take; the CLI's --format (fake, inc, gptq, compressed-tensors, awq).
-enum class OutputFormat : uint8_t { kFake, kInc, kGptq, kCompressedTensors, kAwq };
 
 /// Everything fixed for a whole run (the first message of a remote stream).
 struct SessionSpec {
@@ -31,9 +29,9 @@ struct SessionSpec {
   /// (core/config/config_json.h); the CLI has already merged --config and the per-parameter flags
   /// into it.
   std::string config_json = "{}";
-  OutputFormat format = OutputFormat::kFake;
-  GptqFormat gptq_format = GptqFormat::kV1;  ///< kGptq only; the CLI resolves the default
-  int compression_dim = 1;                   ///< kInc only
+  OutputLayout format = OutputLayout::kFake;  ///< the CLI's --format (OutputLayoutName)
+  GptqFormat gptq_format = GptqFormat::kV1;   ///< kGptq only; the CLI resolves the default
+  int compression_dim = 1;                    ///< kInc only
   /// Stacked MoE expert tensors (core/expert_layout.h) are quantized expert by expert in this
   /// layout; unset: a session refuses them.
   std::optional<ExpertLayout> expert_layout;

@@ -123,7 +123,7 @@ LocalBackend::LocalBackend(std::unique_ptr<Engine> engine) : engine_(std::move(e
 absl::StatusOr<std::unique_ptr<Session>> LocalBackend::OpenSession(const SessionSpec& spec) {
   RTNQ_ASSIGN_OR_RETURN(WeightConfigResolver resolver, ParseSessionConfigJson(spec.config_json));
   OutputLayoutOptions layout;
-  layout.layout = LayoutOf(spec.format);
+  layout.layout = spec.format;
   layout.compression_dim = spec.compression_dim;
   layout.gptq_format = spec.gptq_format;
   return std::unique_ptr<Session>(

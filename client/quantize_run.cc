@@ -492,8 +492,8 @@ absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backen
   RunSummary& s = outcome.summary;
   s.input = options.input;
   s.output = options.output;
-  s.format = OutputFormatName(options.format);
-  if (options.format == OutputFormat::kGptq) s.gptq_format = GptqFormatName(run.plan().gptq_format);
+  s.format = OutputLayoutName(options.format);
+  if (options.format == OutputLayout::kGptq) s.gptq_format = GptqFormatName(run.plan().gptq_format);
   s.backend = backend.Describe();
   s.bytes_before = run.plan().bytes_before;
   s.bytes_after = run.plan().bytes_after;

@@ -20,7 +20,7 @@ struct QuantizeOptions {
   std::string input;   ///< a .safetensors file, a sharded checkpoint or a HF model directory
   std::string output;  ///< a file for file input; a new or empty directory for a directory
   std::string config_json = "{}";  ///< the merged session config (MergeSessionConfig)
-  OutputFormat format = OutputFormat::kFake;
+  OutputLayout format = OutputLayout::kFake;
   std::optional<GptqFormat> gptq_format;     ///< unset: v1 when every layer is sym, else v2
   int compression_dim = 1;                   ///< inc
   LoaderTarget target = LoaderTarget::kAny;  ///< --target: whose loader rules refuse the run

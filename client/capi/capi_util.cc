@@ -55,9 +55,8 @@ absl::StatusOr<GptqFormat> ParseGptqFormatName(std::string_view s) {
 absl::StatusOr<PlanRequest> ReadPlanRequest(const Json& j) {
   PlanRequest r;
   RTNQ_ASSIGN_OR_RETURN(r.config_json, ConfigText(j.value("config", Json())));
-  RTNQ_ASSIGN_OR_RETURN(r.format,
-                        client::ParseOutputFormat(j.value("format", std::string("fake"))));
-  if (r.format == client::OutputFormat::kGptq) {  // the CLI's default scheme for GPTQ
+  RTNQ_ASSIGN_OR_RETURN(r.format, ParseOutputLayout(j.value("format", std::string("fake"))));
+  if (r.format == OutputLayout::kGptq) {  // the CLI's default scheme for GPTQ
     RTNQ_ASSIGN_OR_RETURN(client::GptqSchemeDefault d,
                           client::ApplyGptqSchemeDefault(r.config_json));
     r.config_json = std::move(d.config_json);

@@ -89,7 +89,7 @@ class CallbackBackend : public client::Backend {
       const client::SessionSpec& spec) override {
     Json j;
     j["config_json"] = spec.config_json;
-    j["format"] = client::OutputFormatName(spec.format);
+    j["format"] = OutputLayoutName(spec.format);
     j["output_form"] = client::OutputFormName(spec.format);
     j["gptq_format"] = GptqFormatName(spec.gptq_format);
     j["gptq_format_wire"] = client::GptqFormatWireName(spec.gptq_format);

@@ -56,8 +56,8 @@ absl::StatusOr<DryRun> DryRunQuantize(const QuantizeOptions& options) {
 std::string DryRunText(const QuantizeOptions& options, const DryRun& run) {
   std::string out = absl::StrFormat(
       "dry run: %s -> %s, format %s%s (no tensor data read)\n", options.input,
-      options.output.empty() ? "-" : options.output, OutputFormatName(options.format),
-      options.format == OutputFormat::kGptq
+      options.output.empty() ? "-" : options.output, OutputLayoutName(options.format),
+      options.format == OutputLayout::kGptq
           ? absl::StrCat(" (checkpoint_format ", GptqFormatName(run.plan.gptq_format), ")")
           : "");
   int counts[3] = {0, 0, 0};
@@ -118,10 +118,10 @@ Json DryRunJson(const QuantizeOptions& options, const DryRun& run) {
   for (const auto& [name, bytes] : run.files) files.push_back({{"name", name}, {"bytes", bytes}});
   Json summary = {{"input", options.input},
                   {"output", options.output},
-                  {"format", OutputFormatName(options.format)},
+                  {"format", OutputLayoutName(options.format)},
                   {"bytes_before", run.plan.bytes_before},
                   {"bytes_after", run.total_bytes}};
-  if (options.format == OutputFormat::kGptq) {
+  if (options.format == OutputLayout::kGptq) {
     summary["gptq_format"] = GptqFormatName(run.plan.gptq_format);
   }
   return {{"summary", summary}, {"tensors", tensors}, {"files", files}};

@@ -22,13 +22,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// By name (client/checkpoint_util.h), so the wire mapping of a format lives in one place.
-v1::OutputForm FormOf(OutputFormat f) {
-  v1::OutputForm form = v1::OUTPUT_FORM_FAKE_QUANT;
-  v1::OutputForm_Parse(OutputFormName(f), &form);
-  return form;
-}
-
 // A session: one live stream at a time, carrying tensor after tensor. The stream is replaced when
 // it breaks (the tensor is retried on the new one, which round_robin may place on another
 // replica) and rotated after a while (ClientOptions::stream_max_*), so that round_robin keeps
@@ -174,13 +167,13 @@ absl::StatusOr<std::unique_ptr<RemoteBackend>> RemoteBackend::Create(ClientOptio
 absl::StatusOr<std::unique_ptr<Session>> RemoteBackend::OpenSession(const SessionSpec& spec) {
   v1::SessionConfig config;
   config.set_config_json(spec.config_json);
-  config.set_output_form(FormOf(spec.format));
-  if (spec.format == OutputFormat::kGptq) {
+  config.set_output_form(OutputLayoutToProto(spec.format));
+  if (spec.format == OutputLayout::kGptq) {
     v1::GptqFormat gptq = v1::GPTQ_FORMAT_DEFAULT;
     v1::GptqFormat_Parse(GptqFormatWireName(spec.gptq_format), &gptq);
     config.set_gptq_format(gptq);
   }
-  if (spec.format == OutputFormat::kInc) config.set_compression_dim(spec.compression_dim);
+  if (spec.format == OutputLayout::kInc) config.set_compression_dim(spec.compression_dim);
   config.set_expert_layout(ExpertLayoutToProto(spec.expert_layout));
   auto session = std::make_unique<RemoteSession>(options_, channel_, token_, std::move(config));
   RTNQ_RETURN_IF_ERROR(session->Start());

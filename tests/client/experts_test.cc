@@ -252,7 +252,7 @@ class MoeRunTest : public ::testing::Test {
     QuantizeOptions o;
     o.input = in;
     o.output = out;
-    o.format = OutputFormat::kGptq;
+    o.format = OutputLayout::kGptq;
     o.config_json = R"({"bits": 4, "group_size": 128, "scheme": "sym"})";
     return o;
   }
@@ -325,7 +325,7 @@ TEST_F(MoeRunTest, EveryLayoutQuantizesEveryExpertAndCompressesTheCheckpoint) {
 TEST_F(MoeRunTest, FakeQuantKeepsTheFusedTensorInItsLayout) {
   const std::string in = Synth("moe-tiny-interleaved");
   QuantizeOptions o = Gptq(in, dir_ + "/fake");
-  o.format = OutputFormat::kFake;
+  o.format = OutputLayout::kFake;
   absl::StatusOr<QuantizeOutcome> r = Run(o);
   ASSERT_THAT(r, IsOk());
   auto file = SafetensorsFile::Open(o.output + "/model.safetensors");
