@@ -42,7 +42,7 @@ double SecondsSince(Clock::time_point t) {
 }
 
 // The output location is checked before any work, so a run that cannot write fails at once.
-absl::Status CheckOutput(const QuantizeOptions& o, bool dir_input) {
+absl::Status CheckOutput(const QuantizeRunOptions& o, bool dir_input) {
   if (o.output.empty()) return absl::InvalidArgumentError("no output path given");
   std::error_code ec;
   const bool exists = fs::exists(o.output, ec);
@@ -102,7 +102,7 @@ std::string ActionName(TensorAction a) {
 // One run: the plan, the writers under OUTPUT.partial, the journal and the workers.
 class Run {
  public:
-  Run(const QuantizeOptions& o, const InputCheckpoint& in, RunPlan plan, Progress& progress,
+  Run(const QuantizeRunOptions& o, const InputCheckpoint& in, RunPlan plan, Progress& progress,
       const Engine* decode_engine)
       : o_(o), in_(in), plan_(std::move(plan)), progress_(progress), decode_(decode_engine) {
     partial_ = o.output + ".partial";
@@ -414,7 +414,7 @@ class Run {
     return absl::OkStatus();
   }
 
-  const QuantizeOptions& o_;
+  const QuantizeRunOptions& o_;
   const InputCheckpoint& in_;
   RunPlan plan_;
   Progress& progress_;
@@ -429,10 +429,10 @@ class Run {
 
 }  // namespace
 
-absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backend& backend,
+absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeRunOptions& given, Backend& backend,
                                             Progress& progress) {
   const Clock::time_point start = Clock::now();
-  QuantizeOptions options = given;
+  QuantizeRunOptions options = given;
   // "out/" and "out" are one output (OUTPUT.partial must sit next to it, not inside).
   while (options.output.size() > 1 && options.output.back() == '/') options.output.pop_back();
   if (options.streams < 1) {

@@ -16,7 +16,7 @@
 namespace rtnq::client {
 
 /// Options of RunQuantize; main() fills them from flags, tests directly.
-struct QuantizeOptions {
+struct QuantizeRunOptions {
   std::string input;   ///< a .safetensors file, a sharded checkpoint or a HF model directory
   std::string output;  ///< a file for file input; a new or empty directory for a directory
   std::string config_json = "{}";  ///< the merged session config (MergeSessionConfig)
@@ -63,7 +63,7 @@ struct QuantizeOutcome {
 /// removed; nothing that looks finished is ever left. With `resume`, finished tensors whose
 /// input and output checksums still match (and whose file layout the new plan reproduces) are
 /// reused and only the rest are sent; without it an existing OUTPUT.partial is replaced.
-absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& options, Backend& backend,
+absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeRunOptions& options, Backend& backend,
                                             Progress& progress);
 
 }  // namespace rtnq::client

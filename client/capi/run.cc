@@ -132,9 +132,9 @@ class CallbackProgress : public client::Progress {
   const rtnq_progress_callbacks* cb_;
 };
 
-absl::StatusOr<client::QuantizeOptions> ReadRunOptions(const Json& j) {
+absl::StatusOr<client::QuantizeRunOptions> ReadRunOptions(const Json& j) {
   RTNQ_ASSIGN_OR_RETURN(const PlanRequest r, ReadPlanRequest(j));
-  client::QuantizeOptions o;
+  client::QuantizeRunOptions o;
   o.input = j.at("input").get<std::string>();
   o.output = j.at("output").get<std::string>();
   o.config_json = r.config_json;
@@ -226,7 +226,7 @@ int rtnq_run_quantize(const char* options_json, rtnq_local* local,
       return absl::InvalidArgumentError("callbacks: open_session and quantize are required");
     }
     RTNQ_ASSIGN_OR_RETURN(const Json j, rtnq::capi::ParseObject(options_json, "run options"));
-    RTNQ_ASSIGN_OR_RETURN(const rtnq::client::QuantizeOptions options,
+    RTNQ_ASSIGN_OR_RETURN(const rtnq::client::QuantizeRunOptions options,
                           rtnq::capi::ReadRunOptions(j));
     std::unique_ptr<rtnq::client::Backend> callbacks;
     rtnq::client::Backend* b = local != nullptr ? local->backend.get() : nullptr;

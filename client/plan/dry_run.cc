@@ -32,7 +32,7 @@ std::string ActionText(TensorAction a) {
 
 }  // namespace
 
-absl::StatusOr<DryRun> DryRunQuantize(const QuantizeOptions& options) {
+absl::StatusOr<DryRun> DryRunQuantize(const QuantizeRunOptions& options) {
   DryRun run;
   RTNQ_ASSIGN_OR_RETURN(run.input, OpenInput(options.input, ShardAccess::kHeaderOnly));
   RTNQ_ASSIGN_OR_RETURN(const WeightConfigResolver resolver,
@@ -53,7 +53,7 @@ absl::StatusOr<DryRun> DryRunQuantize(const QuantizeOptions& options) {
   return run;
 }
 
-std::string DryRunText(const QuantizeOptions& options, const DryRun& run) {
+std::string DryRunText(const QuantizeRunOptions& options, const DryRun& run) {
   std::string out = absl::StrFormat(
       "dry run: %s -> %s, format %s%s (no tensor data read)\n", options.input,
       options.output.empty() ? "-" : options.output, OutputLayoutName(options.format),
@@ -91,7 +91,7 @@ std::string DryRunText(const QuantizeOptions& options, const DryRun& run) {
   return out;
 }
 
-Json DryRunJson(const QuantizeOptions& options, const DryRun& run) {
+Json DryRunJson(const QuantizeRunOptions& options, const DryRun& run) {
   Json tensors = Json::array();
   for (const PlannedTensor& p : run.plan.tensors) {
     Json outputs = Json::array();

@@ -65,7 +65,7 @@ class PlanRunTest : public ::testing::Test {
   // Quantizes `input` with the plan's config alone; returns each output file's size.
   std::map<std::string, uint64_t> Quantize(const std::string& input, const PlanOutcome& plan,
                                            OutputLayout format, const std::string& out) {
-    QuantizeOptions o;
+    QuantizeRunOptions o;
     o.input = input;
     o.output = out;
     o.config_json = plan.config.dump();
@@ -292,7 +292,7 @@ TEST_F(PlanRunTest, DryRunPlansATruncatedCheckpointWithoutItsData) {
   const SafetensorsFile f = *SafetensorsFile::Open(full);
   fs::resize_file(cut, 8 + f.header_size() + 10);  // the header and 10 bytes of data
   for (OutputLayout fmt : {OutputLayout::kFake, OutputLayout::kInc, OutputLayout::kGptq}) {
-    QuantizeOptions o;
+    QuantizeRunOptions o;
     o.input = full;
     o.output = dir_ + "/" + OutputLayoutName(fmt) + ".safetensors";
     o.format = fmt;
@@ -300,7 +300,7 @@ TEST_F(PlanRunTest, DryRunPlansATruncatedCheckpointWithoutItsData) {
                         "weight_config": {"*.down_proj": {"bits": 8}}})";
     absl::StatusOr<DryRun> whole = DryRunQuantize(o);
     ASSERT_THAT(whole, IsOk());
-    QuantizeOptions c = o;
+    QuantizeRunOptions c = o;
     c.input = cut;
     absl::StatusOr<DryRun> truncated = DryRunQuantize(c);
     ASSERT_THAT(truncated, IsOk());
@@ -313,7 +313,7 @@ TEST_F(PlanRunTest, DryRunPlansATruncatedCheckpointWithoutItsData) {
     ASSERT_THAT(RunQuantize(o, *backend, progress), IsOk());
     EXPECT_EQ(fs::file_size(o.output), whole->total_bytes) << OutputLayoutName(fmt);
     // Its planning errors are the real run's.
-    QuantizeOptions bad = c;
+    QuantizeRunOptions bad = c;
     bad.config_json = R"({"group_size": 100})";
     if (fmt == OutputLayout::kGptq) {
       EXPECT_THAT(DryRunQuantize(bad),

@@ -46,7 +46,7 @@ TEST(QuantizeRunRemoteTest, RemoteOutputIsByteIdenticalToLocal) {
 
   for (OutputLayout f : {OutputLayout::kFake, OutputLayout::kInc, OutputLayout::kGptq}) {
     SCOPED_TRACE(OutputLayoutName(f));
-    QuantizeOptions o;
+    QuantizeRunOptions o;
     o.input = (dir / "in").string();
     o.format = f;
     o.config_json = R"({"bits": 4, "group_size": 64, "weight_config": {"*.v_proj": {"bits": 8}}})";

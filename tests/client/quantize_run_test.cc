@@ -61,7 +61,7 @@ class QuantizeRunTest : public ::testing::Test {
  protected:
   void SetUp() override { backend_ = *LocalBackend::Create({2, ""}); }
 
-  absl::StatusOr<QuantizeOutcome> Run(QuantizeOptions o, Backend* backend = nullptr) {
+  absl::StatusOr<QuantizeOutcome> Run(QuantizeRunOptions o, Backend* backend = nullptr) {
     std::ostringstream out;
     Progress progress(ProgressMode::kLines, out);
     return RunQuantize(o, backend != nullptr ? *backend : *backend_, progress);
@@ -69,9 +69,9 @@ class QuantizeRunTest : public ::testing::Test {
 
   // Synthesizes dir/in with `shards` shards and quantizes it to dir/clean; returns the options,
   // for runs of the same input to compare with dir/clean.
-  QuantizeOptions CleanRun(const std::string& dir, int shards, OutputLayout format) {
+  QuantizeRunOptions CleanRun(const std::string& dir, int shards, OutputLayout format) {
     Synth(dir + "/in", shards);
-    QuantizeOptions o;
+    QuantizeRunOptions o;
     o.input = dir + "/in";
     o.format = format;
     o.output = dir + "/clean";
@@ -100,7 +100,7 @@ TEST_F(QuantizeRunTest, EveryFormatLoadsBackWithPlannedNamesAndShapes) {
   const std::vector<int64_t> up_shape = in.Find(up + ".weight")->shape;  // [768, 256]
   for (OutputLayout f : kOutputLayouts) {
     SCOPED_TRACE(OutputLayoutName(f));
-    QuantizeOptions o;
+    QuantizeRunOptions o;
     o.input = input;
     o.output = dir + "/out-" + OutputLayoutName(f) + ".safetensors";
     o.format = f;
@@ -175,7 +175,7 @@ TEST_F(QuantizeRunTest, StreamsDoNotChangeTheBytes) {
   Synth(dir + "/in", 1);
   std::string first;
   for (int streams : {1, 3}) {
-    QuantizeOptions o;
+    QuantizeRunOptions o;
     o.input = dir + "/in/model.safetensors";
     o.output = dir + "/out" + std::to_string(streams) + ".safetensors";
     o.format = OutputLayout::kGptq;
@@ -192,7 +192,7 @@ TEST_F(QuantizeRunTest, StreamsDoNotChangeTheBytes) {
 TEST_F(QuantizeRunTest, ShardedHuggingFaceDirectoryKeepsSplitIndexAndSideFiles) {
   const std::string dir = TestDir();
   Synth(dir + "/in", 2);
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = dir + "/in";
   o.output = dir + "/out";
   o.format = OutputLayout::kGptq;  // default config: asym -> gptq_v2
@@ -240,7 +240,7 @@ TEST_F(QuantizeRunTest, ShardedHuggingFaceDirectoryKeepsSplitIndexAndSideFiles) 
 TEST_F(QuantizeRunTest, FakeDirectoryRecordsTheManifestInConfig) {
   const std::string dir = TestDir();
   Synth(dir + "/in", 1, ElemType::kF16);
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = dir + "/in";
   o.output = dir + "/out";
   fs::create_directories(o.output);  // an empty directory is accepted
@@ -271,7 +271,7 @@ std::string SmallCheckpoint(const std::string& path, const std::vector<std::stri
 
 TEST_F(QuantizeRunTest, FailingTensorIsNamedAndLeavesNothing) {
   const std::string dir = TestDir();
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input =
       SmallCheckpoint(dir + "/in.safetensors", {"a.weight", "b.weight", "c.weight"}, "b.weight");
   o.output = dir + "/out.safetensors";
@@ -296,7 +296,7 @@ TEST_F(QuantizeRunTest, FailingTensorIsNamedAndLeavesNothing) {
 TEST_F(QuantizeRunTest, LoaderRulesRefuseForTheTargetBeforeWritingAndWarnOtherwise) {
   const std::string dir = TestDir();
   Synth(dir + "/in", 1);
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = dir + "/in";
   o.output = dir + "/out";
   o.format = OutputLayout::kGptq;
@@ -336,7 +336,7 @@ TEST_F(QuantizeRunTest, LoaderRulesRefuseForTheTargetBeforeWritingAndWarnOtherwi
 
 TEST_F(QuantizeRunTest, UnwritableOutputIsAClearError) {
   const std::string dir = TestDir();
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = SmallCheckpoint(dir + "/in.safetensors", {"a.weight"});
   std::ofstream(dir + "/file") << "x";
   o.output = dir + "/file/out.safetensors";  // a path through a regular file
@@ -404,7 +404,7 @@ class FlakyBackend : public Backend {
 // journal entries (checksums of what ends up in the file) are reused by --resume.
 TEST_F(QuantizeRunTest, RetriedTensorsAreRewrittenAndJournaledRight) {
   const std::string dir = TestDir();
-  QuantizeOptions o = CleanRun(dir, 1, OutputLayout::kGptq);
+  QuantizeRunOptions o = CleanRun(dir, 1, OutputLayout::kGptq);
 
   o.output = dir + "/retried";
   FlakyBackend retrying(*backend_, -1, 3);
@@ -431,7 +431,7 @@ TEST_F(QuantizeRunTest, RetriedTensorsAreRewrittenAndJournaledRight) {
 
 TEST_F(QuantizeRunTest, ResumeReusesFinishedTensorsAndMatchesACleanRun) {
   const std::string dir = TestDir();
-  QuantizeOptions o = CleanRun(dir, 2, OutputLayout::kInc);
+  QuantizeRunOptions o = CleanRun(dir, 2, OutputLayout::kInc);
 
   o.output = dir + "/out";
   FlakyBackend flaky(*backend_, 6);  // 5 tensors finish, the 6th fails
@@ -455,7 +455,7 @@ TEST_F(QuantizeRunTest, ResumeReusesFinishedTensorsAndMatchesACleanRun) {
 
 TEST_F(QuantizeRunTest, ResumeRejectsCorruptedPartsAndRunsWithoutResumeStartOver) {
   const std::string dir = TestDir();
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = SmallCheckpoint(dir + "/in.safetensors", {"a.weight", "b.weight", "c.weight"});
   o.output = dir + "/clean.safetensors";
   ASSERT_THAT(Run(o), IsOk());

@@ -91,7 +91,7 @@ std::vector<Tensor> LargeTensors() {
   };
 }
 
-std::string Quiet(const QuantizeOptions& o, Backend& backend, absl::Status* status) {
+std::string Quiet(const QuantizeRunOptions& o, Backend& backend, absl::Status* status) {
   std::ostringstream out;
   Progress progress(ProgressMode::kQuiet, out);
   absl::StatusOr<QuantizeOutcome> r = RunQuantize(o, backend, progress);
@@ -120,7 +120,7 @@ TEST_P(LargeTensorTest, MatchesLocalWithOneAndFourStreams) {
   ASSERT_NE(server, nullptr);
   auto remote = *RemoteBackend::Create(Client(*server));
   auto local = *LocalBackend::Create({2, ""});
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = dir.File("in.safetensors");
   o.format = c.format;
   o.config_json = c.config;
@@ -178,7 +178,7 @@ TEST(ManySmallTensorsTest, ConfigIsCompiledOncePerRunNotPerTensor) {
   co.stream_max_seconds = 0;  // rotate by count only, so the count of streams is known
   auto remote = *RemoteBackend::Create(co);
   auto local = *LocalBackend::Create({2, ""});
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = dir.File("in.safetensors");
   o.config_json = config;
   o.streams = 4;

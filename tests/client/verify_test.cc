@@ -63,7 +63,7 @@ class VerifyTest : public ::testing::Test {
     input_ = Checkpoint(dir_ + "/in.safetensors");
   }
   std::string Quantize(OutputLayout f) {
-    QuantizeOptions o;
+    QuantizeRunOptions o;
     o.input = input_;
     o.output = dir_ + "/" + OutputLayoutName(f) + ".safetensors";
     o.format = f;
