@@ -389,7 +389,7 @@ class Run {
     if (!p.fp8.has_value()) request_crc = input_crc;  // else the backend computes it if needed
     TensorFileSink sink(t.name, p.outputs, w);
     absl::StatusOr<TensorResult> result =
-        session.Quantize(TensorRequest{t.name, p.dtype, t.shape, data, request_crc}, sink);
+        session.Quantize(TensorRequest{{t.name, p.dtype, t.shape, data}, request_crc}, sink);
     if (!result.ok()) return NameTensor(result.status(), t.name);
     if (!result->quantized) {
       sink.Discard();
@@ -404,6 +404,7 @@ class Run {
     r.config = result->config;
     r.decided_by = DecidedByText(p.decision.resolved);
     r.metrics = result->metrics;
+    r.server_seconds = result->server_seconds;
     r.served_by = result->served_by;
     r.attempts = result->attempts;
     r.wall_seconds = SecondsSince(t0);

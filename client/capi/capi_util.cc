@@ -101,14 +101,15 @@ absl::StatusOr<client::TensorRequest> ToRequest(const rtnq_tensor& t) {
     return absl::InvalidArgumentError("tensor: null name, dtype, shape or data");
   }
   client::TensorRequest r;
-  r.name = t.name;
+  r.tensor.name = t.name;
   absl::StatusOr<ElemType> dt = ParseElemType(t.dtype);
   if (!dt.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(TensorPrefix(r.name), dt.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(TensorPrefix(r.tensor.name), dt.status().message()));
   }
-  r.dtype = *dt;
-  r.shape.assign(t.shape, t.shape + t.ndim);
-  r.data = absl::Span<const uint8_t>(static_cast<const uint8_t*>(t.data), t.size);
+  r.tensor.dtype = *dt;
+  r.tensor.shape.assign(t.shape, t.shape + t.ndim);
+  r.tensor.data = absl::Span<const uint8_t>(static_cast<const uint8_t*>(t.data), t.size);
   if (t.has_crc32c) r.crc32c = t.crc32c;
   return r;
 }
@@ -123,15 +124,15 @@ Json ResultToJson(const client::TensorResult& r) {
   j["match_kind"] = r.match_kind;
   j["served_by"] = r.served_by;
   j["attempts"] = r.attempts;
-  const client::ResultMetrics& m = r.metrics;
+  const TensorMetrics& m = r.metrics;
   j["metrics"] = Json{{"elements", m.elements},
                       {"groups", m.groups},
                       {"mse", client::JsonNumber(m.mse)},
                       {"max_abs_error", client::JsonNumber(m.max_abs_error)},
                       {"snr_db", client::JsonNumber(m.snr_db)},
                       {"clip_ratio", client::JsonNumber(m.clip_ratio)},
-                      {"quantize_seconds", m.quantize_seconds},
-                      {"server_seconds", m.server_seconds}};
+                      {"quantize_seconds", m.seconds},
+                      {"server_seconds", r.server_seconds}};
   Json outputs = Json::array();
   for (const TensorSpec& o : r.outputs) {
     int64_t elements = 1;

@@ -268,15 +268,16 @@ int rtnq_gptq_bias(const rtnq_tensor* tensor, void* out, uint64_t out_size, char
   return Guard(error, [&]() -> absl::Status {
     RTNQ_ASSIGN_OR_RETURN(const rtnq::client::TensorRequest req, rtnq::capi::ToRequest(*tensor));
     rtnq::TensorInfo info;
-    info.name = req.name;
-    info.dtype = req.dtype;
-    info.shape = req.shape;
+    info.name = req.tensor.name;
+    info.dtype = req.tensor.dtype;
+    info.shape = req.tensor.shape;
     RTNQ_ASSIGN_OR_RETURN(info.num_elements, rtnq::CheckedNumElements(info.shape));
-    info.data = req.data;
+    info.data = req.tensor.data;
     RTNQ_ASSIGN_OR_RETURN(const std::vector<uint8_t> half, rtnq::client::GptqBiasBytes(info));
     if (half.size() != out_size) {
-      return absl::InvalidArgumentError(absl::StrCat(rtnq::TensorPrefix(req.name), "bias needs ",
-                                                     half.size(), " bytes, got ", out_size));
+      return absl::InvalidArgumentError(absl::StrCat(rtnq::TensorPrefix(req.tensor.name),
+                                                     "bias needs ", half.size(), " bytes, got ",
+                                                     out_size));
     }
     std::memcpy(out, half.data(), half.size());
     return absl::OkStatus();

@@ -50,12 +50,13 @@ class RemoteSession : public Session {
     return st;
   }
 
-  absl::StatusOr<TensorResult> Quantize(const TensorRequest& tensor, ResultSink& sink) override {
+  absl::StatusOr<TensorResult> Quantize(const TensorRequest& request, ResultSink& sink) override {
+    const TensorInput& tensor = request.tensor;
     absl::Status last;
     const int max_attempts = std::max(1, options_.max_attempts);
     // Once per tensor, not per attempt.
-    const uint32_t crc = tensor.crc32c.has_value()
-                             ? *tensor.crc32c
+    const uint32_t crc = request.crc32c.has_value()
+                             ? *request.crc32c
                              : ComputeCrc32c(tensor.data.data(), tensor.data.size());
     int tries = 0;
     bool stale_retry_left = true;

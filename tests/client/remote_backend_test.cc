@@ -71,8 +71,7 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> CoreOutputs(const Tens
   o.codes = !o.fake_quant;
   auto engine = Engine::Create(EngineOptions{1, ""});
   const TensorRequest req = Request(t);
-  auto q =
-      QuantizeTensor(TensorInput{req.name, req.dtype, req.shape, req.data}, config, o, **engine);
+  auto q = QuantizeTensor(req.tensor, config, o, **engine);
   EXPECT_TRUE(q.ok()) << q.status();
   *quantized = q->quantized;
   std::vector<std::pair<std::string, std::vector<uint8_t>>> out;
@@ -197,7 +196,7 @@ TEST_F(RemoteBackendTest, PerTensorErrorKeepsSessionUsable) {
   ASSERT_TRUE(session.ok()) << session.status();
   Tensor bad = RandomTensor("bad.weight", "F32", {8, 32}, 4);
   TensorRequest req = Request(bad);
-  req.shape = {8, 64};  // byte count does not match the shape
+  req.tensor.shape = {8, 64};  // byte count does not match the shape
   auto r = Quantize(**session, req);
   EXPECT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("bad.weight"));
