@@ -42,7 +42,7 @@ struct SessionSpec {
 /// valid for the call.
 struct TensorRequest {
   TensorInput tensor;
-  /// CRC32C of `data` when the caller has it already (the resume journal needs it too): the
+  /// CRC32C of `tensor.data` when the caller has it already (the resume journal needs it too): the
   /// remote backend sends it in the tensor header and computes it only when it is missing.
   std::optional<uint32_t> crc32c;
 };

@@ -8,9 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/remote/channel.h"
-#include "client/remote/status_conversion.h"
 #include "core/tensor_text.h"
 #include "proto/quant_config_conversion.h"
+#include "proto/status_conversion.h"
 
 namespace rtnq::client {
 

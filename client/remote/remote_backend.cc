@@ -11,10 +11,11 @@
 #include "client/remote/attempt_deadline.h"
 #include "client/remote/channel.h"
 #include "client/remote/quantize_stream.h"
-#include "client/remote/status_conversion.h"
+#include "client/remote/retry_policy.h"
 #include "core/io/crc32c.h"
 #include "core/status_macros.h"
 #include "proto/quant_config_conversion.h"
+#include "proto/status_conversion.h"
 #include "rtnq/v1/rtnq.grpc.pb.h"
 
 namespace rtnq::client {
