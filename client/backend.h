@@ -19,11 +19,10 @@
 #include "core/expert_layout.h"
 #include "core/io/safetensors_header.h"
 #include "core/layout/gptq.h"
+#include "core/layout/output_layout.h"
+#include "core/quantize.h"
 
 namespace rtnq::client {
-
-/// The form results take; the CLI's --format (fake, inc, gptq, compressed-tensors, awq).
-enum class OutputFormat : uint8_t { kFake, kInc, kGptq, kCompressedTensors, kAwq };
 
 /// Everything fixed for a whole run (the first message of a remote stream).
 struct SessionSpec {
@@ -31,36 +30,21 @@ struct SessionSpec {
   /// (core/config/config_json.h); the CLI has already merged --config and the per-parameter flags
   /// into it.
   std::string config_json = "{}";
-  OutputFormat format = OutputFormat::kFake;
-  GptqFormat gptq_format = GptqFormat::kV1;  ///< kGptq only; the CLI resolves the default
-  int compression_dim = 1;                   ///< kInc only
+  OutputLayout format = OutputLayout::kFake;  ///< the CLI's --format (OutputLayoutName)
+  GptqFormat gptq_format = GptqFormat::kV1;   ///< kGptq only; the CLI resolves the default
+  int compression_dim = 1;                    ///< kInc only
   /// Stacked MoE expert tensors (core/expert_layout.h) are quantized expert by expert in this
   /// layout; unset: a session refuses them.
   std::optional<ExpertLayout> expert_layout;
 };
 
-/// One tensor to quantize. `data` is borrowed (usually an mmapped input) and must stay valid for
-/// the call.
+/// One tensor to quantize. `tensor.data` is borrowed (usually an mmapped input) and must stay
+/// valid for the call.
 struct TensorRequest {
-  std::string name;
-  ElemType dtype = ElemType::kF32;
-  std::vector<int64_t> shape;
-  absl::Span<const uint8_t> data;
-  /// CRC32C of `data` when the caller has it already (the resume journal needs it too): the
+  TensorInput tensor;
+  /// CRC32C of `tensor.data` when the caller has it already (the resume journal needs it too): the
   /// remote backend sends it in the tensor header and computes it only when it is missing.
   std::optional<uint32_t> crc32c;
-};
-
-/// Per-tensor quality and timing.
-struct ResultMetrics {
-  int64_t elements = 0;
-  int64_t groups = 0;
-  double mse = 0;
-  double max_abs_error = 0;
-  double snr_db = 0;        ///< +inf when the error is 0
-  double clip_ratio = 1.0;  ///< the quantile used (MSE search's choice when enabled)
-  double quantize_seconds = 0;
-  double server_seconds = 0;  ///< remote: header in to result out on the server; local: = quantize
 };
 
 /// Where a session delivers a tensor's output bytes as they arrive, so that no result is ever
@@ -90,7 +74,9 @@ struct TensorResult {
   std::string decided_by;           ///< deciding weight_config key; empty for the default
   std::string match_kind;           ///< "default", "tensor", "layer" or "pattern"
   std::vector<TensorSpec> outputs;  ///< as given to ResultSink::Begin
-  ResultMetrics metrics;
+  TensorMetrics metrics;            ///< the core's; `seconds` is the time spent quantizing
+  /// Remote: header in to result out on the server; local: quantizing and packing.
+  double server_seconds = 0;
   std::string served_by;  ///< "local" or the peer address of the replica that answered
   int attempts = 1;       ///< 1 + retries
 };

@@ -17,21 +17,7 @@
 
 namespace rtnq::client {
 
-const std::string& OutputFormatName(OutputFormat f) {
-  static const std::string kNames[] = {"fake", "inc", "gptq", "compressed-tensors", "awq"};
-  return kNames[static_cast<int>(f)];
-}
-
-absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view s) {
-  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq,
-                         OutputFormat::kCompressedTensors, OutputFormat::kAwq}) {
-    if (s == OutputFormatName(f)) return f;
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "format must be fake, inc, gptq, compressed-tensors or awq, got \"", std::string(s), "\""));
-}
-
-const std::string& OutputFormName(OutputFormat f) {
+const std::string& OutputFormName(OutputLayout f) {
   static const std::string kNames[] = {
       "OUTPUT_FORM_FAKE_QUANT", "OUTPUT_FORM_PACKED_INC", "OUTPUT_FORM_PACKED_GPTQ",
       "OUTPUT_FORM_PACKED_COMPRESSED_TENSORS", "OUTPUT_FORM_PACKED_AWQ"};
@@ -44,27 +30,11 @@ const std::string& GptqFormatWireName(GptqFormat f) {
   return f == GptqFormat::kV2 ? kV2 : kV1;
 }
 
-OutputLayout LayoutOf(OutputFormat f) {
-  switch (f) {
-    case OutputFormat::kFake:
-      return OutputLayout::kFake;
-    case OutputFormat::kInc:
-      return OutputLayout::kInc;
-    case OutputFormat::kGptq:
-      return OutputLayout::kGptq;
-    case OutputFormat::kCompressedTensors:
-      return OutputLayout::kCompressedTensors;
-    case OutputFormat::kAwq:
-      return OutputLayout::kAwq;
-  }
-  return OutputLayout::kFake;
-}
+bool HalfBias(OutputLayout f) { return f == OutputLayout::kGptq || f == OutputLayout::kAwq; }
 
-bool HalfBias(OutputFormat f) { return f == OutputFormat::kGptq || f == OutputFormat::kAwq; }
-
-bool HasHfQuantizationConfig(OutputFormat f) {
-  return f == OutputFormat::kGptq || f == OutputFormat::kCompressedTensors ||
-         f == OutputFormat::kAwq;
+bool HasHfQuantizationConfig(OutputLayout f) {
+  return f == OutputLayout::kGptq || f == OutputLayout::kCompressedTensors ||
+         f == OutputLayout::kAwq;
 }
 
 absl::StatusOr<InputCheckpoint> OpenInput(const std::string& path, ShardAccess access) {

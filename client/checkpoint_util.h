@@ -14,24 +14,19 @@
 
 namespace rtnq::client {
 
-/// "fake", "inc", "gptq", "compressed-tensors", "awq".
-const std::string& OutputFormatName(OutputFormat f);
-/// InvalidArgument naming the value for anything else.
-absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view s);
-/// The name of the rtnq.v1 OutputForm value a session of format `f` asks for
-/// ("OUTPUT_FORM_PACKED_GPTQ"): gRPC clients map formats to the wire by this name, so a format
-/// added here needs no change in them (the Python client reads it from the plan).
-const std::string& OutputFormName(OutputFormat f);
+/// The name of the rtnq.v1 OutputForm value a session of layout `f` asks for
+/// ("OUTPUT_FORM_PACKED_GPTQ"), for gRPC clients that build sessions from a plan (the Python
+/// client): the C API builds without protobuf, so this table repeats by name what
+/// OutputLayoutToProto (proto/quant_config_conversion.h) maps; a test holds the two equal.
+const std::string& OutputFormName(OutputLayout f);
 /// The name of the rtnq.v1 GptqFormat value for `f` ("GPTQ_FORMAT_V1" or "GPTQ_FORMAT_V2").
 const std::string& GptqFormatWireName(GptqFormat f);
-/// The core's name for the same layout.
-OutputLayout LayoutOf(OutputFormat f);
 /// True for the layouts whose loaders read a quantized layer's bias as float16 (GPTQ, AWQ).
-bool HalfBias(OutputFormat f);
+bool HalfBias(OutputLayout f);
 /// True for the layouts whose record is config.json's "quantization_config" (GPTQ,
 /// compressed-tensors, AWQ: what Hugging Face loaders read); the others record rtnq's manifest
 /// under "rtnq_quantization".
-bool HasHfQuantizationConfig(OutputFormat f);
+bool HasHfQuantizationConfig(OutputLayout f);
 
 /// A checkpoint given on the command line: a .safetensors file or a checkpoint directory.
 struct InputCheckpoint {

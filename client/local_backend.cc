@@ -22,7 +22,8 @@ class LocalSession : public Session {
 
   // The result is computed whole in memory (the core quantizes whole tensors), then handed to
   // the sink like a remote result that arrived in one chunk per output.
-  absl::StatusOr<TensorResult> Quantize(const TensorRequest& tensor, ResultSink& sink) override {
+  absl::StatusOr<TensorResult> Quantize(const TensorRequest& request, ResultSink& sink) override {
+    const TensorInput& tensor = request.tensor;  // the CRC32C is for the wire only
     const auto start = std::chrono::steady_clock::now();
     RTNQ_ASSIGN_OR_RETURN(const ResolvedConfig rc, resolver_.Resolve(tensor.name));
     TensorResult result;
@@ -31,9 +32,8 @@ class LocalSession : public Session {
     result.decided_by = rc.decided_by;
     result.match_kind = rc.match_kind;
     result.served_by = "local";
-    const TensorInput input{tensor.name, tensor.dtype, tensor.shape, tensor.data};
     RTNQ_ASSIGN_OR_RETURN(LayoutOutputs out,
-                          QuantizeTensorToLayout(input, rc.config, layout_, experts_, engine_));
+                          QuantizeTensorToLayout(tensor, rc.config, layout_, experts_, engine_));
     result.quantized = true;
     for (const PackedTensor& p : out.tensors) {
       result.outputs.push_back(TensorSpec{p.name, p.dtype, p.shape});
@@ -46,10 +46,8 @@ class LocalSession : public Session {
       sink.Discard();
       return st;
     }
-    const TensorMetrics& m = out.metrics;
-    result.metrics = ResultMetrics{m.elements, m.groups,     m.mse,    m.max_abs_error,
-                                   m.snr_db,   m.clip_ratio, m.seconds};
-    result.metrics.server_seconds =
+    result.metrics = out.metrics;
+    result.server_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return result;
   }
@@ -123,7 +121,7 @@ LocalBackend::LocalBackend(std::unique_ptr<Engine> engine) : engine_(std::move(e
 absl::StatusOr<std::unique_ptr<Session>> LocalBackend::OpenSession(const SessionSpec& spec) {
   RTNQ_ASSIGN_OR_RETURN(WeightConfigResolver resolver, ParseSessionConfigJson(spec.config_json));
   OutputLayoutOptions layout;
-  layout.layout = LayoutOf(spec.format);
+  layout.layout = spec.format;
   layout.compression_dim = spec.compression_dim;
   layout.gptq_format = spec.gptq_format;
   return std::unique_ptr<Session>(

@@ -33,9 +33,9 @@ absl::StatusOr<const Json*> Get(const Json& obj, const std::string& key, Json::v
 Json ManifestToJson(const Manifest& m) {
   Json j;
   j["version"] = kVersion;
-  j["format"] = OutputFormatName(m.format);
-  if (m.format == OutputFormat::kInc) j["compression_dim"] = m.compression_dim;
-  if (m.format == OutputFormat::kGptq) j["checkpoint_format"] = GptqFormatName(m.gptq_format);
+  j["format"] = OutputLayoutName(m.format);
+  if (m.format == OutputLayout::kInc) j["compression_dim"] = m.compression_dim;
+  if (m.format == OutputLayout::kGptq) j["checkpoint_format"] = GptqFormatName(m.gptq_format);
   Json tensors = Json::object();
   for (const ManifestTensor& t : m.tensors) {
     Json e;
@@ -65,13 +65,13 @@ absl::StatusOr<Manifest> ManifestFromJson(std::string_view text, std::string_vie
   Manifest m;
   RTNQ_ASSIGN_OR_RETURN(const Json* format,
                         Get(j, "format", Json::value_t::string, where, "format"));
-  RTNQ_ASSIGN_OR_RETURN(m.format, ParseOutputFormat(format->get<std::string>()));
-  if (m.format == OutputFormat::kInc) {
+  RTNQ_ASSIGN_OR_RETURN(m.format, ParseOutputLayout(format->get<std::string>()));
+  if (m.format == OutputLayout::kInc) {
     RTNQ_ASSIGN_OR_RETURN(const Json* dim, Get(j, "compression_dim", Json::value_t::number_integer,
                                                where, "compression_dim"));
     m.compression_dim = dim->get<int>();
   }
-  if (m.format == OutputFormat::kGptq) {
+  if (m.format == OutputLayout::kGptq) {
     RTNQ_ASSIGN_OR_RETURN(const Json* cf, Get(j, "checkpoint_format", Json::value_t::string, where,
                                               "checkpoint_format"));
     RTNQ_ASSIGN_OR_RETURN(m.gptq_format, ParseGptqFormat(cf->get<std::string>()));

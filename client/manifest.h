@@ -34,7 +34,7 @@ struct ManifestTensor {
 
 /// Everything `verify` needs to know about a quantized checkpoint.
 struct Manifest {
-  OutputFormat format = OutputFormat::kFake;
+  OutputLayout format = OutputLayout::kFake;
   int compression_dim = 1;                     ///< inc
   GptqFormat gptq_format = GptqFormat::kV1;    ///< gptq: checkpoint-wide zero-point storage
   std::vector<ManifestTensor> tensors;         ///< in file order

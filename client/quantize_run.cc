@@ -42,7 +42,7 @@ double SecondsSince(Clock::time_point t) {
 }
 
 // The output location is checked before any work, so a run that cannot write fails at once.
-absl::Status CheckOutput(const QuantizeOptions& o, bool dir_input) {
+absl::Status CheckOutput(const QuantizeRunOptions& o, bool dir_input) {
   if (o.output.empty()) return absl::InvalidArgumentError("no output path given");
   std::error_code ec;
   const bool exists = fs::exists(o.output, ec);
@@ -102,7 +102,7 @@ std::string ActionName(TensorAction a) {
 // One run: the plan, the writers under OUTPUT.partial, the journal and the workers.
 class Run {
  public:
-  Run(const QuantizeOptions& o, const InputCheckpoint& in, RunPlan plan, Progress& progress,
+  Run(const QuantizeRunOptions& o, const InputCheckpoint& in, RunPlan plan, Progress& progress,
       const Engine* decode_engine)
       : o_(o), in_(in), plan_(std::move(plan)), progress_(progress), decode_(decode_engine) {
     partial_ = o.output + ".partial";
@@ -389,7 +389,7 @@ class Run {
     if (!p.fp8.has_value()) request_crc = input_crc;  // else the backend computes it if needed
     TensorFileSink sink(t.name, p.outputs, w);
     absl::StatusOr<TensorResult> result =
-        session.Quantize(TensorRequest{t.name, p.dtype, t.shape, data, request_crc}, sink);
+        session.Quantize(TensorRequest{{t.name, p.dtype, t.shape, data}, request_crc}, sink);
     if (!result.ok()) return NameTensor(result.status(), t.name);
     if (!result->quantized) {
       sink.Discard();
@@ -404,6 +404,7 @@ class Run {
     r.config = result->config;
     r.decided_by = DecidedByText(p.decision.resolved);
     r.metrics = result->metrics;
+    r.server_seconds = result->server_seconds;
     r.served_by = result->served_by;
     r.attempts = result->attempts;
     r.wall_seconds = SecondsSince(t0);
@@ -414,7 +415,7 @@ class Run {
     return absl::OkStatus();
   }
 
-  const QuantizeOptions& o_;
+  const QuantizeRunOptions& o_;
   const InputCheckpoint& in_;
   RunPlan plan_;
   Progress& progress_;
@@ -429,10 +430,10 @@ class Run {
 
 }  // namespace
 
-absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backend& backend,
+absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeRunOptions& given, Backend& backend,
                                             Progress& progress) {
   const Clock::time_point start = Clock::now();
-  QuantizeOptions options = given;
+  QuantizeRunOptions options = given;
   // "out/" and "out" are one output (OUTPUT.partial must sit next to it, not inside).
   while (options.output.size() > 1 && options.output.back() == '/') options.output.pop_back();
   if (options.streams < 1) {
@@ -492,8 +493,8 @@ absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& given, Backen
   RunSummary& s = outcome.summary;
   s.input = options.input;
   s.output = options.output;
-  s.format = OutputFormatName(options.format);
-  if (options.format == OutputFormat::kGptq) s.gptq_format = GptqFormatName(run.plan().gptq_format);
+  s.format = OutputLayoutName(options.format);
+  if (options.format == OutputLayout::kGptq) s.gptq_format = GptqFormatName(run.plan().gptq_format);
   s.backend = backend.Describe();
   s.bytes_before = run.plan().bytes_before;
   s.bytes_after = run.plan().bytes_after;

@@ -16,11 +16,11 @@
 namespace rtnq::client {
 
 /// Options of RunQuantize; main() fills them from flags, tests directly.
-struct QuantizeOptions {
+struct QuantizeRunOptions {
   std::string input;   ///< a .safetensors file, a sharded checkpoint or a HF model directory
   std::string output;  ///< a file for file input; a new or empty directory for a directory
   std::string config_json = "{}";  ///< the merged session config (MergeSessionConfig)
-  OutputFormat format = OutputFormat::kFake;
+  OutputLayout format = OutputLayout::kFake;
   std::optional<GptqFormat> gptq_format;     ///< unset: v1 when every layer is sym, else v2
   int compression_dim = 1;                   ///< inc
   LoaderTarget target = LoaderTarget::kAny;  ///< --target: whose loader rules refuse the run
@@ -63,7 +63,7 @@ struct QuantizeOutcome {
 /// removed; nothing that looks finished is ever left. With `resume`, finished tensors whose
 /// input and output checksums still match (and whose file layout the new plan reproduces) are
 /// reused and only the rest are sent; without it an existing OUTPUT.partial is replaced.
-absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeOptions& options, Backend& backend,
+absl::StatusOr<QuantizeOutcome> RunQuantize(const QuantizeRunOptions& options, Backend& backend,
                                             Progress& progress);
 
 }  // namespace rtnq::client

@@ -65,13 +65,13 @@ Json TensorReportToJson(const TensorReport& t) {
   if (t.action != "quantized") return j;
   j["config"] = ConfigToJsonValue(t.config);
   j["decided_by"] = t.decided_by;
-  const ResultMetrics& m = t.metrics;
+  const TensorMetrics& m = t.metrics;
   j["metrics"] =
       Json{{"elements", m.elements},         {"groups", m.groups},
            {"mse", JsonNumber(m.mse)},       {"max_abs_error", JsonNumber(m.max_abs_error)},
            {"snr_db", JsonNumber(m.snr_db)}, {"clip_ratio", JsonNumber(m.clip_ratio)}};
-  j["timings"] = Json{{"quantize_seconds", m.quantize_seconds},
-                      {"server_seconds", m.server_seconds},
+  j["timings"] = Json{{"quantize_seconds", m.seconds},
+                      {"server_seconds", t.server_seconds},
                       {"wall_seconds", t.wall_seconds}};
   j["served_by"] = t.served_by;
   j["attempts"] = t.attempts;
@@ -101,8 +101,8 @@ absl::StatusOr<TensorReport> TensorReportFromJson(const Json& j) {
       t.metrics.snr_db = JsonToDouble(m.at("snr_db"));
       t.metrics.clip_ratio = JsonToDouble(m.at("clip_ratio"));
       const Json& tm = j.at("timings");
-      t.metrics.quantize_seconds = tm.at("quantize_seconds").get<double>();
-      t.metrics.server_seconds = tm.at("server_seconds").get<double>();
+      t.metrics.seconds = tm.at("quantize_seconds").get<double>();
+      t.server_seconds = tm.at("server_seconds").get<double>();
       t.wall_seconds = tm.at("wall_seconds").get<double>();
       t.served_by = j.at("served_by").get<std::string>();
       t.attempts = j.at("attempts").get<int>();

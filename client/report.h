@@ -20,10 +20,11 @@ struct TensorReport {
   std::string reason;  ///< skipped / copied / consumed: why (quantized FP8 sources: the decoding)
   std::vector<int64_t> shape;
   std::string dtype;
-  QuantConfig config;       ///< quantized: the resolved config
-  std::string decided_by;   ///< quantized: DecidedByText
-  ResultMetrics metrics;    ///< quantized
-  double wall_seconds = 0;  ///< request to written, as the client saw it
+  QuantConfig config;         ///< quantized: the resolved config
+  std::string decided_by;     ///< quantized: DecidedByText
+  TensorMetrics metrics;      ///< quantized; `seconds`: quantizing
+  double server_seconds = 0;  ///< quantized: TensorResult::server_seconds
+  double wall_seconds = 0;    ///< request to written, as the client saw it
   std::string served_by;
   int attempts = 0;
   uint64_t bytes_in = 0;

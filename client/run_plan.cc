@@ -99,7 +99,7 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
                                     const WeightConfigResolver& resolver,
                                     const TensorSelection& selection, const PlanOptions& options) {
   RunPlan plan;
-  const bool gptq = options.format == OutputFormat::kGptq;
+  const bool gptq = options.format == OutputLayout::kGptq;
   // Decide every tensor first: the GPTQ zero-point format depends on all of them.
   RTNQ_ASSIGN_OR_RETURN(const Fp8SourcePlan fp8, PlanInputFp8(tensors, options.input_config));
   plan.fp8_source = !fp8.empty();
@@ -143,7 +143,7 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
   RTNQ_RETURN_IF_ERROR(CheckExperts(plan, resolver));
 
   OutputLayoutOptions layout;
-  layout.layout = LayoutOf(options.format);
+  layout.layout = options.format;
   layout.compression_dim = options.compression_dim;
   layout.gptq_format = plan.gptq_format;
   plan.manifest.format = options.format;
@@ -151,7 +151,7 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
   plan.manifest.gptq_format = plan.gptq_format;
   std::set<std::string> quantized_layers;
   LoaderRulesInput rules;
-  rules.layout = OutputFormatName(options.format);
+  rules.layout = OutputLayoutName(options.format);
   rules.gptq_format = plan.gptq_format;
   std::vector<GptqLayerQuant> gptq_layers;
   std::vector<std::string> gptq_skipped;
@@ -229,10 +229,10 @@ absl::StatusOr<RunPlan> PlanTensors(const std::vector<const TensorInfo*>& tensor
     GptqCheckpointConfig cfg = GptqConfigFromLayers(gptq_layers, gptq_skipped, plan.gptq_format);
     cfg.producer = "rtnq:" RTNQ_VERSION;
     RTNQ_ASSIGN_OR_RETURN(plan.record, GptqQuantizationConfig(cfg));
-  } else if (options.format == OutputFormat::kCompressedTensors) {
+  } else if (options.format == OutputLayout::kCompressedTensors) {
     RTNQ_ASSIGN_OR_RETURN(plan.record,
                           CompressedTensorsQuantizationConfig(rules.layers, rules.unquantized));
-  } else if (options.format == OutputFormat::kAwq) {
+  } else if (options.format == OutputLayout::kAwq) {
     RTNQ_ASSIGN_OR_RETURN(plan.record, AwqQuantizationConfig(rules.layers, rules.unquantized));
   }
   return plan;
@@ -292,7 +292,7 @@ absl::StatusOr<std::vector<std::string>> WriteRecordFiles(const std::string& out
   RTNQ_RETURN_IF_ERROR(
       WriteConfigJson((fs::path(out_dir) / "config.json").string(), std::move(config), plan));
   std::vector<std::string> written = {"config.json"};
-  if (plan.manifest.format == OutputFormat::kGptq) {
+  if (plan.manifest.format == OutputLayout::kGptq) {
     RTNQ_ASSIGN_OR_RETURN(std::string name, WriteQuantizeConfig(out_dir, plan));
     written.push_back(std::move(name));
   }
@@ -302,7 +302,7 @@ absl::StatusOr<std::vector<std::string>> WriteRecordFiles(const std::string& out
 absl::StatusOr<std::vector<std::string>> WriteSideFiles(const std::string& input_dir,
                                                         const std::string& out_dir,
                                                         const RunPlan& plan) {
-  const bool gptq = plan.manifest.format == OutputFormat::kGptq;
+  const bool gptq = plan.manifest.format == OutputLayout::kGptq;
   std::error_code ec;
   fs::directory_iterator it(input_dir, ec);
   if (ec) return ErrnoError(ec.value(), "list directory", input_dir);

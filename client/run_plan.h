@@ -71,7 +71,7 @@ struct RunPlan {
 /// What PlanRun needs besides the checkpoint.
 struct PlanOptions {
   std::string output_name;  ///< file input: the output file's name
-  OutputFormat format = OutputFormat::kFake;
+  OutputLayout format = OutputLayout::kFake;
   std::optional<GptqFormat> gptq_format;  ///< unset: DefaultGptqFormat(quantized configs)
   int compression_dim = 1;
   LoaderTarget target = LoaderTarget::kAny;  ///< whose loader rules refuse rather than warn

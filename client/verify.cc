@@ -33,18 +33,18 @@ absl::StatusOr<Manifest> LoadManifest(const ShardedCheckpoint& quant, const std:
 }
 
 // Names of the stored tensors a quantized weight became (missing ones are reported by Decode).
-std::vector<std::string> StoredNames(const ManifestTensor& r, OutputFormat format) {
+std::vector<std::string> StoredNames(const ManifestTensor& r, OutputLayout format) {
   switch (format) {
-    case OutputFormat::kFake:
+    case OutputLayout::kFake:
       return {r.name};
-    case OutputFormat::kInc:
+    case OutputLayout::kInc:
       return {r.layer + ".qweight", r.layer + ".scales", r.layer + ".qzeros"};
-    case OutputFormat::kGptq:
+    case OutputLayout::kGptq:
       return {r.layer + ".qweight", r.layer + ".qzeros", r.layer + ".scales", r.layer + ".g_idx"};
-    case OutputFormat::kCompressedTensors:
+    case OutputLayout::kCompressedTensors:
       return {r.layer + ".weight_packed", r.layer + ".weight_scale", r.layer + ".weight_shape",
               r.layer + ".weight_zero_point"};
-    case OutputFormat::kAwq:
+    case OutputLayout::kAwq:
       return {r.layer + ".qweight", r.layer + ".qzeros", r.layer + ".scales"};
   }
   return {};
@@ -56,7 +56,7 @@ absl::StatusOr<std::vector<float>> Decode(const ManifestTensor& r, const Manifes
                                           const Engine& engine) {
   const int64_t rows = r.shape[0], cols = r.shape[1];
   switch (m.format) {
-    case OutputFormat::kFake: {
+    case OutputLayout::kFake: {
       if (stored.empty()) return absl::NotFoundError("missing from the quantized checkpoint");
       const PackedTensor& t = stored[0];
       if (t.dtype != r.dtype || t.shape != r.shape) {
@@ -69,13 +69,13 @@ absl::StatusOr<std::vector<float>> Decode(const ManifestTensor& r, const Manifes
       TensorInfo view{t.name, t.dtype, t.shape, n, 0, t.data};
       return ToFloats(view);
     }
-    case OutputFormat::kInc: {
+    case OutputLayout::kInc: {
       RTNQ_ASSIGN_OR_RETURN(QuantizedTensor q,
                             UnpackInc(stored, r.layer, r.config, rows, cols, m.compression_dim));
       q.name = r.name;
       return DequantizeCodes(q, engine);
     }
-    case OutputFormat::kGptq: {
+    case OutputLayout::kGptq: {
       GptqUnpackOptions uo;
       uo.bits = r.config.bits;
       uo.sym = r.config.scheme == Scheme::kSym;
@@ -89,11 +89,11 @@ absl::StatusOr<std::vector<float>> Decode(const ManifestTensor& r, const Manifes
       }
       return DequantizeGptq(stored, r.layer, r.config.bits, m.gptq_format);
     }
-    case OutputFormat::kCompressedTensors:
-    case OutputFormat::kAwq: {
+    case OutputLayout::kCompressedTensors:
+    case OutputLayout::kAwq: {
       // What loaders compute: (q - zp) * the stored scale, widened to float32.
       RTNQ_ASSIGN_OR_RETURN(QuantizedTensor q,
-                            m.format == OutputFormat::kAwq
+                            m.format == OutputLayout::kAwq
                                 ? UnpackAwq(stored, r.layer, r.config.group_size)
                                 : UnpackCompressedTensors(stored, r.layer, r.config));
       if (q.rows != rows || q.cols != cols) {
@@ -111,7 +111,7 @@ absl::StatusOr<std::vector<float>> Decode(const ManifestTensor& r, const Manifes
 std::string CompareFresh(const TensorInfo& w, const ManifestTensor& r, const Manifest& m,
                          const std::vector<PackedTensor>& stored, const Engine& engine,
                          int64_t* differing) {
-  OutputLayoutOptions layout{LayoutOf(m.format), m.compression_dim, m.gptq_format};
+  OutputLayoutOptions layout{m.format, m.compression_dim, m.gptq_format};
   std::optional<ExpertLayout> experts;
   if (!r.expert_layout.empty()) experts = *ParseExpertLayout(r.expert_layout);
   absl::StatusOr<LayoutOutputs> fresh = QuantizeTensorToLayout(
@@ -157,7 +157,7 @@ absl::StatusOr<std::vector<float>> ExpertValues(const TensorInfo& w,
 
 // A stacked bias [E, F] of stacked experts `r` must be stored as one bias per expert weight,
 // cut as the weight was (F16 for GPTQ); "" when it is.
-std::string CheckSplitBias(const TensorInfo& bias, const ManifestTensor& r, OutputFormat format,
+std::string CheckSplitBias(const TensorInfo& bias, const ManifestTensor& r, OutputLayout format,
                            const ShardedCheckpoint& quant, std::set<std::string>& consumed) {
   absl::StatusOr<std::vector<ExpertSlice>> slices = ExpertSlicesOf(r);
   if (!slices.ok()) return std::string(slices.status().message());
@@ -209,7 +209,7 @@ absl::StatusOr<DecodedValues> DecodeQuantized(const TensorInfo& w, const Manifes
                                               std::vector<PackedTensor>& stored) {
   RTNQ_ASSIGN_OR_RETURN(const std::vector<ExpertSlice> slices, ExpertSlicesOf(r));
   std::vector<ManifestTensor> pieces = {r};
-  if (!slices.empty() && m.format != OutputFormat::kFake) {
+  if (!slices.empty() && m.format != OutputLayout::kFake) {
     pieces.clear();
     for (const ExpertSlice& s : slices) {
       ManifestTensor piece = r;
@@ -352,7 +352,7 @@ absl::StatusOr<VerifyReport> VerifyCheckpoint(const std::string& original,
     decoded_fp8.clear();
     RTNQ_ASSIGN_OR_RETURN(const TensorInfo* t, reference(orig_t));
     if (const auto owner = stacked.find(StackedBiasOwner(t->name, t->shape));
-        owner != stacked.end() && m.format != OutputFormat::kFake) {
+        owner != stacked.end() && m.format != OutputLayout::kFake) {
       // Split like its weight into one bias per expert weight.
       const std::string problem = CheckSplitBias(*t, *owner->second, m.format, quant, consumed);
       if (problem.empty()) {

@@ -1,5 +1,7 @@
 #include "proto/quant_config_conversion.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 
@@ -65,6 +67,33 @@ v1::ExpertLayout ExpertLayoutToProto(std::optional<ExpertLayout> layout) {
     return layout->interleaved ? v1::EXPERT_LAYOUT_IN_OUT_INTERLEAVED : v1::EXPERT_LAYOUT_IN_OUT;
   }
   return layout->interleaved ? v1::EXPERT_LAYOUT_OUT_IN_INTERLEAVED : v1::EXPERT_LAYOUT_OUT_IN;
+}
+
+namespace {
+
+// Each layout and the output form asking for it, the one table both directions read.
+constexpr std::pair<OutputLayout, v1::OutputForm> kLayoutForms[] = {
+    {OutputLayout::kFake, v1::OUTPUT_FORM_FAKE_QUANT},
+    {OutputLayout::kInc, v1::OUTPUT_FORM_PACKED_INC},
+    {OutputLayout::kGptq, v1::OUTPUT_FORM_PACKED_GPTQ},
+    {OutputLayout::kCompressedTensors, v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS},
+    {OutputLayout::kAwq, v1::OUTPUT_FORM_PACKED_AWQ},
+};
+
+}  // namespace
+
+OutputLayout OutputLayoutFromProto(v1::OutputForm form) {
+  for (const auto& [layout, f] : kLayoutForms) {
+    if (f == form) return layout;
+  }
+  return OutputLayout::kFake;  // OUTPUT_FORM_CODES: unpacked codes
+}
+
+v1::OutputForm OutputLayoutToProto(OutputLayout l) {
+  for (const auto& [layout, form] : kLayoutForms) {
+    if (layout == l) return form;
+  }
+  return v1::OUTPUT_FORM_FAKE_QUANT;
 }
 
 v1::QuantDtype QuantDtypeToProto(QuantDtype d) {

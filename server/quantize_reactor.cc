@@ -6,10 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "core/tensor_text.h"
 #include "proto/quant_config_conversion.h"
+#include "proto/status_conversion.h"
 #include "server/logging.h"
 #include "server/request_codec.h"
 #include "server/session_cache.h"
-#include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
 
 namespace rtnq::server {

@@ -5,10 +5,10 @@
 #include "absl/strings/string_view.h"
 #include "core/capabilities.h"
 #include "core/config/quant_config.h"
+#include "proto/status_conversion.h"
 #include "rtnq/version.h"  // RTNQ_VERSION, generated from project(VERSION)
 #include "server/logging.h"
 #include "server/quantize_call.h"
-#include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
 
 namespace rtnq::server {

@@ -172,33 +172,10 @@ absl::StatusOr<std::shared_ptr<const ParsedSession>> SessionFromProto(
   return std::shared_ptr<const ParsedSession>(std::move(session));
 }
 
-bool IsPackedForm(v1::OutputForm f) {
-  return f == v1::OUTPUT_FORM_PACKED_INC || f == v1::OUTPUT_FORM_PACKED_GPTQ ||
-         f == v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS || f == v1::OUTPUT_FORM_PACKED_AWQ;
-}
+bool IsPackedForm(v1::OutputForm f) { return OutputLayoutFromProto(f) != OutputLayout::kFake; }
 
 OutputLayoutOptions LayoutOf(const ParsedSession& s) {
-  OutputLayoutOptions layout;
-  layout.compression_dim = s.compression_dim;
-  layout.gptq_format = s.gptq_format;
-  switch (s.output_form) {
-    case v1::OUTPUT_FORM_PACKED_INC:
-      layout.layout = OutputLayout::kInc;
-      break;
-    case v1::OUTPUT_FORM_PACKED_GPTQ:
-      layout.layout = OutputLayout::kGptq;
-      break;
-    case v1::OUTPUT_FORM_PACKED_COMPRESSED_TENSORS:
-      layout.layout = OutputLayout::kCompressedTensors;
-      break;
-    case v1::OUTPUT_FORM_PACKED_AWQ:
-      layout.layout = OutputLayout::kAwq;
-      break;
-    default:
-      layout.layout = OutputLayout::kFake;
-      break;
-  }
-  return layout;
+  return {OutputLayoutFromProto(s.output_form), s.compression_dim, s.gptq_format};
 }
 
 }  // namespace rtnq::server

@@ -13,7 +13,7 @@
 #include "core/status_macros.h"
 #include "core/tensor_text.h"
 #include "proto/quant_config_conversion.h"
-#include "server/status_mapping.h"
+#include "proto/status_conversion.h"
 
 namespace rtnq::server {
 namespace {

@@ -55,9 +55,8 @@ absl::StatusOr<GptqFormat> ParseGptqFormatName(std::string_view s) {
 absl::StatusOr<PlanRequest> ReadPlanRequest(const Json& j) {
   PlanRequest r;
   RTNQ_ASSIGN_OR_RETURN(r.config_json, ConfigText(j.value("config", Json())));
-  RTNQ_ASSIGN_OR_RETURN(r.format,
-                        client::ParseOutputFormat(j.value("format", std::string("fake"))));
-  if (r.format == client::OutputFormat::kGptq) {  // the CLI's default scheme for GPTQ
+  RTNQ_ASSIGN_OR_RETURN(r.format, ParseOutputLayout(j.value("format", std::string("fake"))));
+  if (r.format == OutputLayout::kGptq) {  // the CLI's default scheme for GPTQ
     RTNQ_ASSIGN_OR_RETURN(client::GptqSchemeDefault d,
                           client::ApplyGptqSchemeDefault(r.config_json));
     r.config_json = std::move(d.config_json);
@@ -102,14 +101,15 @@ absl::StatusOr<client::TensorRequest> ToRequest(const rtnq_tensor& t) {
     return absl::InvalidArgumentError("tensor: null name, dtype, shape or data");
   }
   client::TensorRequest r;
-  r.name = t.name;
+  r.tensor.name = t.name;
   absl::StatusOr<ElemType> dt = ParseElemType(t.dtype);
   if (!dt.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(TensorPrefix(r.name), dt.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(TensorPrefix(r.tensor.name), dt.status().message()));
   }
-  r.dtype = *dt;
-  r.shape.assign(t.shape, t.shape + t.ndim);
-  r.data = absl::Span<const uint8_t>(static_cast<const uint8_t*>(t.data), t.size);
+  r.tensor.dtype = *dt;
+  r.tensor.shape.assign(t.shape, t.shape + t.ndim);
+  r.tensor.data = absl::Span<const uint8_t>(static_cast<const uint8_t*>(t.data), t.size);
   if (t.has_crc32c) r.crc32c = t.crc32c;
   return r;
 }
@@ -124,15 +124,15 @@ Json ResultToJson(const client::TensorResult& r) {
   j["match_kind"] = r.match_kind;
   j["served_by"] = r.served_by;
   j["attempts"] = r.attempts;
-  const client::ResultMetrics& m = r.metrics;
+  const TensorMetrics& m = r.metrics;
   j["metrics"] = Json{{"elements", m.elements},
                       {"groups", m.groups},
                       {"mse", client::JsonNumber(m.mse)},
                       {"max_abs_error", client::JsonNumber(m.max_abs_error)},
                       {"snr_db", client::JsonNumber(m.snr_db)},
                       {"clip_ratio", client::JsonNumber(m.clip_ratio)},
-                      {"quantize_seconds", m.quantize_seconds},
-                      {"server_seconds", m.server_seconds}};
+                      {"quantize_seconds", m.seconds},
+                      {"server_seconds", r.server_seconds}};
   Json outputs = Json::array();
   for (const TensorSpec& o : r.outputs) {
     int64_t elements = 1;

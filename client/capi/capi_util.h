@@ -57,7 +57,7 @@ absl::StatusOr<GptqFormat> ParseGptqFormatName(std::string_view s);
 /// The plan-shaping fields of a request (see rtnq_plan).
 struct PlanRequest {
   std::string config_json = "{}";
-  client::OutputFormat format = client::OutputFormat::kFake;
+  OutputLayout format = OutputLayout::kFake;
   std::optional<GptqFormat> gptq_format;
   int compression_dim = 1;
   std::vector<std::string> include;

@@ -75,7 +75,7 @@ absl::StatusOr<client::RunPlan> MakePlan(const PlanRequest& r,
 Json PlanToJson(const PlanRequest& r, const std::vector<TensorInfo>& infos,
                 const client::RunPlan& plan) {
   Json j;
-  j["format"] = client::OutputFormatName(r.format);
+  j["format"] = OutputLayoutName(r.format);
   j["output_form"] = client::OutputFormName(r.format);
   j["gptq_format"] = GptqFormatName(plan.gptq_format);
   j["gptq_format_wire"] = client::GptqFormatWireName(plan.gptq_format);
@@ -165,7 +165,7 @@ absl::Status Save(const Json& req, const rtnq_buffer* buffers, int64_t count, Js
   Json files = Json::array({kSingleFileName});
   for (const std::string& f : side) files.push_back(f);
   reply["files"] = std::move(files);
-  reply["format"] = client::OutputFormatName(r.format);
+  reply["format"] = OutputLayoutName(r.format);
   reply["gptq_format"] = GptqFormatName(plan.gptq_format);
   return absl::OkStatus();
 }
@@ -219,7 +219,7 @@ int rtnq_local_open(rtnq_local* local, const char* spec_json, rtnq_session** out
     rtnq::client::SessionSpec spec;
     RTNQ_ASSIGN_OR_RETURN(spec.config_json, rtnq::capi::ConfigText(j.value("config_json", Json())));
     RTNQ_ASSIGN_OR_RETURN(spec.format,
-                          rtnq::client::ParseOutputFormat(j.value("format", std::string("fake"))));
+                          rtnq::ParseOutputLayout(j.value("format", std::string("fake"))));
     RTNQ_ASSIGN_OR_RETURN(spec.gptq_format, rtnq::capi::ParseGptqFormatName(
                                                 j.value("gptq_format", std::string("v1"))));
     spec.compression_dim = j.value("compression_dim", 1);
@@ -268,15 +268,16 @@ int rtnq_gptq_bias(const rtnq_tensor* tensor, void* out, uint64_t out_size, char
   return Guard(error, [&]() -> absl::Status {
     RTNQ_ASSIGN_OR_RETURN(const rtnq::client::TensorRequest req, rtnq::capi::ToRequest(*tensor));
     rtnq::TensorInfo info;
-    info.name = req.name;
-    info.dtype = req.dtype;
-    info.shape = req.shape;
+    info.name = req.tensor.name;
+    info.dtype = req.tensor.dtype;
+    info.shape = req.tensor.shape;
     RTNQ_ASSIGN_OR_RETURN(info.num_elements, rtnq::CheckedNumElements(info.shape));
-    info.data = req.data;
+    info.data = req.tensor.data;
     RTNQ_ASSIGN_OR_RETURN(const std::vector<uint8_t> half, rtnq::client::GptqBiasBytes(info));
     if (half.size() != out_size) {
-      return absl::InvalidArgumentError(absl::StrCat(rtnq::TensorPrefix(req.name), "bias needs ",
-                                                     half.size(), " bytes, got ", out_size));
+      return absl::InvalidArgumentError(absl::StrCat(rtnq::TensorPrefix(req.tensor.name),
+                                                     "bias needs ", half.size(), " bytes, got ",
+                                                     out_size));
     }
     std::memcpy(out, half.data(), half.size());
     return absl::OkStatus();

@@ -41,12 +41,18 @@ class CallbackSession : public client::Session {
   ~CallbackSession() override { (void)Close(); }
 
   // The Python transport hands back whole outputs; they go to the sink in one piece each.
-  absl::StatusOr<client::TensorResult> Quantize(const client::TensorRequest& t,
+  absl::StatusOr<client::TensorResult> Quantize(const client::TensorRequest& request,
                                                 client::ResultSink& sink) override {
+    const TensorInput& t = request.tensor;
     const std::string& dtype = ElemTypeName(t.dtype);
-    rtnq_tensor view{
-        t.name.c_str(), dtype.c_str(), t.shape.data(),       static_cast<int32_t>(t.shape.size()),
-        t.data.data(),  t.data.size(), t.crc32c.value_or(0), t.crc32c.has_value() ? 1 : 0};
+    rtnq_tensor view{t.name.c_str(),
+                     dtype.c_str(),
+                     t.shape.data(),
+                     static_cast<int32_t>(t.shape.size()),
+                     t.data.data(),
+                     t.data.size(),
+                     request.crc32c.value_or(0),
+                     request.crc32c.has_value() ? 1 : 0};
     rtnq_result_builder builder;
     builder.result.name = t.name;
     rtnq_status status;
@@ -89,7 +95,7 @@ class CallbackBackend : public client::Backend {
       const client::SessionSpec& spec) override {
     Json j;
     j["config_json"] = spec.config_json;
-    j["format"] = client::OutputFormatName(spec.format);
+    j["format"] = OutputLayoutName(spec.format);
     j["output_form"] = client::OutputFormName(spec.format);
     j["gptq_format"] = GptqFormatName(spec.gptq_format);
     j["gptq_format_wire"] = client::GptqFormatWireName(spec.gptq_format);
@@ -132,9 +138,9 @@ class CallbackProgress : public client::Progress {
   const rtnq_progress_callbacks* cb_;
 };
 
-absl::StatusOr<client::QuantizeOptions> ReadRunOptions(const Json& j) {
+absl::StatusOr<client::QuantizeRunOptions> ReadRunOptions(const Json& j) {
   RTNQ_ASSIGN_OR_RETURN(const PlanRequest r, ReadPlanRequest(j));
-  client::QuantizeOptions o;
+  client::QuantizeRunOptions o;
   o.input = j.at("input").get<std::string>();
   o.output = j.at("output").get<std::string>();
   o.config_json = r.config_json;
@@ -164,15 +170,15 @@ absl::Status HeaderFromJson(const Json& h, client::TensorResult& r) {
   r.attempts = h.value("attempts", r.attempts);
   if (h.contains("metrics")) {
     const Json& m = h["metrics"];
-    client::ResultMetrics& x = r.metrics;
+    TensorMetrics& x = r.metrics;
     x.elements = m.value("elements", x.elements);
     x.groups = m.value("groups", x.groups);
     if (m.contains("mse")) x.mse = client::JsonToDouble(m["mse"]);
     if (m.contains("max_abs_error")) x.max_abs_error = client::JsonToDouble(m["max_abs_error"]);
     if (m.contains("snr_db")) x.snr_db = client::JsonToDouble(m["snr_db"]);
     if (m.contains("clip_ratio")) x.clip_ratio = client::JsonToDouble(m["clip_ratio"]);
-    x.quantize_seconds = m.value("quantize_seconds", x.quantize_seconds);
-    x.server_seconds = m.value("server_seconds", x.server_seconds);
+    x.seconds = m.value("quantize_seconds", x.seconds);
+    r.server_seconds = m.value("server_seconds", r.server_seconds);
   }
   return absl::OkStatus();
 }
@@ -204,9 +210,9 @@ void* rtnq_builder_add_output(rtnq_result_builder* builder, const char* name, co
     rtnq_tensor t{name, dtype, shape, ndim, nullptr, 0, 0, 0};
     RTNQ_ASSIGN_OR_RETURN(const rtnq::client::TensorRequest spec, rtnq::capi::ToRequest(t));
     rtnq::PackedTensor& p = builder->outputs.emplace_back();
-    p.name = spec.name;
-    p.dtype = spec.dtype;
-    p.shape = spec.shape;
+    p.name = spec.tensor.name;
+    p.dtype = spec.tensor.dtype;
+    p.shape = spec.tensor.shape;
     p.data.resize(size);
     // A zero-byte output still needs a non-null answer.
     where = size > 0 ? static_cast<void*>(p.data.data()) : static_cast<void*>(builder);
@@ -226,7 +232,7 @@ int rtnq_run_quantize(const char* options_json, rtnq_local* local,
       return absl::InvalidArgumentError("callbacks: open_session and quantize are required");
     }
     RTNQ_ASSIGN_OR_RETURN(const Json j, rtnq::capi::ParseObject(options_json, "run options"));
-    RTNQ_ASSIGN_OR_RETURN(const rtnq::client::QuantizeOptions options,
+    RTNQ_ASSIGN_OR_RETURN(const rtnq::client::QuantizeRunOptions options,
                           rtnq::capi::ReadRunOptions(j));
     std::unique_ptr<rtnq::client::Backend> callbacks;
     rtnq::client::Backend* b = local != nullptr ? local->backend.get() : nullptr;

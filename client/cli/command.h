@@ -42,7 +42,7 @@ inline const std::set<std::string> kOutputFlags = {
 /// quantize's output flags (--format, --gptq-checkpoint-format, --compression-dim, --target,
 /// --include, --exclude, --expert-layout) into `options`; InvalidArgument (a usage error) for a
 /// bad value. Plan reads them too.
-absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeOptions& options);
+absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeRunOptions& options);
 
 /// Prints "rtnq: <message>" and the command's usage to stderr; returns kExitUsage.
 int UsageError(const Command& command, const std::string& message);

@@ -30,10 +30,7 @@ absl::StatusOr<ServerInfoSummary> LocalInfo() {
   info.input_dtypes = caps.input_dtypes;
   info.quant_dtypes = caps.quant_dtypes;
   info.int_bits = caps.int_bits;
-  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq,
-                         OutputFormat::kCompressedTensors, OutputFormat::kAwq}) {
-    info.output_forms.push_back(OutputFormatName(f));
-  }
+  for (OutputLayout l : kOutputLayouts) info.output_forms.push_back(OutputLayoutName(l));
   info.presets = caps.presets;
   info.kernel = std::string((*engine)->kernels().name);
   info.threads = (*engine)->threads();

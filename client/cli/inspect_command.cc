@@ -32,7 +32,7 @@ constexpr char kUsage[] = R"(rtnq inspect FILE|DIR [--json]
 // the 2-D weights it left unquantized.
 LoaderRulesInput LoaderInputOf(const Manifest& m, const ShardedCheckpoint& c) {
   LoaderRulesInput in;
-  in.layout = OutputFormatName(m.format);
+  in.layout = OutputLayoutName(m.format);
   in.gptq_format = m.gptq_format;
   for (const ManifestTensor& t : m.tensors) {
     int64_t cols = 1;
@@ -149,7 +149,7 @@ int Run(const Command& self, const ParsedArgs& args) {
   if (manifest->has_value()) {
     const Manifest& m = **manifest;
     std::cout << absl::StrFormat("rtnq quantization: format %s, %d tensors quantized, %d skipped\n",
-                                 OutputFormatName(m.format), m.tensors.size(), m.skipped.size());
+                                 OutputLayoutName(m.format), m.tensors.size(), m.skipped.size());
     for (const ManifestTensor& t : m.tensors) {
       std::cout << absl::StrFormat("  %-*s  %s  %s\n", width, t.name, ConfigSummary(t.config),
                                    t.decided_by);

@@ -35,6 +35,6 @@ absl::StatusOr<PlanOutcome> RunPlanFromFlags(const ParsedArgs& args, const PlanR
 /// (and selection) with the plan's; with --dry-run, prints the run's whole plan. Returns the
 /// exit code when the command is done (a dry run, an error), nullopt to go on quantizing.
 std::optional<int> PlanBeforeQuantize(const Command& self, const ParsedArgs& args,
-                                      QuantizeOptions& options);
+                                      QuantizeRunOptions& options);
 
 }  // namespace rtnq::client::cli

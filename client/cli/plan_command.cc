@@ -58,7 +58,7 @@ constexpr char kUsage[] =
   remote:  --server ADDR --streams N and quantize's remote flags (measured on rtnq servers))";
 
 // What a quantize run would select and write, as a plan request.
-PlanRequest RequestFor(const QuantizeOptions& o) {
+PlanRequest RequestFor(const QuantizeRunOptions& o) {
   PlanRequest r;
   r.input = o.input;
   r.config_json = o.config_json;
@@ -80,7 +80,7 @@ int Run(const Command& self, const ParsedArgs& args) {
   if (args.Has("streams") && !args.Has("server")) {
     return UsageError(self, "--streams needs --server (local measurement uses --threads)");
   }
-  QuantizeOptions quantize;
+  QuantizeRunOptions quantize;
   quantize.input = args.positional[0];
   if (absl::Status s = OutputFlagsToOptions(args, quantize); !s.ok()) {
     return UsageError(self, std::string(s.message()));
@@ -184,7 +184,7 @@ absl::StatusOr<PlanOutcome> RunPlanFromFlags(const ParsedArgs& args, const PlanR
 }
 
 std::optional<int> PlanBeforeQuantize(const Command& self, const ParsedArgs& args,
-                                      QuantizeOptions& options) {
+                                      QuantizeRunOptions& options) {
   const bool quiet = absl::GetFlag(FLAGS_quiet);
   if (WantsPlan(args) || args.Has("candidates")) {
     PlanRequest request = RequestFor(options);

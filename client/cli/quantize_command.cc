@@ -1,4 +1,4 @@
-// `rtnq quantize INPUT -o OUTPUT`: the flags become QuantizeOptions and a backend (local without
+// `rtnq quantize INPUT -o OUTPUT`: the flags become QuantizeRunOptions and a backend (local without
 // --server, remote with it); RunQuantize does the work.
 #include <unistd.h>
 
@@ -68,10 +68,10 @@ constexpr char kUsage[] = R"(rtnq quantize INPUT -o OUTPUT [options]
 
 }  // namespace
 
-absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeOptions& options) {
-  RTNQ_ASSIGN_OR_RETURN(options.format, ParseOutputFormat(absl::GetFlag(FLAGS_format)));
+absl::Status OutputFlagsToOptions(const ParsedArgs& args, QuantizeRunOptions& options) {
+  RTNQ_ASSIGN_OR_RETURN(options.format, ParseOutputLayout(absl::GetFlag(FLAGS_format)));
   if (args.Has("gptq_checkpoint_format")) {
-    if (options.format != OutputFormat::kGptq) {
+    if (options.format != OutputLayout::kGptq) {
       return absl::InvalidArgumentError("--gptq-checkpoint-format needs --format gptq");
     }
     RTNQ_ASSIGN_OR_RETURN(options.gptq_format,
@@ -92,7 +92,7 @@ namespace {
 
 int Run(const Command& self, const ParsedArgs& args) {
   if (args.positional.size() != 1) return UsageError(self, "quantize takes exactly one INPUT");
-  QuantizeOptions options;
+  QuantizeRunOptions options;
   options.input = args.positional[0];
   options.output = absl::GetFlag(FLAGS_output);
   if (options.output.empty() && !args.Has("dry_run")) {
@@ -115,7 +115,7 @@ int Run(const Command& self, const ParsedArgs& args) {
       MergeSessionConfig(absl::GetFlag(FLAGS_config), ConfigFlagsFromArgs(args));
   if (!config.ok()) return Fail(config.status());
   options.config_json = *config;
-  if (options.format == OutputFormat::kGptq) {
+  if (options.format == OutputLayout::kGptq) {
     absl::StatusOr<GptqSchemeDefault> d = ApplyGptqSchemeDefault(options.config_json);
     if (!d.ok()) return Fail(d.status());
     options.config_json = d->config_json;

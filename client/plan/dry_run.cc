@@ -32,7 +32,7 @@ std::string ActionText(TensorAction a) {
 
 }  // namespace
 
-absl::StatusOr<DryRun> DryRunQuantize(const QuantizeOptions& options) {
+absl::StatusOr<DryRun> DryRunQuantize(const QuantizeRunOptions& options) {
   DryRun run;
   RTNQ_ASSIGN_OR_RETURN(run.input, OpenInput(options.input, ShardAccess::kHeaderOnly));
   RTNQ_ASSIGN_OR_RETURN(const WeightConfigResolver resolver,
@@ -53,11 +53,11 @@ absl::StatusOr<DryRun> DryRunQuantize(const QuantizeOptions& options) {
   return run;
 }
 
-std::string DryRunText(const QuantizeOptions& options, const DryRun& run) {
+std::string DryRunText(const QuantizeRunOptions& options, const DryRun& run) {
   std::string out = absl::StrFormat(
       "dry run: %s -> %s, format %s%s (no tensor data read)\n", options.input,
-      options.output.empty() ? "-" : options.output, OutputFormatName(options.format),
-      options.format == OutputFormat::kGptq
+      options.output.empty() ? "-" : options.output, OutputLayoutName(options.format),
+      options.format == OutputLayout::kGptq
           ? absl::StrCat(" (checkpoint_format ", GptqFormatName(run.plan.gptq_format), ")")
           : "");
   int counts[3] = {0, 0, 0};
@@ -91,7 +91,7 @@ std::string DryRunText(const QuantizeOptions& options, const DryRun& run) {
   return out;
 }
 
-Json DryRunJson(const QuantizeOptions& options, const DryRun& run) {
+Json DryRunJson(const QuantizeRunOptions& options, const DryRun& run) {
   Json tensors = Json::array();
   for (const PlannedTensor& p : run.plan.tensors) {
     Json outputs = Json::array();
@@ -118,10 +118,10 @@ Json DryRunJson(const QuantizeOptions& options, const DryRun& run) {
   for (const auto& [name, bytes] : run.files) files.push_back({{"name", name}, {"bytes", bytes}});
   Json summary = {{"input", options.input},
                   {"output", options.output},
-                  {"format", OutputFormatName(options.format)},
+                  {"format", OutputLayoutName(options.format)},
                   {"bytes_before", run.plan.bytes_before},
                   {"bytes_after", run.total_bytes}};
-  if (options.format == OutputFormat::kGptq) {
+  if (options.format == OutputLayout::kGptq) {
     summary["gptq_format"] = GptqFormatName(run.plan.gptq_format);
   }
   return {{"summary", summary}, {"tensors", tensors}, {"files", files}};

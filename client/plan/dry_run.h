@@ -25,12 +25,12 @@ struct DryRun {
 /// Plans `options` exactly as RunQuantize does before its first tensor, from headers only: the
 /// same errors (and so exit codes) for a bad config, selection, shape or GPTQ rule. OUTPUT is
 /// neither checked nor touched; only its file name is used (for a file input).
-absl::StatusOr<DryRun> DryRunQuantize(const QuantizeOptions& options);
+absl::StatusOr<DryRun> DryRunQuantize(const QuantizeRunOptions& options);
 
 /// Every input tensor's fate (quantized with which config and decided by what, skipped or
 /// copied and why), its output tensors with dtypes, shapes and bytes, then each output file.
-std::string DryRunText(const QuantizeOptions& options, const DryRun& run);
+std::string DryRunText(const QuantizeRunOptions& options, const DryRun& run);
 /// The same as JSON: {"summary": {...}, "tensors": [...], "files": [...]}.
-nlohmann::ordered_json DryRunJson(const QuantizeOptions& options, const DryRun& run);
+nlohmann::ordered_json DryRunJson(const QuantizeRunOptions& options, const DryRun& run);
 
 }  // namespace rtnq::client

@@ -71,7 +71,7 @@ std::string PlanText(const PlanRequest& r, const PlanOutcome& p) {
                           HumanBytes(bytes));
   }
   absl::StrAppendFormat(&out, "predicted output (%s format): %d bytes (%s)\n",
-                        OutputFormatName(r.format), p.predicted_bytes,
+                        OutputLayoutName(r.format), p.predicted_bytes,
                         HumanBytes(p.predicted_bytes));
   absl::StrAppendFormat(
       &out, "measured %s in %.2f s (%.2f GB/s) on %s; solved in %.3f s (%d states)\n",
@@ -91,7 +91,7 @@ Json PlanReportJson(const PlanRequest& r, const PlanOutcome& p) {
   Json files = Json::array();
   for (const auto& [name, bytes] : p.files) files.push_back({{"name", name}, {"bytes", bytes}});
   Json summary = {{"input", r.input},
-                  {"format", OutputFormatName(r.format)},
+                  {"format", OutputLayoutName(r.format)},
                   {"candidates", labels},
                   {"objective", r.objective == PlanObjective::kError ? "error" : "snr"},
                   {"importance", p.importance},

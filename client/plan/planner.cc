@@ -105,7 +105,7 @@ absl::StatusOr<Problem> Select(const PlanRequest& r) {
 
 absl::Status Cost(const PlanRequest& r, Problem& p) {
   OutputLayoutOptions layout;
-  layout.layout = LayoutOf(r.format);
+  layout.layout = r.format;
   layout.compression_dim = r.compression_dim;
   layout.gptq_format = r.gptq_format.value_or(GptqFormat::kV1);
   const size_t K = r.candidates.size();
@@ -159,7 +159,7 @@ absl::Status Cost(const PlanRequest& r, Problem& p) {
         absl::StrAppend(&why, "; ", r.candidates[k].label, ": ", p.why_not[i][k]);
       }
       return absl::InvalidArgumentError(absl::StrCat("no candidate applies to tensor \"", names[i],
-                                                     "\" in format ", OutputFormatName(r.format),
+                                                     "\" in format ", OutputLayoutName(r.format),
                                                      why));
     }
   }
@@ -321,7 +321,7 @@ absl::Status Infeasible(const PlanRequest& r, const std::string& what, uint64_t 
   return absl::OutOfRangeError(absl::StrCat(
       what, " is below the smallest plan the candidates allow: ", least_bytes, " bytes (",
       Bpw(least_bytes, elements), " bits per weight)",
-      r.format == OutputFormat::kFake
+      r.format == OutputLayout::kFake
           ? "; with --format fake every config costs the stored size: plan for a packed format"
           : ""));
 }

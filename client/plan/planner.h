@@ -28,7 +28,7 @@ struct PlanRequest {
   std::string input;               ///< a .safetensors file or a checkpoint directory
   std::string config_json = "{}";  ///< --config merged with spec flags: carried into the plan
   std::vector<std::string> include, exclude;  ///< as rtnq quantize selects tensors
-  OutputFormat format = OutputFormat::kFake;  ///< costs are this format's bytes
+  OutputLayout format = OutputLayout::kFake;  ///< costs are this format's bytes
   std::optional<GptqFormat> gptq_format;
   int compression_dim = 1;
   std::vector<Candidate> candidates;

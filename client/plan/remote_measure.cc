@@ -10,11 +10,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/remote/channel.h"
-#include "client/remote/status_conversion.h"
+#include "client/remote/retry_policy.h"
 #include "core/column_errors.h"
 #include "core/io/crc32c.h"
 #include "core/status_macros.h"
 #include "core/tensor_text.h"
+#include "proto/status_conversion.h"
 #include "rtnq/v1/rtnq.grpc.pb.h"
 
 namespace rtnq::client {

@@ -8,9 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/remote/channel.h"
-#include "client/remote/status_conversion.h"
 #include "core/tensor_text.h"
 #include "proto/quant_config_conversion.h"
+#include "proto/status_conversion.h"
 
 namespace rtnq::client {
 
@@ -64,8 +64,7 @@ absl::Status QuantizeStream::Finish(bool cancelled_here) {
   return st;
 }
 
-TensorAttempt QuantizeStream::Quantize(const TensorRequest& tensor, uint32_t crc,
-                                       ResultSink& sink) {
+TensorAttempt QuantizeStream::Quantize(const TensorInput& tensor, uint32_t crc, ResultSink& sink) {
   ++tensors_;
   names_.insert(tensor.name);
   bytes_ += static_cast<int64_t>(tensor.data.size());
@@ -104,7 +103,7 @@ TensorAttempt QuantizeStream::Quantize(const TensorRequest& tensor, uint32_t crc
   return {std::move(a.result), sent && !fired};
 }
 
-bool QuantizeStream::Send(const TensorRequest& t, uint32_t crc) {
+bool QuantizeStream::Send(const TensorInput& t, uint32_t crc) {
   v1::QuantizeRequest req;
   v1::TensorHeader* h = req.mutable_header();
   h->set_name(t.name);
@@ -190,8 +189,8 @@ QuantizeStream::Answer QuantizeStream::Receive(const std::string& name, ResultSi
       result.metrics.max_abs_error = m.max_abs_error();
       result.metrics.snr_db = m.snr_db();
       result.metrics.clip_ratio = m.clip_ratio();
-      result.metrics.quantize_seconds = m.quantize_seconds();
-      result.metrics.server_seconds = m.server_seconds();
+      result.metrics.seconds = m.quantize_seconds();
+      result.server_seconds = m.server_seconds();
       return {std::move(result), After::kUsable};
     } else {
       return broken(absl::InternalError(absl::StrCat(name, ": unexpected response from server")));

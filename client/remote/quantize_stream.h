@@ -46,7 +46,7 @@ class QuantizeStream {
   /// thread while reading its answer into `sink`, within one attempt of the deadline. Returns
   /// once the tensor's data is no longer used. A stream that ended is reported with its status;
   /// a stream the server cancelled (it shut down) as UNAVAILABLE, so the tensor is retried.
-  TensorAttempt Quantize(const TensorRequest& tensor, uint32_t crc, ResultSink& sink);
+  TensorAttempt Quantize(const TensorInput& tensor, uint32_t crc, ResultSink& sink);
 
   /// Half-closes and drains the answer (the server's summary) within one attempt of the
   /// deadline, so the server counts a completed session. Its outcome does not matter: every
@@ -70,7 +70,7 @@ class QuantizeStream {
   };
 
   QuantizeStream(int64_t chunk_bytes, AttemptDeadline& deadline);
-  bool Send(const TensorRequest& tensor, uint32_t crc);
+  bool Send(const TensorInput& tensor, uint32_t crc);
   Answer Receive(const std::string& name, ResultSink& sink);
   absl::Status Finish(bool cancelled_here);
 

@@ -11,23 +11,17 @@
 #include "client/remote/attempt_deadline.h"
 #include "client/remote/channel.h"
 #include "client/remote/quantize_stream.h"
-#include "client/remote/status_conversion.h"
+#include "client/remote/retry_policy.h"
 #include "core/io/crc32c.h"
 #include "core/status_macros.h"
 #include "proto/quant_config_conversion.h"
+#include "proto/status_conversion.h"
 #include "rtnq/v1/rtnq.grpc.pb.h"
 
 namespace rtnq::client {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// By name (client/checkpoint_util.h), so the wire mapping of a format lives in one place.
-v1::OutputForm FormOf(OutputFormat f) {
-  v1::OutputForm form = v1::OUTPUT_FORM_FAKE_QUANT;
-  v1::OutputForm_Parse(OutputFormName(f), &form);
-  return form;
-}
 
 // A session: one live stream at a time, carrying tensor after tensor. The stream is replaced when
 // it breaks (the tensor is retried on the new one, which round_robin may place on another
@@ -57,12 +51,13 @@ class RemoteSession : public Session {
     return st;
   }
 
-  absl::StatusOr<TensorResult> Quantize(const TensorRequest& tensor, ResultSink& sink) override {
+  absl::StatusOr<TensorResult> Quantize(const TensorRequest& request, ResultSink& sink) override {
+    const TensorInput& tensor = request.tensor;
     absl::Status last;
     const int max_attempts = std::max(1, options_.max_attempts);
     // Once per tensor, not per attempt.
-    const uint32_t crc = tensor.crc32c.has_value()
-                             ? *tensor.crc32c
+    const uint32_t crc = request.crc32c.has_value()
+                             ? *request.crc32c
                              : ComputeCrc32c(tensor.data.data(), tensor.data.size());
     int tries = 0;
     bool stale_retry_left = true;
@@ -174,13 +169,13 @@ absl::StatusOr<std::unique_ptr<RemoteBackend>> RemoteBackend::Create(ClientOptio
 absl::StatusOr<std::unique_ptr<Session>> RemoteBackend::OpenSession(const SessionSpec& spec) {
   v1::SessionConfig config;
   config.set_config_json(spec.config_json);
-  config.set_output_form(FormOf(spec.format));
-  if (spec.format == OutputFormat::kGptq) {
+  config.set_output_form(OutputLayoutToProto(spec.format));
+  if (spec.format == OutputLayout::kGptq) {
     v1::GptqFormat gptq = v1::GPTQ_FORMAT_DEFAULT;
     v1::GptqFormat_Parse(GptqFormatWireName(spec.gptq_format), &gptq);
     config.set_gptq_format(gptq);
   }
-  if (spec.format == OutputFormat::kInc) config.set_compression_dim(spec.compression_dim);
+  if (spec.format == OutputLayout::kInc) config.set_compression_dim(spec.compression_dim);
   config.set_expert_layout(ExpertLayoutToProto(spec.expert_layout));
   auto session = std::make_unique<RemoteSession>(options_, channel_, token_, std::move(config));
   RTNQ_RETURN_IF_ERROR(session->Start());

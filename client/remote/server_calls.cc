@@ -3,9 +3,9 @@
 #include <chrono>
 
 #include "client/remote/channel.h"
-#include "client/remote/status_conversion.h"
 #include "core/status_macros.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "proto/status_conversion.h"
 #include "rtnq/v1/rtnq.grpc.pb.h"
 
 namespace rtnq::client {

@@ -15,14 +15,10 @@
 #include "core/io/safetensors_header.h"
 #include "core/layout/gptq.h"
 #include "core/layout/inc.h"
+#include "core/layout/output_layout.h"
 #include "core/quantize.h"
 
 namespace rtnq {
-
-/// How quantized weights are stored: fake-quantized values in the input dtype, INC's packed
-/// layout (PackInc), the GPTQ layout (PackGptq), compressed-tensors pack-quantized
-/// (PackCompressedTensors) or AWQ GEMM (PackAwq).
-enum class OutputLayout : uint8_t { kFake, kInc, kGptq, kCompressedTensors, kAwq };
 
 /// The layout and its checkpoint-wide options.
 struct OutputLayoutOptions {

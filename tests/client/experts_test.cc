@@ -242,17 +242,17 @@ class MoeRunTest : public ::testing::Test {
     return dir;
   }
 
-  absl::StatusOr<QuantizeOutcome> Run(QuantizeOptions o) {
+  absl::StatusOr<QuantizeOutcome> Run(QuantizeRunOptions o) {
     std::ostringstream out;
     Progress progress(ProgressMode::kQuiet, out);
     return RunQuantize(o, *backend_, progress);
   }
 
-  QuantizeOptions Gptq(const std::string& in, const std::string& out) {
-    QuantizeOptions o;
+  QuantizeRunOptions Gptq(const std::string& in, const std::string& out) {
+    QuantizeRunOptions o;
     o.input = in;
     o.output = out;
-    o.format = OutputFormat::kGptq;
+    o.format = OutputLayout::kGptq;
     o.config_json = R"({"bits": 4, "group_size": 128, "scheme": "sym"})";
     return o;
   }
@@ -324,8 +324,8 @@ TEST_F(MoeRunTest, EveryLayoutQuantizesEveryExpertAndCompressesTheCheckpoint) {
 
 TEST_F(MoeRunTest, FakeQuantKeepsTheFusedTensorInItsLayout) {
   const std::string in = Synth("moe-tiny-interleaved");
-  QuantizeOptions o = Gptq(in, dir_ + "/fake");
-  o.format = OutputFormat::kFake;
+  QuantizeRunOptions o = Gptq(in, dir_ + "/fake");
+  o.format = OutputLayout::kFake;
   absl::StatusOr<QuantizeOutcome> r = Run(o);
   ASSERT_THAT(r, IsOk());
   auto file = SafetensorsFile::Open(o.output + "/model.safetensors");
@@ -347,7 +347,7 @@ TEST_F(MoeRunTest, UnknownLayoutIsAnErrorNamingTheTensorAndTheFlag) {
   const std::string in = Synth("moe-tiny");
   const std::string file = dir_ + "/bare.safetensors";
   fs::copy_file(in + "/model.safetensors", file);
-  QuantizeOptions o = Gptq(file, dir_ + "/bare-out.safetensors");
+  QuantizeRunOptions o = Gptq(file, dir_ + "/bare-out.safetensors");
   EXPECT_THAT(Run(o), StatusIs(absl::StatusCode::kInvalidArgument,
                                AllOf(HasSubstr("\"model.layers.0.mlp.experts.gate_up_proj\" "
                                                "[16, 512, 256]"),
@@ -357,7 +357,7 @@ TEST_F(MoeRunTest, UnknownLayoutIsAnErrorNamingTheTensorAndTheFlag) {
   // With the flag it goes through; a layout that contradicts config.json's hidden size does not.
   o.expert_layout = ExpertLayout{false, false};
   EXPECT_THAT(Run(o), IsOk());
-  QuantizeOptions wrong = Gptq(in, dir_ + "/wrong");
+  QuantizeRunOptions wrong = Gptq(in, dir_ + "/wrong");
   wrong.expert_layout = ExpertLayout{true, false};
   EXPECT_THAT(Run(wrong), StatusIs(absl::StatusCode::kInvalidArgument,
                                    AllOf(HasSubstr("as in-out experts"), HasSubstr("hidden_size"),
@@ -367,7 +367,7 @@ TEST_F(MoeRunTest, UnknownLayoutIsAnErrorNamingTheTensorAndTheFlag) {
 
 TEST_F(MoeRunTest, ExpertsOfOneLayerMustShareOneConfig) {
   const std::string fused = Synth("moe-tiny");
-  QuantizeOptions o = Gptq(fused, dir_ + "/split");
+  QuantizeRunOptions o = Gptq(fused, dir_ + "/split");
   // gate_up and down of one layer's experts with different bits.
   o.config_json =
       R"({"bits": 4, "group_size": 128, "scheme": "sym",

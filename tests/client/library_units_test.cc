@@ -253,6 +253,8 @@ TEST(ReportTest, JsonRoundTripAndSummary) {
   q.metrics.mse = 1.5e-4;
   q.metrics.snr_db = std::numeric_limits<double>::infinity();
   q.metrics.clip_ratio = 0.9;
+  q.metrics.seconds = 0.125;
+  q.server_seconds = 0.5;
   q.wall_seconds = 0.25;
   q.served_by = "local";
   q.attempts = 2;
@@ -264,6 +266,8 @@ TEST(ReportTest, JsonRoundTripAndSummary) {
   EXPECT_EQ(back->config, q.config);
   EXPECT_EQ(back->metrics.snr_db, q.metrics.snr_db);
   EXPECT_EQ(TensorReportToJson(q)["metrics"]["snr_db"], "inf");
+  EXPECT_EQ(TensorReportToJson(q)["timings"]["quantize_seconds"], 0.125);
+  EXPECT_EQ(TensorReportToJson(q)["timings"]["server_seconds"], 0.5);
 
   TensorReport c;
   c.name = "n";

@@ -106,7 +106,7 @@ TEST_F(PlanRemoteTest, RemotePlanEqualsLocalPlanOverTwoReplicas) {
   ASSERT_NE(second, nullptr);
   PlanRequest r;
   r.input = dir_ + "/in";
-  r.format = OutputFormat::kGptq;
+  r.format = OutputLayout::kGptq;
   r.candidates = *ParseCandidates("int4:g32:sym,int4:g64:asym,int8:g32:sym,keep");
   r.target_bpw = 5;
   LocalMeasurer lm(*engine_);
@@ -130,7 +130,7 @@ TEST_F(PlanRemoteTest, ClientErrors) {
   // Per-element weights stay local.
   PlanRequest r;
   r.input = dir_ + "/in";
-  r.format = OutputFormat::kGptq;
+  r.format = OutputLayout::kGptq;
   r.candidates = *ParseCandidates("int4:g32:sym,int8:g32:sym");
   r.target_bpw = 5;
   auto rm = *RemoteMeasurer::Create(Client(), 1);

@@ -49,7 +49,7 @@ class PlanRunTest : public ::testing::Test {
     return o.output_dir;
   }
 
-  PlanRequest Request(const std::string& input, OutputFormat format) {
+  PlanRequest Request(const std::string& input, OutputLayout format) {
     PlanRequest r;
     r.input = input;
     r.format = format;
@@ -64,8 +64,8 @@ class PlanRunTest : public ::testing::Test {
 
   // Quantizes `input` with the plan's config alone; returns each output file's size.
   std::map<std::string, uint64_t> Quantize(const std::string& input, const PlanOutcome& plan,
-                                           OutputFormat format, const std::string& out) {
-    QuantizeOptions o;
+                                           OutputLayout format, const std::string& out) {
+    QuantizeRunOptions o;
     o.input = input;
     o.output = out;
     o.config_json = plan.config.dump();
@@ -97,18 +97,18 @@ TEST_F(PlanRunTest, PredictedSizesEqualWhatQuantizeWritesForEveryFormat) {
   const std::string one = Synth("one"), two = Synth("two", 2);
   const std::string file = one + "/model.safetensors";
   int n = 0;
-  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq}) {
+  for (OutputLayout f : {OutputLayout::kFake, OutputLayout::kInc, OutputLayout::kGptq}) {
     for (const std::string& input : {file, two}) {
       PlanRequest r = Request(input, f);
-      if (f == OutputFormat::kFake) {
+      if (f == OutputLayout::kFake) {
         r.min_snr_db = 18;  // every config costs the same bytes in fake-quant form
       } else {
         r.target_bpw = 5;
       }
       absl::StatusOr<PlanOutcome> plan = Plan(r);
-      ASSERT_THAT(plan, IsOk()) << OutputFormatName(f) << " " << input;
+      ASSERT_THAT(plan, IsOk()) << OutputLayoutName(f) << " " << input;
       const std::string out = absl::StrCat(dir_, "/out", n++, input == file ? ".safetensors" : "");
-      EXPECT_EQ(Quantize(input, *plan, f, out), Predicted(*plan)) << OutputFormatName(f);
+      EXPECT_EQ(Quantize(input, *plan, f, out), Predicted(*plan)) << OutputLayoutName(f);
       uint64_t total = 0;
       for (const auto& [name, bytes] : plan->files) total += bytes;
       EXPECT_EQ(total, plan->predicted_bytes);
@@ -130,7 +130,7 @@ TEST_F(PlanRunTest, PredictedSizesEqualWhatQuantizeWritesForEveryFormat) {
           ASSERT_EQ(done.count(c.name), 1u) << c.name;
           EXPECT_EQ(done[c.name], *cand.config) << c.name;
         }
-        if (f == OutputFormat::kGptq) {
+        if (f == OutputLayout::kGptq) {
           EXPECT_NE(cand.label, "nf4:g64");  // no GPTQ nf4 layout
         }
       }
@@ -142,7 +142,7 @@ TEST_F(PlanRunTest, BudgetsHoldAndErrorFallsAsTheBudgetGrows) {
   const std::string in = Synth("in") + "/model.safetensors";
   double previous = std::numeric_limits<double>::infinity();
   for (double bpw : {4.41, 4.5, 4.75, 5.0, 6.0, 9.0, 16.0, 20.0}) {
-    PlanRequest r = Request(in, OutputFormat::kGptq);
+    PlanRequest r = Request(in, OutputLayout::kGptq);
     r.target_bpw = bpw;
     absl::StatusOr<PlanOutcome> plan = Plan(r);
     ASSERT_THAT(plan, IsOk()) << bpw;
@@ -166,7 +166,7 @@ TEST_F(PlanRunTest, BudgetsHoldAndErrorFallsAsTheBudgetGrows) {
     EXPECT_EQ(by_group.size(), 4u);  // 2 layers x (qkv_proj, gate_up_proj)
   }
   EXPECT_EQ(previous, 0);  // 20 bits per weight keeps everything
-  PlanRequest r = Request(in, OutputFormat::kGptq);
+  PlanRequest r = Request(in, OutputLayout::kGptq);
   r.target_bpw = 4.2;
   EXPECT_THAT(Plan(r), StatusIs(absl::StatusCode::kOutOfRange,
                                 HasSubstr("--target-bpw 4.2 is below the smallest plan")));
@@ -176,20 +176,20 @@ TEST_F(PlanRunTest, BudgetsHoldAndErrorFallsAsTheBudgetGrows) {
 
 TEST_F(PlanRunTest, TargetSizeCountsWholeFiles) {
   const std::string in = Synth("in") + "/model.safetensors";
-  PlanRequest r = Request(in, OutputFormat::kInc);
+  PlanRequest r = Request(in, OutputLayout::kInc);
   r.target_bpw = 4.6;
   const PlanOutcome small = *Plan(r);
   for (uint64_t slack : {0, 1, 20000, 200000}) {
-    PlanRequest s = Request(in, OutputFormat::kInc);
+    PlanRequest s = Request(in, OutputLayout::kInc);
     s.target_size = small.predicted_bytes + slack;
     absl::StatusOr<PlanOutcome> plan = Plan(s);
     ASSERT_THAT(plan, IsOk());
     EXPECT_LE(plan->predicted_bytes, *s.target_size);
     EXPECT_LE(plan->total_error, small.total_error);
-    EXPECT_EQ(Quantize(in, *plan, OutputFormat::kInc, absl::StrCat(dir_, "/o", slack)),
+    EXPECT_EQ(Quantize(in, *plan, OutputLayout::kInc, absl::StrCat(dir_, "/o", slack)),
               Predicted(*plan));
   }
-  PlanRequest tiny = Request(in, OutputFormat::kInc);
+  PlanRequest tiny = Request(in, OutputLayout::kInc);
   tiny.target_size = 1000000;
   EXPECT_THAT(Plan(tiny), StatusIs(absl::StatusCode::kOutOfRange,
                                    HasSubstr("--target-size 1000000 is below the smallest plan")));
@@ -197,7 +197,7 @@ TEST_F(PlanRunTest, TargetSizeCountsWholeFiles) {
 
 TEST_F(PlanRunTest, MinSnrFloor) {
   const std::string in = Synth("in") + "/model.safetensors";
-  PlanRequest r = Request(in, OutputFormat::kGptq);
+  PlanRequest r = Request(in, OutputLayout::kGptq);
   r.min_snr_db = 20;
   absl::StatusOr<PlanOutcome> plan = Plan(r);
   ASSERT_THAT(plan, IsOk());
@@ -207,7 +207,7 @@ TEST_F(PlanRunTest, MinSnrFloor) {
   absl::StatusOr<PlanOutcome> both = Plan(r);
   ASSERT_THAT(both, IsOk());
   for (const PlannedChoice& c : both->tensors) EXPECT_GE(c.measure.snr_db, 20);
-  PlanRequest hard = Request(in, OutputFormat::kGptq);
+  PlanRequest hard = Request(in, OutputLayout::kGptq);
   hard.candidates = *ParseCandidates("int4:g32:sym,int4:g64:asym");
   hard.min_snr_db = 60;
   EXPECT_THAT(Plan(hard), StatusIs(absl::StatusCode::kInvalidArgument,
@@ -218,7 +218,7 @@ TEST_F(PlanRunTest, MinSnrFloor) {
 
 TEST_F(PlanRunTest, SelectionIsBakedIntoTheConfig) {
   const std::string in = Synth("in") + "/model.safetensors";
-  PlanRequest r = Request(in, OutputFormat::kGptq);
+  PlanRequest r = Request(in, OutputLayout::kGptq);
   r.target_bpw = 5;
   r.exclude = {"*.down_proj"};
   r.include = {"re:.*layers.*", "lm_head"};
@@ -227,7 +227,7 @@ TEST_F(PlanRunTest, SelectionIsBakedIntoTheConfig) {
   EXPECT_EQ(plan->tensors.size(), 13u);  // 2 x 6 projections + lm_head
   EXPECT_EQ(plan->config["weight_config"]["model.layers.1.mlp.down_proj.weight"]["dtype"], "fp32");
   EXPECT_TRUE(plan->config["weight_config"].contains("lm_head.weight"));
-  EXPECT_EQ(Quantize(in, *plan, OutputFormat::kGptq, dir_ + "/out.safetensors"), Predicted(*plan));
+  EXPECT_EQ(Quantize(in, *plan, OutputLayout::kGptq, dir_ + "/out.safetensors"), Predicted(*plan));
   r.include = {"nothing.*"};
   EXPECT_THAT(Plan(r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nothing to plan")));
 }
@@ -235,7 +235,7 @@ TEST_F(PlanRunTest, SelectionIsBakedIntoTheConfig) {
 TEST_F(PlanRunTest, SnrObjectiveBeatsEveryUniformCandidateAtTheSameSize) {
   const std::string in = Synth("in") + "/model.safetensors";
   for (double bpw : {4.5, 5.0, 6.0}) {
-    PlanRequest r = Request(in, OutputFormat::kGptq);
+    PlanRequest r = Request(in, OutputLayout::kGptq);
     r.candidates = *ParseCandidates("int4:g32:sym,int4:g64:asym,int8:g32:sym,int3:g32:asym");
     r.objective = PlanObjective::kSnr;
     r.target_bpw = bpw;
@@ -272,7 +272,7 @@ TEST_F(PlanRunTest, AllOnesImatrixGivesThePlainPlan) {
       }
     }
   }
-  PlanRequest r = Request(in, OutputFormat::kGptq);
+  PlanRequest r = Request(in, OutputLayout::kGptq);
   r.target_bpw = 4.8;
   const PlanOutcome plain = *Plan(r);
   absl::StatusOr<Importance> ones = Importance::FromImatrix(path);
@@ -291,16 +291,16 @@ TEST_F(PlanRunTest, DryRunPlansATruncatedCheckpointWithoutItsData) {
   fs::copy_file(full, cut);
   const SafetensorsFile f = *SafetensorsFile::Open(full);
   fs::resize_file(cut, 8 + f.header_size() + 10);  // the header and 10 bytes of data
-  for (OutputFormat fmt : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq}) {
-    QuantizeOptions o;
+  for (OutputLayout fmt : {OutputLayout::kFake, OutputLayout::kInc, OutputLayout::kGptq}) {
+    QuantizeRunOptions o;
     o.input = full;
-    o.output = dir_ + "/" + OutputFormatName(fmt) + ".safetensors";
+    o.output = dir_ + "/" + OutputLayoutName(fmt) + ".safetensors";
     o.format = fmt;
     o.config_json = R"({"bits": 4, "group_size": 64, "scheme": "sym",
                         "weight_config": {"*.down_proj": {"bits": 8}}})";
     absl::StatusOr<DryRun> whole = DryRunQuantize(o);
     ASSERT_THAT(whole, IsOk());
-    QuantizeOptions c = o;
+    QuantizeRunOptions c = o;
     c.input = cut;
     absl::StatusOr<DryRun> truncated = DryRunQuantize(c);
     ASSERT_THAT(truncated, IsOk());
@@ -311,11 +311,11 @@ TEST_F(PlanRunTest, DryRunPlansATruncatedCheckpointWithoutItsData) {
     auto backend = *LocalBackend::Create({.threads = 2});
     Progress progress(ProgressMode::kQuiet, std::cerr);
     ASSERT_THAT(RunQuantize(o, *backend, progress), IsOk());
-    EXPECT_EQ(fs::file_size(o.output), whole->total_bytes) << OutputFormatName(fmt);
+    EXPECT_EQ(fs::file_size(o.output), whole->total_bytes) << OutputLayoutName(fmt);
     // Its planning errors are the real run's.
-    QuantizeOptions bad = c;
+    QuantizeRunOptions bad = c;
     bad.config_json = R"({"group_size": 100})";
-    if (fmt == OutputFormat::kGptq) {
+    if (fmt == OutputLayout::kGptq) {
       EXPECT_THAT(DryRunQuantize(bad),
                   StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("divisible")));
     }
@@ -324,7 +324,7 @@ TEST_F(PlanRunTest, DryRunPlansATruncatedCheckpointWithoutItsData) {
 
 TEST_F(PlanRunTest, RequestErrors) {
   const std::string in = Synth("in") + "/model.safetensors";
-  PlanRequest r = Request(in, OutputFormat::kGptq);
+  PlanRequest r = Request(in, OutputLayout::kGptq);
   EXPECT_THAT(Plan(r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("give a budget")));
   r.target_bpw = -1;
   EXPECT_THAT(Plan(r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("positive")));

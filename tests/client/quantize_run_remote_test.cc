@@ -44,18 +44,18 @@ TEST(QuantizeRunRemoteTest, RemoteOutputIsByteIdenticalToLocal) {
   const std::unique_ptr<RemoteBackend> remote = *RemoteBackend::Create(co);
   const std::unique_ptr<LocalBackend> local = *LocalBackend::Create({2, ""});
 
-  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq}) {
-    SCOPED_TRACE(OutputFormatName(f));
-    QuantizeOptions o;
+  for (OutputLayout f : {OutputLayout::kFake, OutputLayout::kInc, OutputLayout::kGptq}) {
+    SCOPED_TRACE(OutputLayoutName(f));
+    QuantizeRunOptions o;
     o.input = (dir / "in").string();
     o.format = f;
     o.config_json = R"({"bits": 4, "group_size": 64, "weight_config": {"*.v_proj": {"bits": 8}}})";
     o.streams = 2;
     std::ostringstream quiet;
     Progress progress(ProgressMode::kQuiet, quiet);
-    o.output = (dir / ("local-" + OutputFormatName(f))).string();
+    o.output = (dir / ("local-" + OutputLayoutName(f))).string();
     ASSERT_THAT(RunQuantize(o, *local, progress), IsOk());
-    o.output = (dir / ("remote-" + OutputFormatName(f))).string();
+    o.output = (dir / ("remote-" + OutputLayoutName(f))).string();
     const absl::StatusOr<QuantizeOutcome> r = RunQuantize(o, *remote, progress);
     ASSERT_THAT(r, IsOk());
     for (const TensorReport& t : r->tensors) {
@@ -64,8 +64,8 @@ TEST(QuantizeRunRemoteTest, RemoteOutputIsByteIdenticalToLocal) {
       }
     }
     for (const std::string& file : r->summary.files) {
-      EXPECT_TRUE(*ReadFileToString((dir / ("local-" + OutputFormatName(f)) / file).string()) ==
-                  *ReadFileToString((dir / ("remote-" + OutputFormatName(f)) / file).string()))
+      EXPECT_TRUE(*ReadFileToString((dir / ("local-" + OutputLayoutName(f)) / file).string()) ==
+                  *ReadFileToString((dir / ("remote-" + OutputLayoutName(f)) / file).string()))
           << file;
     }
   }

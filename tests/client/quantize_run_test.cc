@@ -61,7 +61,7 @@ class QuantizeRunTest : public ::testing::Test {
  protected:
   void SetUp() override { backend_ = *LocalBackend::Create({2, ""}); }
 
-  absl::StatusOr<QuantizeOutcome> Run(QuantizeOptions o, Backend* backend = nullptr) {
+  absl::StatusOr<QuantizeOutcome> Run(QuantizeRunOptions o, Backend* backend = nullptr) {
     std::ostringstream out;
     Progress progress(ProgressMode::kLines, out);
     return RunQuantize(o, backend != nullptr ? *backend : *backend_, progress);
@@ -69,9 +69,9 @@ class QuantizeRunTest : public ::testing::Test {
 
   // Synthesizes dir/in with `shards` shards and quantizes it to dir/clean; returns the options,
   // for runs of the same input to compare with dir/clean.
-  QuantizeOptions CleanRun(const std::string& dir, int shards, OutputFormat format) {
+  QuantizeRunOptions CleanRun(const std::string& dir, int shards, OutputLayout format) {
     Synth(dir + "/in", shards);
-    QuantizeOptions o;
+    QuantizeRunOptions o;
     o.input = dir + "/in";
     o.format = format;
     o.output = dir + "/clean";
@@ -98,16 +98,15 @@ TEST_F(QuantizeRunTest, EveryFormatLoadsBackWithPlannedNamesAndShapes) {
   const SafetensorsFile in = *SafetensorsFile::Open(input);
   const std::string up = "model.layers.0.mlp.up_proj";
   const std::vector<int64_t> up_shape = in.Find(up + ".weight")->shape;  // [768, 256]
-  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq,
-                         OutputFormat::kCompressedTensors, OutputFormat::kAwq}) {
-    SCOPED_TRACE(OutputFormatName(f));
-    QuantizeOptions o;
+  for (OutputLayout f : kOutputLayouts) {
+    SCOPED_TRACE(OutputLayoutName(f));
+    QuantizeRunOptions o;
     o.input = input;
-    o.output = dir + "/out-" + OutputFormatName(f) + ".safetensors";
+    o.output = dir + "/out-" + OutputLayoutName(f) + ".safetensors";
     o.format = f;
-    o.config_json = f == OutputFormat::kAwq ? R"({"bits": 4, "group_size": 32, "scheme": "asym"})"
+    o.config_json = f == OutputLayout::kAwq ? R"({"bits": 4, "group_size": 32, "scheme": "asym"})"
                                             : R"({"bits": 4, "group_size": 32, "scheme": "sym"})";
-    o.report_path = dir + "/report-" + OutputFormatName(f) + ".json";
+    o.report_path = dir + "/report-" + OutputLayoutName(f) + ".json";
     const absl::StatusOr<QuantizeOutcome> r = Run(o);
     ASSERT_THAT(r, IsOk());
     EXPECT_FALSE(fs::exists(o.output + ".partial"));
@@ -121,31 +120,31 @@ TEST_F(QuantizeRunTest, EveryFormatLoadsBackWithPlannedNamesAndShapes) {
     EXPECT_NE(out->Find("model.embed_tokens.weight"), nullptr);
     EXPECT_EQ(out->Find("model.norm.weight")->dtype, in.Find("model.norm.weight")->dtype);
     switch (f) {
-      case OutputFormat::kFake:
+      case OutputLayout::kFake:
         EXPECT_EQ(out->Find(up + ".weight")->shape, up_shape);
         EXPECT_EQ(out->Find(up + ".weight")->dtype, ElemType::kBF16);
         EXPECT_EQ(out->tensors().size(), in.tensors().size());
         break;
-      case OutputFormat::kInc:
+      case OutputLayout::kInc:
         EXPECT_EQ(out->Find(up + ".weight"), nullptr);
         EXPECT_EQ(out->Find(up + ".qweight")->shape, (std::vector<int64_t>{768, 256 / 8}));
         EXPECT_EQ(out->Find(up + ".scales")->shape, (std::vector<int64_t>{768, 256 / 32}));
         break;
-      case OutputFormat::kGptq:
+      case OutputLayout::kGptq:
         EXPECT_EQ(out->Find(up + ".qweight")->shape, (std::vector<int64_t>{256 * 4 / 32, 768}));
         EXPECT_EQ(out->Find(up + ".qzeros")->shape, (std::vector<int64_t>{8, 768 * 4 / 32}));
         EXPECT_EQ(out->Find(up + ".scales")->dtype, ElemType::kF16);
         EXPECT_EQ(out->Find(up + ".g_idx")->shape, (std::vector<int64_t>{256}));
         EXPECT_EQ(r->summary.gptq_format, "gptq");  // all sym: v1
         break;
-      case OutputFormat::kCompressedTensors:
+      case OutputLayout::kCompressedTensors:
         EXPECT_EQ(out->Find(up + ".weight_packed")->shape, (std::vector<int64_t>{768, 256 / 8}));
         EXPECT_EQ(out->Find(up + ".weight_scale")->dtype, ElemType::kBF16);  // the model's
         EXPECT_EQ(out->Find(up + ".weight_scale")->shape, (std::vector<int64_t>{768, 8}));
         EXPECT_EQ(out->Find(up + ".weight_shape")->dtype, ElemType::kI64);
         EXPECT_EQ(out->Find(up + ".weight_zero_point"), nullptr);  // sym
         break;
-      case OutputFormat::kAwq:
+      case OutputLayout::kAwq:
         EXPECT_EQ(out->Find(up + ".qweight")->shape, (std::vector<int64_t>{256, 768 / 8}));
         EXPECT_EQ(out->Find(up + ".qzeros")->shape, (std::vector<int64_t>{8, 768 / 8}));
         EXPECT_EQ(out->Find(up + ".scales")->shape, (std::vector<int64_t>{8, 768}));
@@ -176,10 +175,10 @@ TEST_F(QuantizeRunTest, StreamsDoNotChangeTheBytes) {
   Synth(dir + "/in", 1);
   std::string first;
   for (int streams : {1, 3}) {
-    QuantizeOptions o;
+    QuantizeRunOptions o;
     o.input = dir + "/in/model.safetensors";
     o.output = dir + "/out" + std::to_string(streams) + ".safetensors";
-    o.format = OutputFormat::kGptq;
+    o.format = OutputLayout::kGptq;
     o.streams = streams;
     ASSERT_THAT(Run(o), IsOk());
     if (first.empty()) {
@@ -193,10 +192,10 @@ TEST_F(QuantizeRunTest, StreamsDoNotChangeTheBytes) {
 TEST_F(QuantizeRunTest, ShardedHuggingFaceDirectoryKeepsSplitIndexAndSideFiles) {
   const std::string dir = TestDir();
   Synth(dir + "/in", 2);
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = dir + "/in";
   o.output = dir + "/out";
-  o.format = OutputFormat::kGptq;  // default config: asym -> gptq_v2
+  o.format = OutputLayout::kGptq;  // default config: asym -> gptq_v2
   o.streams = 2;
   const absl::StatusOr<QuantizeOutcome> r = Run(o);
   ASSERT_THAT(r, IsOk());
@@ -241,7 +240,7 @@ TEST_F(QuantizeRunTest, ShardedHuggingFaceDirectoryKeepsSplitIndexAndSideFiles) 
 TEST_F(QuantizeRunTest, FakeDirectoryRecordsTheManifestInConfig) {
   const std::string dir = TestDir();
   Synth(dir + "/in", 1, ElemType::kF16);
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = dir + "/in";
   o.output = dir + "/out";
   fs::create_directories(o.output);  // an empty directory is accepted
@@ -272,7 +271,7 @@ std::string SmallCheckpoint(const std::string& path, const std::vector<std::stri
 
 TEST_F(QuantizeRunTest, FailingTensorIsNamedAndLeavesNothing) {
   const std::string dir = TestDir();
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input =
       SmallCheckpoint(dir + "/in.safetensors", {"a.weight", "b.weight", "c.weight"}, "b.weight");
   o.output = dir + "/out.safetensors";
@@ -286,7 +285,7 @@ TEST_F(QuantizeRunTest, FailingTensorIsNamedAndLeavesNothing) {
   EXPECT_THAT(Run(o), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model.norm.weight")));
   // A layout the GPTQ format cannot hold fails while planning too.
   o.include = {};
-  o.format = OutputFormat::kGptq;
+  o.format = OutputLayout::kGptq;
   o.config_json = R"({"group_size": 48})";
   EXPECT_THAT(Run(o), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a.weight")));
   o.config_json = R"({"bitz": 4})";
@@ -297,10 +296,10 @@ TEST_F(QuantizeRunTest, FailingTensorIsNamedAndLeavesNothing) {
 TEST_F(QuantizeRunTest, LoaderRulesRefuseForTheTargetBeforeWritingAndWarnOtherwise) {
   const std::string dir = TestDir();
   Synth(dir + "/in", 1);
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = dir + "/in";
   o.output = dir + "/out";
-  o.format = OutputFormat::kGptq;
+  o.format = OutputLayout::kGptq;
   // q_proj 8-bit, k/v 4-bit: vLLM loads q/k/v as one qkv_proj and cannot.
   o.config_json = R"({"scheme": "sym", "group_size": 64,
                       "weight_config": {"model.layers.0.self_attn.q_proj": {"bits": 8}}})";
@@ -327,7 +326,7 @@ TEST_F(QuantizeRunTest, LoaderRulesRefuseForTheTargetBeforeWritingAndWarnOtherwi
 
   // INC files INC itself misreads are warned about, naming the INC versions.
   o.output = dir + "/inc";
-  o.format = OutputFormat::kInc;
+  o.format = OutputLayout::kInc;
   o.config_json = R"({"bits": 8, "scheme": "asym"})";
   r = Run(o);
   ASSERT_THAT(r, IsOk());
@@ -337,7 +336,7 @@ TEST_F(QuantizeRunTest, LoaderRulesRefuseForTheTargetBeforeWritingAndWarnOtherwi
 
 TEST_F(QuantizeRunTest, UnwritableOutputIsAClearError) {
   const std::string dir = TestDir();
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = SmallCheckpoint(dir + "/in.safetensors", {"a.weight"});
   std::ofstream(dir + "/file") << "x";
   o.output = dir + "/file/out.safetensors";  // a path through a regular file
@@ -405,7 +404,7 @@ class FlakyBackend : public Backend {
 // journal entries (checksums of what ends up in the file) are reused by --resume.
 TEST_F(QuantizeRunTest, RetriedTensorsAreRewrittenAndJournaledRight) {
   const std::string dir = TestDir();
-  QuantizeOptions o = CleanRun(dir, 1, OutputFormat::kGptq);
+  QuantizeRunOptions o = CleanRun(dir, 1, OutputLayout::kGptq);
 
   o.output = dir + "/retried";
   FlakyBackend retrying(*backend_, -1, 3);
@@ -432,7 +431,7 @@ TEST_F(QuantizeRunTest, RetriedTensorsAreRewrittenAndJournaledRight) {
 
 TEST_F(QuantizeRunTest, ResumeReusesFinishedTensorsAndMatchesACleanRun) {
   const std::string dir = TestDir();
-  QuantizeOptions o = CleanRun(dir, 2, OutputFormat::kInc);
+  QuantizeRunOptions o = CleanRun(dir, 2, OutputLayout::kInc);
 
   o.output = dir + "/out";
   FlakyBackend flaky(*backend_, 6);  // 5 tensors finish, the 6th fails
@@ -456,7 +455,7 @@ TEST_F(QuantizeRunTest, ResumeReusesFinishedTensorsAndMatchesACleanRun) {
 
 TEST_F(QuantizeRunTest, ResumeRejectsCorruptedPartsAndRunsWithoutResumeStartOver) {
   const std::string dir = TestDir();
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = SmallCheckpoint(dir + "/in.safetensors", {"a.weight", "b.weight", "c.weight"});
   o.output = dir + "/clean.safetensors";
   ASSERT_THAT(Run(o), IsOk());

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "client/checkpoint_util.h"
 #include "client/memory_sink.h"
 #include "core/engine.h"
 #include "core/layout/gptq.h"
@@ -18,6 +19,7 @@
 #include "core/quantize.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/quant_config_conversion.h"
 #include "server/session.h"
 #include "tests/client/tensor_request.h"
 #include "tests/server/harness.h"
@@ -26,7 +28,7 @@
 namespace rtnq::client {
 namespace {
 
-SessionSpec Spec(std::string config_json, OutputFormat format = OutputFormat::kFake,
+SessionSpec Spec(std::string config_json, OutputLayout format = OutputLayout::kFake,
                  GptqFormat gptq_format = GptqFormat::kV1) {
   SessionSpec spec;
   spec.config_json = std::move(config_json);
@@ -56,10 +58,8 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> CoreOutputs(const Tens
                                                                       bool* quantized) {
   v1::SessionConfig pc;
   pc.set_config_json(spec.config_json);
-  pc.set_output_form(spec.format == OutputFormat::kFake  ? v1::OUTPUT_FORM_FAKE_QUANT
-                     : spec.format == OutputFormat::kInc ? v1::OUTPUT_FORM_PACKED_INC
-                                                         : v1::OUTPUT_FORM_PACKED_GPTQ);
-  if (spec.format == OutputFormat::kGptq) {
+  pc.set_output_form(OutputLayoutToProto(spec.format));
+  if (spec.format == OutputLayout::kGptq) {
     pc.set_gptq_format(spec.gptq_format == GptqFormat::kV2 ? v1::GPTQ_FORMAT_V2
                                                            : v1::GPTQ_FORMAT_V1);
   }
@@ -67,12 +67,11 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> CoreOutputs(const Tens
   EXPECT_TRUE(session.ok()) << session.status();
   const QuantConfig config = (*session)->resolver.Resolve(t.name)->config;
   QuantizeOptions o;
-  o.fake_quant = spec.format == OutputFormat::kFake;
+  o.fake_quant = spec.format == OutputLayout::kFake;
   o.codes = !o.fake_quant;
   auto engine = Engine::Create(EngineOptions{1, ""});
   const TensorRequest req = Request(t);
-  auto q =
-      QuantizeTensor(TensorInput{req.name, req.dtype, req.shape, req.data}, config, o, **engine);
+  auto q = QuantizeTensor(req.tensor, config, o, **engine);
   EXPECT_TRUE(q.ok()) << q.status();
   *quantized = q->quantized;
   std::vector<std::pair<std::string, std::vector<uint8_t>>> out;
@@ -80,12 +79,12 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> CoreOutputs(const Tens
     out.push_back({t.name, std::vector<uint8_t>(t.data.begin(), t.data.end())});
     return out;
   }
-  if (spec.format == OutputFormat::kFake) {
+  if (spec.format == OutputLayout::kFake) {
     out.push_back({t.name, std::vector<uint8_t>(q->fake.begin(), q->fake.end())});
     return out;
   }
   auto packed =
-      spec.format == OutputFormat::kInc
+      spec.format == OutputLayout::kInc
           ? PackInc(*q, LayerName(t.name), spec.compression_dim)
           : PackGptq(*q, LayerName(t.name), GptqPackOptions{(*session)->gptq_format, {}, nullptr});
   EXPECT_TRUE(packed.ok()) << packed.status();
@@ -139,24 +138,35 @@ std::vector<Tensor> Tensors() {
           RandomTensor("model.layers.1.v_proj.weight", "F16", {16, 256}, 3)};
 }
 
+// The C API names output forms for gRPC clients without linking protobuf (OutputFormName); the
+// names must be those of the forms the wire mapping chooses, and the mapping must round-trip.
+TEST(OutputLayoutWireTest, NamesAndMappingAgree) {
+  for (OutputLayout l : kOutputLayouts) {
+    SCOPED_TRACE(OutputLayoutName(l));
+    EXPECT_EQ(OutputFormName(l), v1::OutputForm_Name(OutputLayoutToProto(l)));
+    EXPECT_EQ(OutputLayoutFromProto(OutputLayoutToProto(l)), l);
+  }
+  EXPECT_EQ(OutputLayoutFromProto(v1::OUTPUT_FORM_CODES), OutputLayout::kFake);
+}
+
 TEST_F(RemoteBackendTest, FakeParity) {
-  ExpectParity(*backend_, Spec(R"({"bits":4,"group_size":32})", OutputFormat::kFake), Tensors());
+  ExpectParity(*backend_, Spec(R"({"bits":4,"group_size":32})", OutputLayout::kFake), Tensors());
 }
 
 TEST_F(RemoteBackendTest, IncParity) {
-  ExpectParity(*backend_, Spec(R"({"bits":4,"group_size":32})", OutputFormat::kInc), Tensors());
+  ExpectParity(*backend_, Spec(R"({"bits":4,"group_size":32})", OutputLayout::kInc), Tensors());
 }
 
 TEST_F(RemoteBackendTest, GptqV1Parity) {
   ExpectParity(
       *backend_,
-      Spec(R"({"bits":4,"group_size":32,"scheme":"sym"})", OutputFormat::kGptq, GptqFormat::kV1),
+      Spec(R"({"bits":4,"group_size":32,"scheme":"sym"})", OutputLayout::kGptq, GptqFormat::kV1),
       Tensors());
 }
 
 TEST_F(RemoteBackendTest, GptqV2Parity) {
   ExpectParity(*backend_,
-               Spec(R"({"bits":4,"group_size":32})", OutputFormat::kGptq, GptqFormat::kV2),
+               Spec(R"({"bits":4,"group_size":32})", OutputLayout::kGptq, GptqFormat::kV2),
                Tensors());
 }
 
@@ -177,7 +187,7 @@ TEST_F(RemoteBackendTest, WeightConfigOverrideAndPassthrough) {
 }
 
 TEST_F(RemoteBackendTest, ConfigErrorAtOpenNamesField) {
-  auto s = backend_->OpenSession(Spec(R"({"bits":9})", OutputFormat::kFake));
+  auto s = backend_->OpenSession(Spec(R"({"bits":9})", OutputLayout::kFake));
   EXPECT_THAT(s.status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bits")));
 }
 
@@ -186,7 +196,7 @@ TEST_F(RemoteBackendTest, PerTensorErrorKeepsSessionUsable) {
   ASSERT_TRUE(session.ok()) << session.status();
   Tensor bad = RandomTensor("bad.weight", "F32", {8, 32}, 4);
   TensorRequest req = Request(bad);
-  req.shape = {8, 64};  // byte count does not match the shape
+  req.tensor.shape = {8, 64};  // byte count does not match the shape
   auto r = Quantize(**session, req);
   EXPECT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("bad.weight"));

@@ -91,7 +91,7 @@ std::vector<Tensor> LargeTensors() {
   };
 }
 
-std::string Quiet(const QuantizeOptions& o, Backend& backend, absl::Status* status) {
+std::string Quiet(const QuantizeRunOptions& o, Backend& backend, absl::Status* status) {
   std::ostringstream out;
   Progress progress(ProgressMode::kQuiet, out);
   absl::StatusOr<QuantizeOutcome> r = RunQuantize(o, backend, progress);
@@ -101,7 +101,7 @@ std::string Quiet(const QuantizeOptions& o, Backend& backend, absl::Status* stat
 
 struct FormatCase {
   const char* name;
-  OutputFormat format;
+  OutputLayout format;
   const char* config;
 };
 
@@ -120,7 +120,7 @@ TEST_P(LargeTensorTest, MatchesLocalWithOneAndFourStreams) {
   ASSERT_NE(server, nullptr);
   auto remote = *RemoteBackend::Create(Client(*server));
   auto local = *LocalBackend::Create({2, ""});
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = dir.File("in.safetensors");
   o.format = c.format;
   o.config_json = c.config;
@@ -141,15 +141,15 @@ TEST_P(LargeTensorTest, MatchesLocalWithOneAndFourStreams) {
 INSTANTIATE_TEST_SUITE_P(
     Formats, LargeTensorTest,
     ::testing::Values(
-        FormatCase{"fake", OutputFormat::kFake, R"({"bits": 4, "group_size": 32})"},
-        FormatCase{"inc", OutputFormat::kInc, R"({"bits": 4, "group_size": 64})"},
-        FormatCase{"gptq_v1", OutputFormat::kGptq,
+        FormatCase{"fake", OutputLayout::kFake, R"({"bits": 4, "group_size": 32})"},
+        FormatCase{"inc", OutputLayout::kInc, R"({"bits": 4, "group_size": 64})"},
+        FormatCase{"gptq_v1", OutputLayout::kGptq,
                    R"({"bits": 4, "group_size": 128, "scheme": "sym"})"},
-        FormatCase{"gptq_v2", OutputFormat::kGptq, R"({"bits": 8, "group_size": 128})"},
-        FormatCase{"mse_search", OutputFormat::kFake, R"({"bits": 4, "enable_mse_search": true})"},
-        FormatCase{"double_quant", OutputFormat::kInc,
+        FormatCase{"gptq_v2", OutputLayout::kGptq, R"({"bits": 8, "group_size": 128})"},
+        FormatCase{"mse_search", OutputLayout::kFake, R"({"bits": 4, "enable_mse_search": true})"},
+        FormatCase{"double_quant", OutputLayout::kInc,
                    R"({"bits": 4, "double_quant_dtype": "int", "double_quant_bits": 8})"},
-        FormatCase{"group_dim_0", OutputFormat::kFake, R"({"bits": 4, "group_dim": 0})"}),
+        FormatCase{"group_dim_0", OutputLayout::kFake, R"({"bits": 4, "group_dim": 0})"}),
     [](const ::testing::TestParamInfo<FormatCase>& p) { return p.param.name; });
 
 // A directory of 2,000 small tensors and a weight_config with an entry for half of them: the
@@ -178,7 +178,7 @@ TEST(ManySmallTensorsTest, ConfigIsCompiledOncePerRunNotPerTensor) {
   co.stream_max_seconds = 0;  // rotate by count only, so the count of streams is known
   auto remote = *RemoteBackend::Create(co);
   auto local = *LocalBackend::Create({2, ""});
-  QuantizeOptions o;
+  QuantizeRunOptions o;
   o.input = dir.File("in.safetensors");
   o.config_json = config;
   o.streams = 4;
@@ -230,7 +230,7 @@ TEST(MidAnswerTest, RetryStartsOverOnAnotherReplica) {
   ClientOptions co = Client(*a);
   co.server = absl::StrCat("127.0.0.1:", a->port(), ",127.0.0.1:", b->port());
   auto backend = *RemoteBackend::Create(co);
-  const SessionSpec spec{R"({"bits": 4})", OutputFormat::kFake, GptqFormat::kV1, 1, std::nullopt};
+  const SessionSpec spec{R"({"bits": 4})", OutputLayout::kFake, GptqFormat::kV1, 1, std::nullopt};
   auto session = backend->OpenSession(spec);
   ASSERT_THAT(session, IsOk());
   const Tensor t = RandomTensor("big.weight", "F32", {2560, 1024}, 9);
@@ -262,7 +262,7 @@ TEST(MidAnswerTest, TensorErrorAfterPartialOutputIsDiscarded) {
   ASSERT_NE(server, nullptr);
   auto backend = *RemoteBackend::Create(Client(*server));
   auto session = backend->OpenSession(
-      SessionSpec{R"({"bits": 4})", OutputFormat::kFake, GptqFormat::kV1, 1, std::nullopt});
+      SessionSpec{R"({"bits": 4})", OutputLayout::kFake, GptqFormat::kV1, 1, std::nullopt});
   ASSERT_THAT(session, IsOk());
   const Tensor t = RandomTensor("big.weight", "F32", {2560, 1024}, 9);
   TensorRequest req = Request(t);

@@ -62,10 +62,10 @@ class VerifyTest : public ::testing::Test {
     backend_ = *LocalBackend::Create({2, ""});
     input_ = Checkpoint(dir_ + "/in.safetensors");
   }
-  std::string Quantize(OutputFormat f) {
-    QuantizeOptions o;
+  std::string Quantize(OutputLayout f) {
+    QuantizeRunOptions o;
     o.input = input_;
-    o.output = dir_ + "/" + OutputFormatName(f) + ".safetensors";
+    o.output = dir_ + "/" + OutputLayoutName(f) + ".safetensors";
     o.format = f;
     std::ostringstream quiet;
     Progress progress(ProgressMode::kQuiet, quiet);
@@ -87,8 +87,8 @@ class VerifyTest : public ::testing::Test {
 };
 
 TEST_F(VerifyTest, GoodOutputsPassExactlyInEveryFormat) {
-  for (OutputFormat f : {OutputFormat::kFake, OutputFormat::kInc, OutputFormat::kGptq}) {
-    SCOPED_TRACE(OutputFormatName(f));
+  for (OutputLayout f : {OutputLayout::kFake, OutputLayout::kInc, OutputLayout::kGptq}) {
+    SCOPED_TRACE(OutputLayoutName(f));
     const absl::StatusOr<VerifyReport> r =
         VerifyCheckpoint(input_, Quantize(f), {}, backend_->engine());
     ASSERT_THAT(r, IsOk());
@@ -106,7 +106,7 @@ TEST_F(VerifyTest, GoodOutputsPassExactlyInEveryFormat) {
 }
 
 TEST_F(VerifyTest, CorruptionIsNamed) {
-  const std::string gptq = Quantize(OutputFormat::kGptq);
+  const std::string gptq = Quantize(OutputLayout::kGptq);
   Flip(gptq, "b.qweight");
   Flip(gptq, "norm.weight");
   absl::StatusOr<VerifyReport> r = VerifyCheckpoint(input_, gptq, {}, backend_->engine());
@@ -116,7 +116,7 @@ TEST_F(VerifyTest, CorruptionIsNamed) {
   EXPECT_THAT(r->problems, Contains(HasSubstr("norm.weight: bytes differ")));
   EXPECT_TRUE(r->quantized[0].problems.empty());
 
-  const std::string fake = Quantize(OutputFormat::kFake);
+  const std::string fake = Quantize(OutputLayout::kFake);
   Flip(fake, "a.weight");
   r = VerifyCheckpoint(input_, fake, {}, backend_->engine());
   ASSERT_THAT(r, IsOk());

@@ -9,10 +9,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/quant_config_conversion.h"
+#include "proto/status_conversion.h"
 #include "server/auth.h"
 #include "server/logging.h"
 #include "server/session.h"
-#include "server/status_mapping.h"
 #include "server/tensor_job.h"
 #include "server/work_pool.h"
 #include "tests/server/harness.h"
@@ -45,6 +45,19 @@ TEST(StatusMappingTest, SameCodeAndTruncatedMessage) {
     EXPECT_LE(cut.size(), kMaxStatusMessageBytes);
     EXPECT_EQ(cut.substr(0, kept), m.substr(0, kept));
     EXPECT_EQ((kept - (m[0] == 'x')) % 2, 0u) << kept;
+  }
+}
+
+// Both directions live in proto/status_conversion: every canonical code survives the round trip,
+// and a wire code number outside them (a peer's TensorError.code) becomes Unknown.
+TEST(StatusMappingTest, RoundTripsAndRefusesUnknownCodes) {
+  for (int code = 1; code <= 16; ++code) {
+    const absl::Status s(static_cast<absl::StatusCode>(code), "msg");
+    EXPECT_EQ(FromGrpcStatus(ToGrpcStatus(s)), s);
+  }
+  EXPECT_TRUE(FromGrpcStatus(grpc::Status::OK).ok());
+  for (int code : {-1, 17, 1000}) {
+    EXPECT_EQ(StatusFromCode(code, "m"), absl::UnknownError("m")) << code;
   }
 }
 

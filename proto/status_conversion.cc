@@ -1,8 +1,8 @@
-#include "server/status_mapping.h"
+#include "proto/status_conversion.h"
 
 #include "absl/strings/str_cat.h"
 
-namespace rtnq::server {
+namespace rtnq {
 
 std::string TruncateStatusMessage(absl::string_view message) {
   if (message.size() <= kMaxStatusMessageBytes) return std::string(message);
@@ -20,4 +20,15 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                       TruncateStatusMessage(status.message()));
 }
 
-}  // namespace rtnq::server
+absl::Status StatusFromCode(int code, const std::string& message) {
+  if (code < 0 || code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
+    return absl::UnknownError(message);
+  }
+  return absl::Status(static_cast<absl::StatusCode>(code), message);
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  return StatusFromCode(static_cast<int>(status.error_code()), status.error_message());
+}
+
+}  // namespace rtnq
