@@ -79,11 +79,11 @@ class TensorJob {
   /// tensor when buffered.
   int64_t step_bytes() const { return step_bytes_; }
   /// What the tensor reserves at its header and how its data is accounted (memory_budget.h),
-  /// from the figures of its TensorStreamPlan: for a kBuffered tensor a floor of its input or its outputs, whichever is larger; for a
-  /// row-streamed one a floor of one row (weighted when its outputs are larger than its input)
-  /// and, with a packed output, a fixed part for the codes kept until its end and the packed
-  /// outputs built from them; nothing for echoes and failed tensors. Guarded by the stream's
-  /// lock: steps never touch it.
+  /// from the figures of its TensorStreamPlan: for a kBuffered tensor a floor of its input or its
+  /// outputs, whichever is larger; for a row-streamed one a floor of one row (weighted when its
+  /// outputs are larger than its input) and, with a packed output, a fixed part for the codes kept
+  /// until its end and the packed outputs built from them; nothing for echoes and failed tensors.
+  /// Guarded by the stream's lock: steps never touch it.
   TensorShare& share() { return share_; }
   /// The header-time error of a kFailed job.
   const absl::Status& header_error() const { return header_error_; }
