@@ -70,7 +70,9 @@ TEST_F(TensorStreamTest, AnyChunkingGivesTheWholeTensorsOutputsInEveryForm) {
   // Pieces smaller than a row, exactly a row, across row ends, many rows, and the whole tensor.
   const std::vector<int64_t> piece_sizes = {
       1, 7, row_bytes, row_bytes + 5, 3 * row_bytes - 1, kRows * row_bytes};
-  for (const auto& [config, outputs] : cases) {
+  for (const auto& c : cases) {
+    const QuantConfig& config = c.first;
+    const StreamOutputs& outputs = c.second;
     auto plan = Plan(config, outputs);
     ASSERT_THAT(plan, IsOk());
     ASSERT_EQ(plan->mode, StreamMode::kRows);
