@@ -8,6 +8,7 @@ time on it, writing chunks and reading results concurrently. A transient failure
 tensor on a new one after an exponential backoff with jitter, up to `max_attempts` attempts."""
 
 import asyncio
+import concurrent.futures
 import random
 import socket
 import threading
@@ -520,7 +521,18 @@ class _Bridge:
         self.c_run = None
 
     def _call(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        # Once the run is aborted no C++ thread waits on the loop: a call still running then is
+        # cancelled (its stream with it) and this thread returns, so the run always ends.
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        while True:
+            try:
+                return fut.result(timeout=0.1)
+            except concurrent.futures.TimeoutError:
+                if self.c_run is not None and self.c_run.aborted.is_set():
+                    fut.cancel()
+                    raise asyncio.CancelledError() from None
+            except concurrent.futures.CancelledError:
+                raise asyncio.CancelledError() from None
 
     def open_session(self, spec):
         w = _Worker(self.client, spec)
