@@ -36,42 +36,43 @@ int64_t SpecBytes(const std::vector<TensorSpec>& specs) {
   return bytes;
 }
 
-// The output bytes of `name`'s [rows, cols] view (shape as given, for the packed layouts).
-int64_t OutputBytes(const std::string& name, ElemType dtype, const std::vector<int64_t>& shape,
-                    const QuantConfig& c, int64_t rows, int64_t cols,
-                    const StreamOutputs& outputs) {
+// The output bytes of a [rows, cols] view in an unpacked form (kFake, kCodes).
+int64_t UnpackedBytes(ElemType dtype, const QuantConfig& c, int64_t rows, int64_t cols,
+                      const StreamOutputs& outputs) {
   if (outputs.metrics_only) return 0;
-  switch (outputs.form) {
-    case StreamForm::kCodes:
-      return CodesBytes(c, rows, cols);
-    case StreamForm::kPacked: {
-      auto specs = PlanLayoutOutputs(name, dtype, shape, c, outputs.layout);
-      // Where the planner does not know the shape, a bound: packed words never take more than
-      // the codes they pack plus one word per row and column (and GPTQ's g_idx per column).
-      if (!specs.ok()) return CodesBytes(c, rows, cols) + 8 * (rows + cols);
-      return SpecBytes(*specs);
-    }
-    case StreamForm::kFake:
-      break;
-  }
+  if (outputs.form == StreamForm::kCodes) return CodesBytes(c, rows, cols);
   return rows * cols * ElemSize(dtype);
 }
 
-// What a packed layout refuses, checked from the header before any data is read: for GPTQ the
+// A packed layout's output bytes for `name` (`shape`, 2-D view [rows, cols]), planned once, after
+// what the layout refuses is checked from the header before any data is read: for GPTQ the
 // loaders' rules on the 2-D view, for compressed-tensors and AWQ their whole plan (bits, scheme,
 // 2-D weights, group sizes).
-absl::Status CheckLayout(const std::string& name, ElemType dtype, const std::vector<int64_t>& shape,
-                         const QuantConfig& config, int64_t rows, int64_t cols,
-                         const OutputLayoutOptions& layout) {
-  switch (layout.layout) {
-    case OutputLayout::kGptq:
-      return CheckGptqCompatible(name, config, rows, cols);
-    case OutputLayout::kCompressedTensors:
-    case OutputLayout::kAwq:
-      return PlanLayoutOutputs(name, dtype, shape, config, layout).status();
-    default:
-      return absl::OkStatus();
+absl::StatusOr<int64_t> PackedBytes(const std::string& name, ElemType dtype,
+                                    const std::vector<int64_t>& shape, const QuantConfig& config,
+                                    int64_t rows, int64_t cols, const OutputLayoutOptions& layout) {
+  if (layout.layout == OutputLayout::kGptq) {
+    RTNQ_RETURN_IF_ERROR(CheckGptqCompatible(name, config, rows, cols));
   }
+  auto specs = PlanLayoutOutputs(name, dtype, shape, config, layout);
+  if (specs.ok()) return SpecBytes(*specs);
+  if (layout.layout == OutputLayout::kCompressedTensors || layout.layout == OutputLayout::kAwq) {
+    return specs.status();
+  }
+  // Where the planner does not know the shape (a 2-D view of more dimensions), a bound: packed
+  // words never take more than the codes they pack plus one word per row and column (and GPTQ's
+  // g_idx per column).
+  return CodesBytes(config, rows, cols) + 8 * (rows + cols);
+}
+
+// The output bytes of `name`'s [rows, cols] view in `outputs`' form; a packed layout's refusal.
+absl::StatusOr<int64_t> OutputBytes(const std::string& name, ElemType dtype,
+                                    const std::vector<int64_t>& shape, const QuantConfig& config,
+                                    int64_t rows, int64_t cols, const StreamOutputs& outputs) {
+  if (outputs.form != StreamForm::kPacked) return UnpackedBytes(dtype, config, rows, cols, outputs);
+  RTNQ_ASSIGN_OR_RETURN(const int64_t bytes,
+                        PackedBytes(name, dtype, shape, config, rows, cols, outputs.layout));
+  return outputs.metrics_only ? 0 : bytes;
 }
 
 // Stacked MoE experts: each expert's weight is checked and counted as a tensor of its own.
@@ -85,13 +86,10 @@ absl::Status PlanExperts(TensorStreamPlan& p, const std::optional<ExpertLayout>&
   }
   RTNQ_ASSIGN_OR_RETURN(p.experts, PlanExpertSlices(p.name, p.shape, *expert_layout, std::nullopt));
   for (const ExpertSlice& e : p.experts) {
-    const std::string weight = e.layer + ".weight";
-    const std::vector<int64_t> shape{e.out, e.in};
-    if (p.outputs.form == StreamForm::kPacked) {
-      RTNQ_RETURN_IF_ERROR(
-          CheckLayout(weight, p.dtype, shape, p.config, e.out, e.in, p.outputs.layout));
-    }
-    p.output_bytes += OutputBytes(weight, p.dtype, shape, p.config, e.out, e.in, p.outputs);
+    RTNQ_ASSIGN_OR_RETURN(
+        const int64_t bytes,
+        OutputBytes(e.layer + ".weight", p.dtype, {e.out, e.in}, p.config, e.out, e.in, p.outputs));
+    p.output_bytes += bytes;
   }
   p.mode = StreamMode::kWhole;
   p.step_bytes = p.input_bytes;
@@ -132,10 +130,8 @@ absl::StatusOr<TensorStreamPlan> PlanTensorStream(const std::string& name, ElemT
     RTNQ_RETURN_IF_ERROR(PlanExperts(p, experts));
     return p;
   }
-  if (outputs.form == StreamForm::kPacked) {
-    RTNQ_RETURN_IF_ERROR(CheckLayout(name, dtype, shape, config, rows, cols, outputs.layout));
-  }
-  p.output_bytes = OutputBytes(name, dtype, shape, config, rows, cols, outputs);
+  RTNQ_ASSIGN_OR_RETURN(p.output_bytes,
+                        OutputBytes(name, dtype, shape, config, rows, cols, outputs));
   if (!RowStreamQuantizer::CanStream(config, p.options)) {
     p.mode = StreamMode::kWhole;
     p.step_bytes = p.input_bytes;
@@ -147,7 +143,7 @@ absl::StatusOr<TensorStreamPlan> PlanTensorStream(const std::string& name, ElemT
     // The codes are kept until the end, then packed while they still exist.
     p.kept_bytes = CodesBytes(config, rows, cols) + p.output_bytes;
   } else {
-    p.row_output_bytes = OutputBytes(name, dtype, shape, config, 1, cols, outputs);
+    p.row_output_bytes = UnpackedBytes(dtype, config, 1, cols, outputs);
   }
   return p;
 }
