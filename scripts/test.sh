@@ -5,9 +5,9 @@
 #           arguments to this script go to this ctest)
 #   asan    build-asan/, clang with -DRTNQ_FUZZ=ON (ASan+UBSan everywhere, the fuzz targets as
 #           libFuzzer binaries): the whole ctest suite
-#   tsan    build-tsan/, -DRTNQ_SANITIZE=thread: the server suites (RTNQ_TSAN_LABELS='server|client'
-#           adds the client's), without the data-volume suites; reports whose frames are in the
-#           uninstrumented Debian libraries (oneTBB, gRPC, ...) are suppressed (tests/tsan.supp)
+#   tsan    build-tsan/, -DRTNQ_SANITIZE=thread: the server and client suites (RTNQ_TSAN_LABELS
+#           narrows them, e.g. to 'server'); reports whose frames are in the uninstrumented
+#           Debian libraries (oneTBB, gRPC, ...) are suppressed (tests/tsan.supp)
 #   fuzz    scripts/fuzz.sh in build-asan/ (the same build, nothing more to compile): each libFuzzer
 #           target for RTNQ_FUZZ_SECONDS (default 20) s, then its seed corpus
 # Developers: `RTNQ_CI_STAGES=normal scripts/test.sh` runs just the ordinary suite. Build
@@ -42,11 +42,9 @@ for s in $STAGES; do
       ;;
     tsan)
       stage tsan
-      # RTNQ_TSAN_LABELS: server (default: the reactors, work pool, budgets and registry, where
-      # the service's threads meet) or 'server|client' (adds the client suites; on request: it
-      # adds 15+ minutes). The data-volume suites, whose gigabytes TSan slows past their
-      # timeouts, are left out: they test sizes and bytes, which the normal and asan stages cover.
-      labels=${RTNQ_TSAN_LABELS:-server}
+      # RTNQ_TSAN_LABELS: the ctest labels to run, 'server|client' by default (the reactors, work
+      # pool, budgets and registry, and the clients that drive them, where the threads meet).
+      labels=${RTNQ_TSAN_LABELS:-server|client}
       cmake -S . -B build-tsan -G Ninja -DRTNQ_SANITIZE=thread -DRTNQ_BUILD_BENCH=OFF >/dev/null
       targets="rtnq-server rtnq_server_tests"
       case "$labels" in *client*) targets="$targets rtnq tests/client/all" ;; esac
@@ -56,8 +54,7 @@ for s in $STAGES; do
       # stack that cannot be restored cannot be matched by the suppressions either).
       TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$PWD/tests/tsan.supp:history_size=7:second_deadlock_stack=1} \
         RTNQ_TEST_TIME_SCALE=${RTNQ_TEST_TIME_SCALE:-3} \
-        ctest --test-dir build-tsan --output-on-failure -j "$JOBS" -L "$labels" \
-          -E 'LargeTensorTest|MoeRunTest|RemoteMeasurementsEqualLocalOnesBitForBit|MidAnswerTest|^rtnq_[a-z0-9_]*cli$'
+        ctest --test-dir build-tsan --output-on-failure -j "$JOBS" -L "$labels"
       ;;
     fuzz)
       stage fuzz

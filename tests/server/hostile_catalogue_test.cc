@@ -384,6 +384,9 @@ Attack Trickle(std::function<Requests()> requests, Drip drip, double period) {
       }
       for (const auto& r : next) open = open && stream->Write(r);
     }
+    // A failed write means the server ended the call: its reader is about to see the status,
+    // which a cancel here would overwrite with CANCELLED.
+    if (!open) WaitFor([&] { return ended.load(); }, 10);
     if (!ended) ctx.TryCancel();
     reader.join();
     return FromStatus(stream->Finish());
