@@ -4,22 +4,12 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "core/happens_before.h"
 #include "tbb/blocked_range.h"
 #include "tbb/info.h"
 #include "tbb/parallel_for.h"
 #include "tbb/task_arena.h"
 #include "tbb/task_group.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define RTNQ_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define RTNQ_TSAN 1
-#endif
-#endif
-#ifdef RTNQ_TSAN
-#include <sanitizer/tsan_interface.h>
-#endif
 
 namespace rtnq {
 namespace {
@@ -43,21 +33,14 @@ class ForkJoinMarks {
     ForkJoinMarks& marks_;
   };
 
-#ifdef RTNQ_TSAN
-  void Fork() { __tsan_release(&fork_); }
-  void Started() { __tsan_acquire(&fork_); }
-  void Finished() { __tsan_release(&join_); }
-  void Joined() { __tsan_acquire(&join_); }
+  void Fork() { MarkHappensBefore(&fork_); }
+  void Started() { MarkHappensAfter(&fork_); }
+  void Finished() { MarkHappensBefore(&join_); }
+  void Joined() { MarkHappensAfter(&join_); }
 
  private:
   char fork_ = 0;
   char join_ = 0;
-#else
-  void Fork() {}
-  void Started() {}
-  void Finished() {}
-  void Joined() {}
-#endif
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/engine.h"
+#include "core/happens_before.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
@@ -223,6 +224,7 @@ void RtnqServer::Shutdown(double grace_seconds) {
   // Streams still running after the grace period are cancelled; Shutdown waits for them.
   server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();
+  MarkHappensAfter(context_.get());  // every stream's OnDone (quantize_reactor.cc)
   spdlog::info("server shutdown done drained={} cancelled_streams={} seconds={:.3f}", drained,
                cancelled,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
