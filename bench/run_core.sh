@@ -39,8 +39,9 @@ for b in results:
     name = b["run_name"]
     args = dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", name))
     bench = name.split("/")[0][3:]
-    case = {"MemoryRead": "memory read", "GptqPack": "PackGptq alone (int4 sym g32 codes)"}.get(
-        bench, CASES.get(args.get("case")))
+    case = {"MemoryRead": "memory read", "GptqPack": "PackGptq alone (int4 sym g32 codes)",
+            "LayoutPack": ("PackAwq" if args.get("awq") else "PackCompressedTensors")
+                          + " alone (int4 asym g32 codes)"}.get(bench, CASES.get(args.get("case")))
     key = (bench, case, SHAPES[args["shape"]], "bf16" if args["bf16"] else "f32")
     threads = "1" if args.get("threads", 1) == 1 else "all"
     ratio = b.get("mem_ratio", 1.0)
