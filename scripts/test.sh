@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command (CI runs it via .ci/run): installs dependencies, then runs the stages
-# named in RTNQ_CI_STAGES (default: normal asan tsan fuzz, about 40 minutes on 2 cores):
+# named in RTNQ_CI_STAGES (default: normal asan tsan fuzz, about 35 minutes on 2 cores):
 #   normal  scripts/build.sh into ${BUILD_DIR:-build}, then the whole ctest suite (extra
 #           arguments to this script go to this ctest)
 #   asan    build-asan/, clang with -DRTNQ_FUZZ=ON (ASan+UBSan everywhere, the fuzz targets as
